@@ -1,0 +1,138 @@
+use std::fmt;
+use std::io;
+
+/// A socket option this crate reads or writes; named in errors so a failure says which call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SocketOption {
+    /// `SO_KEEPALIVE` at `SOL_SOCKET`: turns keep-alive probing on or off.
+    KeepAlive,
+    /// `TCP_KEEPIDLE` (`TCP_KEEPALIVE` on Apple systems): seconds of silence before the first probe.
+    KeepIdle,
+    /// `TCP_KEEPINTVL`: seconds between unanswered probes.
+    KeepInterval,
+    /// `TCP_KEEPCNT`: unanswered probes before the connection is dropped.
+    KeepCount,
+    /// `TCP_USER_TIMEOUT` (Linux): milliseconds sent data may stay unacknowledged.
+    UserTimeout,
+}
+
+impl SocketOption {
+    /// The option's name as the C headers spell it, e.g. `"TCP_KEEPIDLE"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketOption::KeepAlive => "SO_KEEPALIVE",
+            SocketOption::KeepIdle => "TCP_KEEPIDLE",
+            SocketOption::KeepInterval => "TCP_KEEPINTVL",
+            SocketOption::KeepCount => "TCP_KEEPCNT",
+            SocketOption::UserTimeout => "TCP_USER_TIMEOUT",
+        }
+    }
+}
+
+impl fmt::Display for SocketOption {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Everything that can go wrong; each binding maps these variants once to its language's errors.
+///
+/// Every message names the offending value and what is allowed or what the socket is.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A value outside Linux's limits, or an environment variable that does not parse.
+    /// Raised before any system call, so the socket is untouched.
+    #[error("invalid {name}: {value:?} (allowed: {allowed})")]
+    InvalidArgument {
+        /// The parameter or environment variable, e.g. `"idle"` or `"TCP_KEEPALIVE_IDLE"`.
+        name: String,
+        /// The value as given.
+        value: String,
+        /// What would have been accepted.
+        allowed: String,
+    },
+    /// The descriptor is a socket, but not a TCP one (UDP, Unix-domain, raw, ...).
+    #[error(
+        "descriptor {fd} is a {kind} socket, not TCP: keep-alive options apply to TCP sockets only"
+    )]
+    NotTcp {
+        /// The descriptor.
+        fd: i32,
+        /// What the socket is instead, e.g. `"AF_INET SOCK_DGRAM (UDP)"`.
+        kind: String,
+        /// The kernel's error for the first option tried (ENOPROTOOPT or EOPNOTSUPP).
+        source: io::Error,
+    },
+    /// The descriptor is open but is no socket (a file, pipe or terminal).
+    #[error("descriptor {fd} is not a socket (a file, pipe or terminal?): {source}")]
+    NotASocket {
+        /// The descriptor.
+        fd: i32,
+        /// The kernel's error (ENOTSOCK).
+        source: io::Error,
+    },
+    /// The descriptor is closed or negative.
+    #[error("descriptor {fd} is not open: {source}")]
+    BadDescriptor {
+        /// The descriptor.
+        fd: i32,
+        /// The kernel's error (EBADF).
+        source: io::Error,
+    },
+    /// A TCP socket, but this operating system lacks the option.
+    #[error("{option} is not supported on this system: {source}")]
+    Unsupported {
+        /// The option that is missing.
+        option: SocketOption,
+        /// The kernel's error, or ENOPROTOOPT where the option does not exist at compile time.
+        source: io::Error,
+    },
+    /// Any other failure of a system call, with the option it was for.
+    #[error("{option} on descriptor {fd} failed: {source}")]
+    Os {
+        /// The descriptor.
+        fd: i32,
+        /// The option being read or written.
+        option: SocketOption,
+        /// The kernel's error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// The `errno` behind this error, when it came from the kernel.
+    pub fn raw_os_error(&self) -> Option<i32> {
+        match self {
+            Error::InvalidArgument { .. } => None,
+            Error::NotTcp { source, .. }
+            | Error::NotASocket { source, .. }
+            | Error::BadDescriptor { source, .. }
+            | Error::Unsupported { source, .. }
+            | Error::Os { source, .. } => source.raw_os_error(),
+        }
+    }
+
+    pub(crate) fn invalid(
+        name: impl Into<String>,
+        value: impl Into<String>,
+        allowed: impl Into<String>,
+    ) -> Error {
+        Error::InvalidArgument {
+            name: name.into(),
+            value: value.into(),
+            allowed: allowed.into(),
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Keeps the kernel's `errno` where there is one; invalid arguments become `InvalidInput`.
+    fn from(err: Error) -> io::Error {
+        match err.raw_os_error() {
+            Some(code) => io::Error::new(io::Error::from_raw_os_error(code).kind(), err),
+            None => io::Error::new(io::ErrorKind::InvalidInput, err),
+        }
+    }
+}

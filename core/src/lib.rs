@@ -1,0 +1,366 @@
+//! Configure and inspect TCP keep-alive on any socket.
+//!
+//! A middlebox (an AWS NLB or NAT gateway after 350 s, an Azure load balancer after 240 s, any
+//! conntrack firewall) forgets a TCP flow that stays silent longer than its idle timeout and then
+//! drops its packets without a word. A client waiting minutes for an answer never gets it. Linux
+//! sends its first keep-alive probe only after 7200 s, and only on sockets that asked for
+//! keep-alive at all. This crate turns keep-alive on with timings that keep such flows fresh
+//! (defaults: first probe after 60 s, then every 10 s, 6 unanswered probes end the connection) and
+//! reads the settings back from the kernel.
+//!
+//! ```no_run
+//! use std::net::TcpStream;
+//! use std::time::Duration;
+//!
+//! let stream = TcpStream::connect("127.0.0.1:8080")?;
+//! tcp_keepalive::configure_keepalive(&stream, Duration::from_secs(60), Duration::from_secs(10), 6)?;
+//! let settings = tcp_keepalive::inspect(&stream)?;
+//! assert!(settings.enabled);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Servers: on Linux a listening socket's keep-alive settings are inherited by every socket it
+//! accepts, so configuring the listener once covers every connection.
+//!
+//! All or nothing: values are checked before any system call, and a call that fails leaves every
+//! option of the socket as it was.
+#![cfg_attr(not(unix), allow(unused))]
+#![warn(missing_docs)]
+
+mod env;
+mod error;
+#[cfg(unix)]
+mod sys;
+
+use std::fmt;
+#[cfg(unix)]
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::time::Duration;
+
+pub use env::{parse_duration, EnvConfig, ENV_VARIABLES};
+pub use error::{Error, SocketOption};
+
+/// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
+pub const MAX_SECONDS: u32 = 32767;
+/// Linux's largest `TCP_KEEPCNT` (`MAX_TCP_KEEPCNT`).
+pub const MAX_COUNT: u32 = 127;
+/// The largest `TCP_USER_TIMEOUT`, in milliseconds (the option is a C `int`).
+pub const MAX_USER_TIMEOUT_MS: u64 = i32::MAX as u64;
+
+/// Seconds of silence before the first probe, by default: shorter than every common middlebox
+/// idle timeout (AWS 350 s, Azure 240 s).
+pub const DEFAULT_IDLE: Duration = Duration::from_secs(60);
+/// Seconds between unanswered probes, by default.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(10);
+/// Unanswered probes before the connection is dropped, by default.
+pub const DEFAULT_COUNT: u32 = 6;
+
+/// Keep-alive settings, validated against Linux's limits when built.
+///
+/// `Default` is idle 60 s, interval 10 s, count 6 and no user timeout: a dead peer is noticed
+/// within 120 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeepAlive {
+    idle: u32,
+    interval: u32,
+    count: u32,
+    user_timeout_ms: Option<u32>,
+}
+
+impl Default for KeepAlive {
+    fn default() -> Self {
+        KeepAlive {
+            idle: DEFAULT_IDLE.as_secs() as u32,
+            interval: DEFAULT_INTERVAL.as_secs() as u32,
+            count: DEFAULT_COUNT,
+            user_timeout_ms: None,
+        }
+    }
+}
+
+/// Rounds up to whole units of `unit_nanos`, so that 1 ms never becomes 0 s.
+fn ceil_units(d: Duration, unit_nanos: u128) -> u128 {
+    d.as_nanos().div_ceil(unit_nanos)
+}
+
+/// A duration as a user would have written it: `90s`, `1500ms`, else Rust's own form.
+fn show(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        format!("{}s", d.as_secs())
+    } else if d.as_nanos() % 1_000_000 == 0 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{d:?}")
+    }
+}
+
+fn check_seconds(name: &str, d: Duration) -> Result<u32, Error> {
+    let secs = ceil_units(d, 1_000_000_000);
+    if (1..=MAX_SECONDS as u128).contains(&secs) {
+        Ok(secs as u32)
+    } else {
+        Err(Error::invalid(
+            name,
+            show(d),
+            format!("1 to {MAX_SECONDS} seconds (finer values round up to whole seconds)"),
+        ))
+    }
+}
+
+fn check_count(count: u32) -> Result<u32, Error> {
+    if (1..=MAX_COUNT).contains(&count) {
+        Ok(count)
+    } else {
+        Err(Error::invalid(
+            "count",
+            count.to_string(),
+            format!("1 to {MAX_COUNT} probes"),
+        ))
+    }
+}
+
+fn check_user_timeout(d: Duration) -> Result<u32, Error> {
+    let ms = ceil_units(d, 1_000_000);
+    if (1..=MAX_USER_TIMEOUT_MS as u128).contains(&ms) {
+        Ok(ms as u32)
+    } else {
+        Err(Error::invalid(
+            "user_timeout",
+            if d.as_nanos() % 1_000_000 == 0 {
+                format!("{}ms", d.as_millis())
+            } else {
+                show(d)
+            },
+            format!("1 to {MAX_USER_TIMEOUT_MS} milliseconds (finer values round up)"),
+        ))
+    }
+}
+
+impl KeepAlive {
+    /// Checks the values against Linux's limits: idle and interval 1 to 32767 s, count 1 to 127.
+    /// Durations finer than a second round up to whole seconds, never down to zero.
+    pub fn new(idle: Duration, interval: Duration, count: u32) -> Result<KeepAlive, Error> {
+        Ok(KeepAlive {
+            idle: check_seconds("idle", idle)?,
+            interval: check_seconds("interval", interval)?,
+            count: check_count(count)?,
+            user_timeout_ms: None,
+        })
+    }
+
+    /// Adds `TCP_USER_TIMEOUT` (Linux): the longest sent data may stay unacknowledged before the
+    /// kernel drops the connection, and, once probing has started, the time that decides when an
+    /// unanswered connection ends instead of the probe count. Keep-alive never probes while data
+    /// is unacknowledged, so this is the only bound on a write into a black hole.
+    /// Allowed: 1 ms to `i32::MAX` ms; finer values round up to whole milliseconds.
+    pub fn with_user_timeout(self, user_timeout: Duration) -> Result<KeepAlive, Error> {
+        Ok(KeepAlive {
+            user_timeout_ms: Some(check_user_timeout(user_timeout)?),
+            ..self
+        })
+    }
+
+    /// Seconds of silence before the first probe (`TCP_KEEPIDLE`).
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle.into())
+    }
+
+    /// Time between unanswered probes (`TCP_KEEPINTVL`).
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.interval.into())
+    }
+
+    /// Unanswered probes before the connection is dropped (`TCP_KEEPCNT`).
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// `TCP_USER_TIMEOUT`, when set.
+    pub fn user_timeout(&self) -> Option<Duration> {
+        self.user_timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+    }
+
+    /// `idle + interval × count`: the longest a silent dead peer can go unnoticed.
+    pub fn detection_bound(&self) -> Duration {
+        Duration::from_secs(u64::from(self.idle) + u64::from(self.interval) * u64::from(self.count))
+    }
+}
+
+impl fmt::Display for KeepAlive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "idle {}s, interval {}s, count {}",
+            self.idle, self.interval, self.count
+        )?;
+        if let Some(ms) = self.user_timeout_ms {
+            write!(f, ", user timeout {ms}ms")?;
+        }
+        write!(
+            f,
+            " (dead peer noticed within {}s)",
+            self.detection_bound().as_secs()
+        )
+    }
+}
+
+/// Keep-alive settings of a socket as the kernel reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Settings {
+    /// `SO_KEEPALIVE`: whether the kernel probes at all. The timings below apply only when true.
+    pub enabled: bool,
+    /// `TCP_KEEPIDLE`; the system default (`net.ipv4.tcp_keepalive_time`) when never set.
+    pub idle: Duration,
+    /// `TCP_KEEPINTVL`; the system default (`net.ipv4.tcp_keepalive_intvl`) when never set.
+    pub interval: Duration,
+    /// `TCP_KEEPCNT`; the system default (`net.ipv4.tcp_keepalive_probes`) when never set.
+    pub count: u32,
+    /// `TCP_USER_TIMEOUT`; `None` when unset (0) or on systems without it.
+    pub user_timeout: Option<Duration>,
+}
+
+impl fmt::Display for Settings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "keep-alive {}, idle {}s, interval {}s, count {}, user timeout ",
+            if self.enabled { "on" } else { "off" },
+            self.idle.as_secs(),
+            self.interval.as_secs(),
+            self.count
+        )?;
+        match self.user_timeout {
+            Some(t) => write!(f, "{}ms", t.as_millis()),
+            None => f.write_str("unset"),
+        }
+    }
+}
+
+/// Turns keep-alive on for a TCP socket with the given timings: the shortcut for
+/// `KeepAlive::new(idle, intvl, cnt)?.apply(fd)`.
+///
+/// Works on connected, unconnected and listening sockets, IPv4 and IPv6. Values are checked
+/// first (idle and interval 1 to 32767 s, count 1 to 127); a failing call changes nothing.
+#[cfg(unix)]
+pub fn configure_keepalive(
+    fd: impl AsFd,
+    idle: Duration,
+    intvl: Duration,
+    cnt: u32,
+) -> Result<(), Error> {
+    KeepAlive::new(idle, intvl, cnt)?.apply(fd)
+}
+
+/// Reads a socket's keep-alive settings from the kernel.
+///
+/// Fails with [`Error::NotTcp`], [`Error::NotASocket`] or [`Error::BadDescriptor`] like
+/// [`KeepAlive::apply`].
+#[cfg(unix)]
+pub fn inspect(fd: impl AsFd) -> Result<Settings, Error> {
+    let fd = fd.as_fd().as_raw_fd();
+    // A TCP-level option first: SO_KEEPALIVE alone would succeed on a UDP socket.
+    let idle = read(fd, SocketOption::KeepIdle)?;
+    let interval = read(fd, SocketOption::KeepInterval)?;
+    let count = read(fd, SocketOption::KeepCount)?;
+    let user_timeout = match sys::get(fd, SocketOption::UserTimeout) {
+        Ok(ms) => ms,
+        Err(e) => match sys::classify(fd, SocketOption::UserTimeout, e) {
+            Error::Unsupported { .. } => 0,
+            other => return Err(other),
+        },
+    };
+    let enabled = read(fd, SocketOption::KeepAlive)?;
+    Ok(Settings {
+        enabled: enabled != 0,
+        idle: Duration::from_secs(idle.max(0) as u64),
+        interval: Duration::from_secs(interval.max(0) as u64),
+        count: count.max(0) as u32,
+        user_timeout: (user_timeout > 0).then(|| Duration::from_millis(user_timeout as u64)),
+    })
+}
+
+#[cfg(unix)]
+fn read(fd: RawFd, option: SocketOption) -> Result<libc::c_int, Error> {
+    sys::get(fd, option).map_err(|e| sys::classify(fd, option, e))
+}
+
+#[cfg(unix)]
+impl KeepAlive {
+    /// The TCP-level writes in the order they are made; `SO_KEEPALIVE` always comes after them, so
+    /// probing never starts with half-set timings.
+    fn tcp_writes(&self) -> ([(SocketOption, libc::c_int); 4], usize) {
+        let writes = [
+            (SocketOption::KeepIdle, self.idle as libc::c_int),
+            (SocketOption::KeepInterval, self.interval as libc::c_int),
+            (SocketOption::KeepCount, self.count as libc::c_int),
+            (
+                SocketOption::UserTimeout,
+                self.user_timeout_ms.unwrap_or(0) as libc::c_int,
+            ),
+        ];
+        let len = if self.user_timeout_ms.is_some() { 4 } else { 3 };
+        (writes, len)
+    }
+
+    /// Applies these settings to a TCP socket: the timings first, then `SO_KEEPALIVE`.
+    ///
+    /// All or nothing: the current values are read first, and if any write fails the ones
+    /// already made are written back, so a failing call leaves the socket as it was. The first
+    /// read also tells a non-TCP socket ([`Error::NotTcp`]), a non-socket ([`Error::NotASocket`])
+    /// and a closed descriptor ([`Error::BadDescriptor`]) apart, before anything is changed.
+    ///
+    /// On Linux the settings of a listening socket are inherited by the sockets it accepts.
+    pub fn apply(&self, fd: impl AsFd) -> Result<(), Error> {
+        let fd = fd.as_fd().as_raw_fd();
+        let (writes, len) = self.tcp_writes();
+        let mut before: [libc::c_int; 4] = [0; 4];
+        for (slot, (option, _)) in before.iter_mut().zip(&writes[..len]) {
+            *slot = read(fd, *option)?;
+        }
+        self.write_all(fd, &writes[..len], |done| {
+            // Best effort: the original error is what the caller needs to see.
+            for ((option, _), old) in writes[..done].iter().zip(before) {
+                let _ = sys::set(fd, *option, old);
+            }
+        })
+    }
+
+    /// Applies these settings to a socket this program has just created and not yet shared,
+    /// without reading the old values first: half the system calls of [`KeepAlive::apply`], for
+    /// hot paths such as a `socket()` hook or a socket factory.
+    ///
+    /// A new socket has keep-alive off and no user timeout, so on failure this turns back what
+    /// matters: `SO_KEEPALIVE` is written last and so stays off, and a user timeout already set is
+    /// reset to 0 (unset). Timings already written stay, but do nothing while keep-alive is off.
+    pub fn apply_to_new_socket(&self, fd: impl AsFd) -> Result<(), Error> {
+        let fd = fd.as_fd().as_raw_fd();
+        let (writes, len) = self.tcp_writes();
+        self.write_all(fd, &writes[..len], |done| {
+            if done == 4 {
+                let _ = sys::set(fd, SocketOption::UserTimeout, 0);
+            }
+        })
+    }
+
+    /// Writes `writes` then `SO_KEEPALIVE=1`; on a failure calls `undo(number of writes made)`.
+    #[inline]
+    fn write_all(
+        &self,
+        fd: RawFd,
+        writes: &[(SocketOption, libc::c_int)],
+        undo: impl FnOnce(usize),
+    ) -> Result<(), Error> {
+        for (done, (option, value)) in writes.iter().enumerate() {
+            if let Err(e) = sys::set(fd, *option, *value) {
+                undo(done);
+                return Err(sys::classify(fd, *option, e));
+            }
+        }
+        if let Err(e) = sys::set(fd, SocketOption::KeepAlive, 1) {
+            undo(writes.len());
+            return Err(sys::classify(fd, SocketOption::KeepAlive, e));
+        }
+        Ok(())
+    }
+}
