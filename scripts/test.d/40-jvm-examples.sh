@@ -137,18 +137,19 @@ run_client() {
 
 url="http://127.0.0.1:$port/slow?seconds=3"
 ka=(LAB_KEEPALIVE=on TCP_KEEPALIVE_IDLE=17 TCP_KEEPALIVE_INTERVAL=3 TCP_KEEPALIVE_COUNT=4)
+timings="idle 17s, interval 3s, count 4" # what the clients print they applied (from KeepAlive.fromEnv)
 log "Scala and Java clients against the slow server on 127.0.0.1:$port"
 for client in scala java; do
     if [ $client = scala ]; then argv=("${SCALA[@]}"); else argv=("${JAVA[@]}"); fi
-    run_client "$client keep-alive on" 0 '^ok: HTTP 200' idle:17 \
+    run_client "$client keep-alive on" 0 "^ok: HTTP 200.*\\(keep-alive on, native, $timings\\)" idle:17 \
         LAB_URL="$url" LAB_DEADLINE=20 "${ka[@]}" -- "${argv[@]}"
-    run_client "$client keep-alive off" 0 '^ok: HTTP 200' off \
+    run_client "$client keep-alive off" 0 '^ok: HTTP 200.*\(keep-alive off\)' off \
         LAB_URL="$url" LAB_DEADLINE=20 LAB_KEEPALIVE=off -- "${argv[@]}"
     run_client "$client read deadline" 10 '^deadline' - \
         LAB_URL="$url" LAB_DEADLINE=1 "${ka[@]}" -- "${argv[@]}"
     run_client "$client refused" 11 '^ECONNREFUSED' - \
         LAB_URL="http://127.0.0.1:1/slow?seconds=1" LAB_DEADLINE=5 "${ka[@]}" -- "${argv[@]}"
-    run_client "$client late POST body" 0 '^ok: HTTP 200' idle:17 \
+    run_client "$client late POST body" 0 "^ok: HTTP 200.*\\(keep-alive on, native, $timings\\)" idle:17 \
         LAB_URL="$url" LAB_DEADLINE=20 LAB_WRITE_AFTER=1 "${ka[@]}" -- "${argv[@]}"
     run_client "$client invalid idle" 2 'TCP_KEEPALIVE_IDLE' - \
         LAB_URL="$url" LAB_DEADLINE=20 LAB_KEEPALIVE=on TCP_KEEPALIVE_IDLE=0 -- "${argv[@]}"

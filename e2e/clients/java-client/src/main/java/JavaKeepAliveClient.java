@@ -65,8 +65,8 @@ public final class JavaKeepAliveClient {
                 .connectTimeout(10, TimeUnit.SECONDS)
                 // One attempt: a retry would hide what happened to the first connection.
                 .retryOnConnectionFailure(false);
-        boolean keepAliveOn = "on".equals(System.getenv("LAB_KEEPALIVE"));
-        if (keepAliveOn) {
+        String mode = "keep-alive off";
+        if ("on".equals(System.getenv("LAB_KEEPALIVE"))) {
             KeepAlive keepAlive;
             try {
                 Optional<KeepAlive> fromEnv = KeepAlive.fromEnv();
@@ -76,6 +76,9 @@ public final class JavaKeepAliveClient {
                 return BAD_CONFIG;
             }
             builder.socketFactory(new KeepAliveSocketFactory(keepAlive));
+            mode = String.format(Locale.ROOT, "keep-alive on, %s, idle %ds, interval %ds, count %d",
+                    KeepAlive.isNativeLoaded() ? "native" : "fallback", keepAlive.idle().getSeconds(),
+                    keepAlive.interval().getSeconds(), keepAlive.count());
         }
         OkHttpClient client = builder.build();
 
@@ -83,7 +86,6 @@ public final class JavaKeepAliveClient {
         if (writeAfterMillis != null) {
             request.post(lateBody(writeAfterMillis));
         }
-        String mode = keepAliveOn ? "keep-alive on" : "keep-alive off";
         long started = System.nanoTime();
         try (Response response = client.newCall(request.build()).execute()) {
             String body = response.body().string();

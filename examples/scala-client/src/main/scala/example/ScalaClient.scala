@@ -67,6 +67,7 @@ object ScalaClient {
       .retryOnConnectionFailure(false)
 
     val keepAliveOn = env.get("LAB_KEEPALIVE").contains("on")
+    var mode = "keep-alive off"
     if (keepAliveOn) {
       val keepAlive =
         try KeepAlive.fromEnv().orElse(KeepAlive.defaults())
@@ -76,6 +77,9 @@ object ScalaClient {
             return BadConfig
         }
       builder.socketFactory(new KeepAliveSocketFactory(keepAlive))
+      val door = if (KeepAlive.isNativeLoaded) "native" else "fallback"
+      mode = s"keep-alive on, $door, idle ${keepAlive.idle.getSeconds}s, " +
+        s"interval ${keepAlive.interval.getSeconds}s, count ${keepAlive.count}"
     }
     val client = builder.build()
 
@@ -84,7 +88,6 @@ object ScalaClient {
       case Some(delay) => new Request.Builder().url(url).post(lateBody(delay)).build()
     }
 
-    val mode = if (keepAliveOn) "keep-alive on" else "keep-alive off"
     val started = System.nanoTime()
     def elapsed: String = f"${(System.nanoTime() - started) / 1e9}%.1f s"
     try {
