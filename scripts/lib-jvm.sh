@@ -44,7 +44,7 @@ build_jni_binding() {
     if [ -f "$ROOT/scripts/build-jni.sh" ]; then
         bash "$ROOT/scripts/build-jni.sh" || return 1
     elif [ -f "$ROOT/jni-binding/pom.xml" ]; then
-        up_to_date "$JNI_JAR" "$ROOT/jni-binding" "$ROOT/core/src" ||
+        up_to_date "$JNI_JAR" "$ROOT/jni-binding/pom.xml" "$ROOT/jni-binding/Cargo.toml" "$ROOT/jni-binding/src" "$ROOT/core/src" ||
             quiet mvn -B -f "$ROOT/jni-binding/pom.xml" -DskipTests install || return 1
     else
         echo "jni-binding/ is missing from $ROOT: the JVM examples need the JNI binding" >&2
