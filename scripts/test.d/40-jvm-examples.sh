@@ -7,7 +7,9 @@
 #     OkHttp actually used, with the timings from the environment);
 #   - keep-alive off: exit 0 and no keep-alive timer on the connection;
 #   - the lab contract: read deadline passed -> 10, refused -> 11 (ECONNREFUSED), a POST whose
-#     body comes LAB_WRITE_AFTER seconds late -> 0, an invalid TCP_KEEPALIVE_IDLE -> 2 naming it.
+#     body comes LAB_WRITE_AFTER seconds late -> 0, an invalid TCP_KEEPALIVE_IDLE -> 2 naming it;
+#   - on a JDK 24+ found under /usr/lib/jvm, keep-alive on again, with no WARNING on stderr.
+# Every client run prints the door it used: "native" is required (not the jdk.net fallback).
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 . "$ROOT/scripts/lib-jvm.sh"
@@ -114,6 +116,9 @@ run_client() {
     local why=""
     [ $rc -eq "$want" ] || why="exit $rc, expected $want"
     [[ $out =~ $pattern ]] || why="$why; output does not match /$pattern/"
+    # e.g. JDK 24+'s "WARNING: A restricted method ... has been called" when the native library
+    # loads without Enable-Native-Access.
+    grep -q WARNING "$work/err" && why="$why; a WARNING on stderr"
     case $timer in
         idle:*)
             local max=${timer#idle:} left
@@ -153,6 +158,20 @@ for client in scala java; do
         LAB_URL="$url" LAB_DEADLINE=20 LAB_WRITE_AFTER=1 "${ka[@]}" -- "${argv[@]}"
     run_client "$client invalid idle" 2 'TCP_KEEPALIVE_IDLE' - \
         LAB_URL="$url" LAB_DEADLINE=20 LAB_KEEPALIVE=on TCP_KEEPALIVE_IDLE=0 -- "${argv[@]}"
+done
+
+# JDK 24+ (e.g. the Temurin 25 under /usr/lib/jvm): the shaded jars' manifests carry
+# Enable-Native-Access, so the native library loads without a warning there too.
+for release in /usr/lib/jvm/*/release; do
+    [ -e "$release" ] || continue
+    major=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release")
+    jdk=$(dirname "$release")
+    [ -n "$major" ] && [ "$major" -ge 24 ] && [ -x "$jdk/bin/java" ] || continue
+    log "the same on JDK $major ($jdk)"
+    run_client "scala keep-alive on, JDK $major" 0 "^ok: HTTP 200.*\\(keep-alive on, native, $timings\\)" idle:17 \
+        LAB_URL="$url" LAB_DEADLINE=20 "${ka[@]}" -- "$jdk/bin/java" "${SCALA[@]:1}"
+    run_client "java keep-alive on, JDK $major" 0 "^ok: HTTP 200.*\\(keep-alive on, native, $timings\\)" idle:17 \
+        LAB_URL="$url" LAB_DEADLINE=20 "${ka[@]}" -- "$jdk/bin/java" "${JAVA[@]:1}"
 done
 
 echo "jvm-examples: $passed passed, $failed failed"
