@@ -9,8 +9,10 @@
 //! - `java.net.Socket` / `java.net.ServerSocket`: field `impl`; a `java.net.DelegatingSocketImpl`
 //!   (JDK 13+: `SocksSocketImpl`, `HttpConnectSocketImpl`) is followed through `delegate`; then
 //!   `SocketImpl.fd` (a `java.io.FileDescriptor`) and its int field `fd`.
-//! - `sun.nio.ch.SocketChannelImpl` / `ServerSocketChannelImpl`: their `FileDescriptor fd` (which
-//!   becomes -1 when closed, unlike `fdVal`).
+//! - `sun.nio.ch.SocketChannelImpl` / `ServerSocketChannelImpl`: their `FileDescriptor fd`.
+//!
+//! The JDK keeps the old number in these `FileDescriptor`s after close (JDK 17 closes by the int),
+//! so the Java side checks `isClosed()` / `isOpen()` before every call.
 //! - `sun.nio.ch.SocketAdaptor` (`channel.socket()`): field `sc`, the channel;
 //!   `ServerSocketAdaptor`: field `ssc`.
 //! - JSSE `sun.security.ssl.BaseSSLSocketImpl`: field `self`, the plain socket underneath when the
@@ -228,9 +230,15 @@ fn impl_descriptor(
         if fd.is_null() {
             let name = class_name(env, socket);
             let impl_name = class_name(env, &current);
-            return Err(Failure::NoDescriptor(format!(
-                "the {name} has no file descriptor in its {impl_name} (not created yet, closed, \
-                 or a socket that wraps another one tcp-keepalive cannot see)"
+            if impl_name.starts_with("java.") || impl_name.starts_with("sun.") {
+                return Err(Failure::NoDescriptor(format!(
+                    "the {name} has no file descriptor in its {impl_name} (not created yet, or \
+                     closed; a socket that wraps another one is not seen through)"
+                )));
+            }
+            return Err(Failure::Unknown(format!(
+                "tcp-keepalive cannot find the file descriptor of this {name}: its SocketImpl \
+                 {impl_name} is not the JDK's and keeps no descriptor in SocketImpl.fd"
             )));
         }
         return descriptor_of(env, jdk, &fd, socket);
