@@ -224,8 +224,8 @@ final class Fallback {
 
     static void apply(Object target, int idle, int interval, int count, int userTimeoutMillis) throws SocketException {
         if (userTimeoutMillis != 0) {
-            throw new UnsupportedOperationException("TCP_USER_TIMEOUT needs " + why()
-                    + "; no JDK offers TCP_USER_TIMEOUT in jdk.net.ExtendedSocketOptions");
+            throw new UnsupportedOperationException("TCP_USER_TIMEOUT cannot be set: " + why()
+                    + ", and no JDK offers TCP_USER_TIMEOUT in jdk.net.ExtendedSocketOptions");
         }
         requireOptions();
         if (target instanceof ServerSocket) {
@@ -260,9 +260,9 @@ final class Fallback {
 
     private static void requireOptions() {
         if (IDLE == null || INTERVAL == null || COUNT == null) {
-            throw new UnsupportedOperationException("keep-alive timings need " + why()
-                    + ", or a JDK with jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE (11+, 8u261+); this is "
-                    + System.getProperty("java.version"));
+            throw new UnsupportedOperationException("keep-alive timings cannot be set: " + why()
+                    + ", and this JDK (" + System.getProperty("java.version")
+                    + ") lacks jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE (JDK 11+, 8u261+)");
         }
     }
 

@@ -263,6 +263,7 @@ final class TestSupport {
             throws Exception {
         List<String> cmd = new ArrayList<>();
         cmd.add(System.getProperty("java.home") + File.separator + "bin" + File.separator + "java");
+        cmd.add("--enable-native-access=ALL-UNNAMED"); // JDK 24+ warns on System.load without it
         cmd.addAll(jvmArgs);
         cmd.add("-cp");
         cmd.add(System.getProperty("java.class.path"));
