@@ -39,6 +39,7 @@ import org.apache.hc.client5.http.impl.io.PoolingHttpClientConnectionManager;
 import org.apache.hc.client5.http.impl.io.DefaultHttpClientConnectionOperator;
 import org.apache.hc.client5.http.io.DetachedSocketFactory;
 import org.apache.hc.client5.http.io.HttpClientConnectionOperator;
+import org.apache.hc.client5.http.ssl.DefaultClientTlsStrategy;
 import org.apache.hc.client5.http.ssl.TlsSocketStrategy;
 import org.apache.hc.core5.http.config.RegistryBuilder;
 import org.apache.hc.core5.http.io.SocketConfig;
@@ -232,7 +233,8 @@ class HttpClientsTest {
         DetachedSocketFactory sockets = proxy -> proxy != null && proxy.type() == Proxy.Type.SOCKS
                 ? configured(new Socket(proxy)) : rec.createSocket();
         HttpClientConnectionOperator operator = new DefaultHttpClientConnectionOperator(sockets, null, null,
-                RegistryBuilder.<TlsSocketStrategy>create().build());
+                RegistryBuilder.<TlsSocketStrategy>create()
+                        .register("https", new DefaultClientTlsStrategy(TestSupport.Tls.get().client)).build());
         try (PoolingHttpClientConnectionManager cm = new PoolingHttpClientConnectionManager(operator,
                 PoolConcurrencyPolicy.STRICT, PoolReusePolicy.LIFO, TimeValue.NEG_ONE_MILLISECOND, null);
                 CloseableHttpClient client = HttpClients.custom().setConnectionManager(cm).build()) {
@@ -248,6 +250,13 @@ class HttpClientsTest {
             }
             assertEquals(1, rec.sockets.size(), "one pooled connection");
             assertKernel(theConnection(rec.sockets), expect(503, 73, 63, 14_000));
+            // HTTPS: TLS is layered on a second socket from the same factory.
+            String body = client.execute(new HttpGet(url(https, "https")), r -> EntityUtils.toString(r.getEntity()));
+            assertEquals("hello", body);
+            assertEquals(2, rec.sockets.size(), "a second connection, for https");
+            Socket tlsPlain = rec.sockets.get(1);
+            assertTrue(SEEN.contains(tlsPlain.getLocalPort()), "the https server saw it");
+            assertKernel(tlsPlain, expect(503, 73, 63, 14_000));
         }
     }
 
