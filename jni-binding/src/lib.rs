@@ -309,6 +309,102 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
     )))
 }
 
+/// What `Native.kind` (Java) found the object's exact class to be, so that the common cases read
+/// their few fields directly instead of walking the `IsInstanceOf` chain (each JNI call costs a
+/// VM transition). Anything unusual on the fast path falls back to [`find_fd`], which also
+/// explains failures.
+const KIND_PLAIN_SOCKET: jint = 1; // exactly java.net.Socket
+const KIND_SOCKET_CHANNEL: jint = 2; // exactly sun.nio.ch.SocketChannelImpl
+const KIND_SOCKET_ADAPTOR: jint = 3; // exactly sun.nio.ch.SocketAdaptor
+
+/// `GetObjectField` without the exception check: reading an object field by a valid ID of the
+/// object's own class cannot throw. Null when `obj` is null.
+fn raw_object_field<'l>(env: &JNIEnv<'l>, obj: &JObject, field: &Field) -> JObject<'l> {
+    if obj.is_null() {
+        return JObject::null();
+    }
+    let raw = env.get_raw();
+    // SAFETY: `raw` is this thread's valid JNIEnv; `field.id` belongs to a class `obj` is an
+    // instance of (the caller's kind or IsInstanceOf check), so the JNI contract holds.
+    unsafe {
+        let get = (**raw).GetObjectField.expect("JNI 1.1 function");
+        JObject::from_raw(get(raw, obj.as_raw(), field.id.into_raw()))
+    }
+}
+
+/// `GetIntField`, as [`raw_object_field`].
+fn raw_int_field(env: &JNIEnv, obj: &JObject, field: &Field) -> i32 {
+    let raw = env.get_raw();
+    // SAFETY: as in `raw_object_field`; `obj` is a non-null java.io.FileDescriptor.
+    unsafe {
+        let get = (**raw).GetIntField.expect("JNI 1.1 function");
+        get(raw, obj.as_raw(), field.id.into_raw())
+    }
+}
+
+fn raw_is(env: &JNIEnv, obj: &JObject, field: &Option<Field>) -> bool {
+    let Some(f) = field else { return false };
+    let raw = env.get_raw();
+    // SAFETY: valid env, a live local reference and a global class reference.
+    unsafe {
+        let is = (**raw).IsInstanceOf.expect("JNI 1.1 function");
+        is(raw, obj.as_raw(), f.class.as_obj().as_raw()) == jni::sys::JNI_TRUE
+    }
+}
+
+/// The descriptor of a `FileDescriptor` object, or `None` when null or closed (-1).
+fn fd_value(env: &JNIEnv, jdk: &Jdk, fd: &JObject) -> Option<RawFd> {
+    if fd.is_null() {
+        return None;
+    }
+    let n = raw_int_field(env, fd, &jdk.fd_int);
+    (n >= 0).then_some(n)
+}
+
+/// The fast path for the classes `Native.kind` recognises; `None` sends the caller to
+/// [`find_fd`].
+fn find_fd_fast(env: &JNIEnv, jdk: &Jdk, obj: &JObject, kind: jint) -> Option<RawFd> {
+    match kind {
+        KIND_PLAIN_SOCKET => {
+            let mut socket_impl = raw_object_field(env, obj, &jdk.socket_impl);
+            // JDK 13+: Socket -> SocksSocketImpl (delegating) -> NioSocketImpl.
+            for _ in 0..4 {
+                if socket_impl.is_null() {
+                    return None;
+                }
+                if !raw_is(env, &socket_impl, &jdk.delegating) {
+                    let fd = raw_object_field(env, &socket_impl, &jdk.impl_fd);
+                    return fd_value(env, jdk, &fd);
+                }
+                socket_impl = raw_object_field(env, &socket_impl, jdk.delegating.as_ref()?);
+            }
+            None
+        }
+        KIND_SOCKET_CHANNEL => {
+            let fd = raw_object_field(env, obj, jdk.channel.as_ref()?);
+            fd_value(env, jdk, &fd)
+        }
+        KIND_SOCKET_ADAPTOR => {
+            let channel = raw_object_field(env, obj, jdk.adaptor.as_ref()?);
+            let fd = raw_object_field(env, &channel, jdk.channel.as_ref()?);
+            fd_value(env, jdk, &fd)
+        }
+        _ => None,
+    }
+}
+
+/// [`find_fd_fast`] when it knows the object, else [`find_fd`].
+fn descriptor<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>, kind: jint) -> Result<RawFd> {
+    if obj.is_null() {
+        return Err(Failure::Null("socket"));
+    }
+    let jdk = jdk(env)?;
+    match find_fd_fast(env, jdk, obj, kind) {
+        Some(fd) => Ok(fd),
+        None => find_fd(env, obj),
+    }
+}
+
 /// Throws the Java exception for `failure`, unless one is already pending.
 fn throw(env: &mut JNIEnv, failure: Failure) {
     if env.exception_check().unwrap_or(true) {
@@ -474,15 +570,16 @@ pub extern "system" fn Java_tcpkeepalive_Native_validate<'l>(
     })
 }
 
-/// `Native.apply(socket, idleSeconds, intervalSeconds, count, userTimeoutMillis, fresh)`: checks
+/// `Native.apply0(socket, kind, idleSeconds, intervalSeconds, count, userTimeoutMillis, fresh)`: checks
 /// the values, finds the descriptor and applies them all or nothing (`fresh`: the socket was just
 /// created by a factory and is not yet shared, so the core's cheaper `apply_to_new_socket`).
 /// `userTimeoutMillis` 0 leaves the user timeout alone.
 #[no_mangle]
-pub extern "system" fn Java_tcpkeepalive_Native_apply<'l>(
+pub extern "system" fn Java_tcpkeepalive_Native_apply0<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     socket: JObject<'l>,
+    kind: jint,
     idle: jint,
     interval: jint,
     count: jint,
@@ -503,7 +600,7 @@ pub extern "system" fn Java_tcpkeepalive_Native_apply<'l>(
             count,
             user_timeout,
         )?;
-        let fd = find_fd(env, &socket)?;
+        let fd = descriptor(env, &socket, kind)?;
         // SAFETY: `fd` is non-negative and owned by the Java socket, which the caller holds for
         // the duration of this call.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
@@ -516,16 +613,17 @@ pub extern "system" fn Java_tcpkeepalive_Native_apply<'l>(
     })
 }
 
-/// `Native.inspect(socket)`: `[enabled 0/1, idle s, interval s, count, user timeout ms or 0]`,
+/// `Native.inspect0(socket, kind)`: `[enabled 0/1, idle s, interval s, count, user timeout ms or 0]`,
 /// read from the kernel.
 #[no_mangle]
-pub extern "system" fn Java_tcpkeepalive_Native_inspect<'l>(
+pub extern "system" fn Java_tcpkeepalive_Native_inspect0<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     socket: JObject<'l>,
+    kind: jint,
 ) -> jintArray {
     guard(&mut env, std::ptr::null_mut(), |env| {
-        let fd = find_fd(env, &socket)?;
+        let fd = descriptor(env, &socket, kind)?;
         // SAFETY: as in `apply`.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let s = tcp_keepalive::inspect(fd)?;
@@ -543,15 +641,16 @@ pub extern "system" fn Java_tcpkeepalive_Native_inspect<'l>(
     })
 }
 
-/// `Native.descriptor(socket)`: the file descriptor found behind a socket object (diagnostics
+/// `Native.descriptor0(socket, kind)`: the file descriptor found behind a socket object (diagnostics
 /// and tests).
 #[no_mangle]
-pub extern "system" fn Java_tcpkeepalive_Native_descriptor<'l>(
+pub extern "system" fn Java_tcpkeepalive_Native_descriptor0<'l>(
     mut env: JNIEnv<'l>,
     _class: JClass<'l>,
     socket: JObject<'l>,
+    kind: jint,
 ) -> jint {
-    guard(&mut env, -1, |env| find_fd(env, &socket))
+    guard(&mut env, -1, |env| descriptor(env, &socket, kind))
 }
 
 /// `Native.fromEnv()`: `[state, idle s, interval s, count, user timeout ms or 0]` with state 0 =

@@ -131,14 +131,57 @@ final class Native {
             int count, boolean hasUserTimeout, long userTimeoutSeconds, int userTimeoutNanos);
 
     /** Applies the settings all or nothing ({@code fresh}: a socket just created, not shared). */
-    static native void apply(Object socket, int idle, int interval, int count, int userTimeoutMillis,
-            boolean fresh) throws java.net.SocketException;
+    static void apply(Object socket, int idle, int interval, int count, int userTimeoutMillis, boolean fresh)
+            throws java.net.SocketException {
+        apply0(socket, kind(socket), idle, interval, count, userTimeoutMillis, fresh);
+    }
 
     /** {enabled 0/1, idle s, interval s, count, user timeout ms or 0}, from the kernel. */
-    static native int[] inspect(Object socket) throws java.net.SocketException;
+    static int[] inspect(Object socket) throws java.net.SocketException {
+        return inspect0(socket, kind(socket));
+    }
 
     /** The file descriptor found behind a socket object. */
-    static native int descriptor(Object socket) throws java.net.SocketException;
+    static int descriptor(Object socket) throws java.net.SocketException {
+        return descriptor0(socket, kind(socket));
+    }
+
+    /** The descriptor found by the general walk only (tests compare it with the fast paths). */
+    static int descriptorGeneral(Object socket) throws java.net.SocketException {
+        return descriptor0(socket, 0);
+    }
+
+    private static final Class<?> SOCKET_CHANNEL_IMPL = jdkClass("sun.nio.ch.SocketChannelImpl");
+    private static final Class<?> SOCKET_ADAPTOR = jdkClass("sun.nio.ch.SocketAdaptor");
+
+    private static Class<?> jdkClass(String name) {
+        try {
+            return Class.forName(name, false, null);
+        } catch (Throwable t) {
+            return null;
+        }
+    }
+
+    /**
+     * The exact class, for the native side's fast paths (1 plain Socket, 2 SocketChannel, 3 its
+     * socket() adaptor; 0 anything else, found by the general walk). An exact class comparison
+     * is a pointer compare here, where the native side would need several JNI calls.
+     */
+    static int kind(Object socket) {
+        if (socket == null) return 0;
+        Class<?> c = socket.getClass();
+        if (c == java.net.Socket.class) return 1;
+        if (c == SOCKET_CHANNEL_IMPL) return 2;
+        if (c == SOCKET_ADAPTOR) return 3;
+        return 0;
+    }
+
+    private static native void apply0(Object socket, int kind, int idle, int interval, int count,
+            int userTimeoutMillis, boolean fresh) throws java.net.SocketException;
+
+    private static native int[] inspect0(Object socket, int kind) throws java.net.SocketException;
+
+    private static native int descriptor0(Object socket, int kind) throws java.net.SocketException;
 
     /** {state (0 unset, 1 off, 2 on), idle, interval, count, user timeout ms}. */
     static native int[] fromEnv();

@@ -290,4 +290,20 @@ class SocketKindsTest {
             }
         }
     }
+
+    @Test
+    void fastPathsAgreeWithTheGeneralWalk() throws Exception {
+        try (ServerSocket server = listen(); Socket plain = new Socket(server.getInetAddress(), server.getLocalPort());
+                Socket accepted = server.accept(); SocketChannel ch = SocketChannel.open(address(server));
+                Socket acceptedToo = server.accept()) {
+            Object[] fast = {plain, accepted, ch, ch.socket()};
+            int[] kinds = {1, 1, 2, 3};
+            for (int i = 0; i < fast.length; i++) {
+                assertEquals(kinds[i], Native.kind(fast[i]), fast[i].getClass().getName());
+                assertEquals(Native.descriptorGeneral(fast[i]), Native.descriptor(fast[i]), fast[i].getClass().getName());
+            }
+            assertEquals(0, Native.kind(server));
+            assertEquals(0, Native.kind("not a socket"));
+        }
+    }
 }
