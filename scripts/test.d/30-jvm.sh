@@ -64,6 +64,14 @@ if [ -x "$JDK25/bin/java" ]; then
     run "jvm java25" "$LOGDIR/java25.log" test "-Djvm=$JDK25/bin/java" \
         "-Dtest.jvmArgs=-Xcheck:jni --enable-native-access=ALL-UNNAMED" || status=1
     grep -h "^java.version=" "$REPORTS"/*-output.txt 2>/dev/null | sort -u
+    # The jar's manifest (Enable-Native-Access: ALL-UNNAMED) keeps JDK 25 quiet with java -jar.
+    jar_out=$(TCP_KEEPALIVE_IDLE=90 "$JDK25/bin/java" -jar jni-binding/target/tcp-keepalive-0.1.0.jar 2>&1)
+    if [ $? -ne 0 ] || grep -q "WARNING" <<<"$jar_out" || ! grep -q "native library: loaded" <<<"$jar_out" ||
+        ! grep -q "environment: idle 90s" <<<"$jar_out"; then
+        echo "java -jar on Java 25 did not load quietly:" >&2
+        printf '%s\n' "$jar_out" >&2
+        status=1
+    fi
 else
     [ $status -eq 0 ] && skip_or_fail "no Java 25 JDK at $JDK25 (set JDK25=...)"
 fi

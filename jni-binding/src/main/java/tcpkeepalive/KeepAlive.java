@@ -368,7 +368,7 @@ public final class KeepAlive {
 
         @Override
         public int hashCode() {
-            return (((enabled ? 1 : 0) * 31 + idleSeconds) * 31 + intervalSeconds) * 31 * count + userTimeoutMillis;
+            return ((((enabled ? 1 : 0) * 31 + idleSeconds) * 31 + intervalSeconds) * 31 + count) * 31 + userTimeoutMillis;
         }
 
         /** Like the core's: {@code keep-alive on, idle 60s, interval 10s, count 6, user timeout unset}. */
