@@ -44,6 +44,8 @@ enum Failure {
     Jni(jni::errors::Error),
     /// A Rust panic, caught at the boundary.
     Panic(String),
+    /// A JDK without the private fields this adapter reads (`UnsupportedOperationException`).
+    JdkLayout(String),
 }
 
 impl From<Error> for Failure {
@@ -101,21 +103,35 @@ fn optional_field(env: &mut JNIEnv, class: &str, name: &str, sig: &str) -> Optio
     }
 }
 
+/// A field every supported JDK has; missing means a JDK whose internals this version does not
+/// know, reported as `UnsupportedOperationException` naming it (not a `NoSuchFieldError`).
+fn required(env: &mut JNIEnv, class: &str, name: &str, sig: &str) -> Result<Field> {
+    field(env, class, name, sig).map_err(|_| {
+        let _ = env.exception_clear();
+        Failure::JdkLayout(format!(
+            "tcp-keepalive cannot read this JDK's socket internals: {}.{name} ({sig}) is missing; \
+             run without the native library (-Dtcpkeepalive.library=off) to use \
+             jdk.net.ExtendedSocketOptions",
+            class.replace('/', ".")
+        ))
+    })
+}
+
 fn jdk(env: &mut JNIEnv) -> Result<&'static Jdk> {
     if let Some(jdk) = JDK.get() {
         return Ok(jdk);
     }
     let fd = "Ljava/io/FileDescriptor;";
     let jdk = Jdk {
-        socket_impl: field(env, "java/net/Socket", "impl", "Ljava/net/SocketImpl;")?,
-        server_socket_impl: field(
+        socket_impl: required(env, "java/net/Socket", "impl", "Ljava/net/SocketImpl;")?,
+        server_socket_impl: required(
             env,
             "java/net/ServerSocket",
             "impl",
             "Ljava/net/SocketImpl;",
         )?,
-        impl_fd: field(env, "java/net/SocketImpl", "fd", fd)?,
-        fd_int: field(env, "java/io/FileDescriptor", "fd", "I")?,
+        impl_fd: required(env, "java/net/SocketImpl", "fd", fd)?,
+        fd_int: required(env, "java/io/FileDescriptor", "fd", "I")?,
         delegating: optional_field(
             env,
             "java/net/DelegatingSocketImpl",
@@ -427,6 +443,7 @@ fn throw(env: &mut JNIEnv, failure: Failure) {
             "java/lang/IllegalStateException",
             format!("tcp-keepalive: JNI call failed: {e}"),
         ),
+        Failure::JdkLayout(msg) => ("java/lang/UnsupportedOperationException", msg),
         Failure::Panic(msg) => (
             "java/lang/IllegalStateException",
             format!("tcp-keepalive native code panicked (please report): {msg}"),

@@ -292,6 +292,39 @@ class SocketKindsTest {
     }
 
     @Test
+    void manyThreadsAtOnce() throws Exception {
+        int threads = 8;
+        int perThread = 25;
+        try (ServerSocket server = new ServerSocket(0, threads * perThread, TestSupport.LOOPBACK)) {
+            java.util.concurrent.ExecutorService pool = java.util.concurrent.Executors.newFixedThreadPool(threads);
+            try {
+                java.util.List<java.util.concurrent.Future<Integer>> results = new java.util.ArrayList<>();
+                for (int t = 0; t < threads; t++) {
+                    final int idle = 600 + t;
+                    results.add(pool.submit(() -> {
+                        KeepAliveSocketFactory factory = new KeepAliveSocketFactory(ka(idle, 40 + idle % 7, 1 + idle % 100, 0));
+                        int checked = 0;
+                        for (int i = 0; i < perThread; i++) {
+                            try (Socket s = factory.createSocket(server.getInetAddress(), server.getLocalPort())) {
+                                assertKernel(s, expect(idle, 40 + idle % 7, 1 + idle % 100));
+                                checked++;
+                            }
+                        }
+                        return checked;
+                    }));
+                }
+                int total = 0;
+                for (java.util.concurrent.Future<Integer> r : results) {
+                    total += r.get(50, java.util.concurrent.TimeUnit.SECONDS);
+                }
+                assertEquals(threads * perThread, total);
+            } finally {
+                pool.shutdownNow();
+            }
+        }
+    }
+
+    @Test
     void fastPathsAgreeWithTheGeneralWalk() throws Exception {
         try (ServerSocket server = listen(); Socket plain = new Socket(server.getInetAddress(), server.getLocalPort());
                 Socket accepted = server.accept(); SocketChannel ch = SocketChannel.open(address(server));
