@@ -115,6 +115,16 @@ class SocketKindsTest {
     }
 
     @Test
+    void httpProxySocketBeforeConnect() throws Exception {
+        // new Socket(Proxy HTTP) is an HttpConnectSocketImpl around the platform impl (JDK 13+).
+        Proxy proxy = new Proxy(Proxy.Type.HTTP, new InetSocketAddress(TestSupport.LOOPBACK, 3128));
+        try (Socket s = new Socket(proxy)) {
+            ka(119, 37, 24, 3000).apply(s);
+            assertKernel(s, expect(119, 37, 24, 3000));
+        }
+    }
+
+    @Test
     void socketChannelConnectedAndUnconnected() throws Exception {
         try (ServerSocket server = listen(); SocketChannel ch = SocketChannel.open()) {
             KeepAlive.configure(ch, 108, 25, 13);
