@@ -10,13 +10,13 @@
 //!   (JDK 13+: `SocksSocketImpl`, `HttpConnectSocketImpl`) is followed through `delegate`; then
 //!   `SocketImpl.fd` (a `java.io.FileDescriptor`) and its int field `fd`.
 //! - `sun.nio.ch.SocketChannelImpl` / `ServerSocketChannelImpl`: their `FileDescriptor fd`.
-//!
-//! The JDK keeps the old number in these `FileDescriptor`s after close (JDK 17 closes by the int),
-//! so the Java side checks `isClosed()` / `isOpen()` before every call.
 //! - `sun.nio.ch.SocketAdaptor` (`channel.socket()`): field `sc`, the channel;
 //!   `ServerSocketAdaptor`: field `ssc`.
 //! - JSSE `sun.security.ssl.BaseSSLSocketImpl`: field `self`, the plain socket underneath when the
 //!   TLS socket is layered over one, else the TLS socket itself (then its own `impl`).
+//!
+//! The JDK keeps the old number in these `FileDescriptor`s after close (JDK 17 closes by the int),
+//! so the Java side checks `isClosed()` / `isOpen()` before every call.
 #![warn(missing_docs)]
 
 use std::os::fd::{BorrowedFd, RawFd};
@@ -275,6 +275,13 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
     let mut current = env.new_local_ref(obj)?;
     // Bounded: adaptor -> channel, or TLS socket -> plain socket -> impl, a few steps at most.
     for _ in 0..6 {
+        // First: IsInstanceOf answers true for null.
+        if current.is_null() {
+            return Err(Failure::NoDescriptor(
+                "the socket has nothing underneath it (a TLS or NIO socket without its channel)"
+                    .to_string(),
+            ));
+        }
         if is(env, &current, &jdk.adaptor)? {
             let next = get_object(env, &current, jdk.adaptor.as_ref().expect("checked"))?;
             current = next;
@@ -305,12 +312,6 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
         if is_a(env, &current, &jdk.server_socket_impl)? {
             let socket_impl = get_object(env, &current, &jdk.server_socket_impl)?;
             return impl_descriptor(env, jdk, &current, socket_impl);
-        }
-        if current.is_null() {
-            return Err(Failure::NoDescriptor(
-                "the socket has nothing underneath it (a TLS or NIO socket without its channel)"
-                    .to_string(),
-            ));
         }
         let name = class_name(env, &current);
         return Err(Failure::Unknown(format!(
