@@ -31,6 +31,7 @@ Python 3 standard library only. Every wait is bounded; namespaces and processes 
 import argparse
 import atexit
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -80,13 +81,14 @@ class Scenario:
     cut: bool  # cut the flow once the request arrived
     write_after: Optional[float] = None
     bound: Optional[float] = None  # with: ETIMEDOUT within this many seconds of the request
+    bound_text: str = ""  # how the bound is made up
 
     def expectation(self, mode: str) -> str:
         if mode == "without":
             return f"no answer by its {self.deadline:g} s read deadline"
         if self.bound is None:
             return f"full answer before {self.deadline:g} s"
-        return f"ETIMEDOUT within {self.bound:g} s"
+        return f"ETIMEDOUT within {self.bound:g} s ({self.bound_text})"
 
 
 FAST_PROBES = {"TCP_KEEPALIVE_IDLE": "1", "TCP_KEEPALIVE_INTERVAL": "1", "TCP_KEEPALIVE_COUNT": "3"}
@@ -134,6 +136,7 @@ SCENARIOS = [
         conntrack_timeout=None,
         cut=True,
         bound=1 + 1 * 3 + SLACK,  # detection bound idle + interval x count, plus slack
+        bound_text=f"1 + 1x3 + {SLACK:g} slack",
     ),
     Scenario(
         key="black-hole",
@@ -157,6 +160,7 @@ SCENARIOS = [
         cut=True,
         write_after=WRITE_AFTER,
         bound=WRITE_AFTER + USER_TIMEOUT + SLACK,
+        bound_text=f"{WRITE_AFTER:g} wait + {USER_TIMEOUT} + {SLACK:g} slack",
     ),
 ]
 SCENARIO_BY_KEY = {s.key: s for s in SCENARIOS}
@@ -473,6 +477,7 @@ class Run:
     outcome: str = ""
     took: Optional[float] = None
     why: str = ""
+    middlebox: str = "-"  # what the middlebox did with the flow
 
     @property
     def kill_after(self) -> float:
@@ -543,12 +548,17 @@ def _judge(r: Run):
     if r.rc == 0:
         r.outcome = "full answer (exit 0)"
     elif r.rc == 10:
-        r.outcome = "no answer by its deadline (exit 10)"
+        r.outcome = "hung until its deadline (exit 10)"
     elif r.rc == 11:
         name = first_line.split(":")[0].strip() if ":" in first_line else "error"
         r.outcome = f"{name[:24]} (exit 11)"
     else:
         r.outcome = f"exit {r.rc}: a bug"
+    tracked = ev.get("tracked_at_answer")
+    if sc.cut:
+        r.middlebox = "cut the flow" if "request" in ev else "-"
+    elif tracked is not None:
+        r.middlebox = "kept the flow" if tracked else "forgot the flow"
     if "request" not in ev:
         r.why = "its request never reached the server"
         return
@@ -564,18 +574,12 @@ def _judge(r: Run):
         if not sc.cut and "answered" not in ev:
             r.why = "the server never sent its answer, so the hang proves nothing"
             return
-        if not sc.cut:
-            tracked = ev.get("tracked_at_answer")
-            if tracked is True:
-                r.why = "the middlebox still tracked the flow when the answer left"
-                return
-            if tracked is False:
-                r.outcome += "; middlebox had forgotten the flow"
+        if not sc.cut and tracked is True:
+            r.why = "the middlebox still tracked the flow when the answer left"
+            return
         r.verdict = True
         return
     if sc.bound is None:
-        if ev.get("tracked_at_answer") is True:
-            r.outcome += "; flow kept alive"
         if r.rc != 0:
             r.why = "expected the full answer (exit 0)"
             return
@@ -694,6 +698,25 @@ def preflight() -> Optional[str]:
     return None
 
 
+def validate(rows) -> List[str]:
+    """What is wrong with the client table, so a bad row fails loudly instead of silently."""
+    problems, seen = [], set()
+    for c in rows:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", c.name or ""):
+            problems.append(f"row name {c.name!r}: use [a-z0-9._-]")
+        if c.name in seen:
+            problems.append(f"row name {c.name!r} is used twice")
+        seen.add(c.name)
+        if not c.argv:
+            problems.append(f"{c.name}: argv is empty")
+        unknown = set(c.scenarios) - set(SCENARIO_BY_KEY)
+        if unknown:
+            problems.append(f"{c.name}: unknown scenarios {sorted(unknown)}; known: {list(SCENARIO_BY_KEY)}")
+        if not c.modes or set(c.modes) - {"with", "without"}:
+            problems.append(f"{c.name}: modes {c.modes!r}: use 'with' and/or 'without'")
+    return problems
+
+
 def keepalive_column(r: Run) -> str:
     if r.control:
         return "with, CONTROL: keep-alive withheld"
@@ -704,8 +727,8 @@ def keepalive_column(r: Run) -> str:
 
 
 def table(runs: List[Run], details: bool):
-    rows = [("client", "keep-alive", "outcome", "time", "held to", "result")]
-    width = [0] * 6
+    rows = [("client", "keep-alive", "outcome", "time", "held to", "middlebox", "result")]
+    width = [0] * 7
     groups = []
     for sc in SCENARIOS:
         mine = [r for r in runs if r.scenario is sc]
@@ -718,7 +741,7 @@ def table(runs: List[Run], details: bool):
             took = f"{r.took:5.1f} s" if r.took is not None else "-"
             cells.append((r.client.name, keepalive_column(r), r.outcome, took,
                           ("must miss: " if r.control else "") + sc.expectation(r.mode),
-                          "PASS" if r.verdict else "FAIL"))
+                          r.middlebox, "PASS" if r.verdict else "FAIL"))
         cells_by_group.append(cells)
         rows.extend(cells)
     for row in rows:
@@ -729,7 +752,13 @@ def table(runs: List[Run], details: bool):
         return "  ".join(c.ljust(width[i]) for i, c in enumerate(row)).rstrip()
 
     print()
-    print("time = from the request reaching the server to the client's exit")
+    print("The bug: a middlebox (conntrack, like an AWS NLB or NAT gateway) forgets a silent flow and")
+    print("drops its packets without a word, so a client waiting on a slow answer or a vanished peer")
+    print("hangs until its own deadline. The fix: keep-alive probes keep the flow fresh and end the")
+    print("wait on a dead peer; a user timeout ends writes into the void.")
+    print()
+    print("time: from the request reaching the server to the client's exit. middlebox: what its")
+    print("conntrack table held when the server's answer left (conntrack -L), or that the lab cut it.")
     if any(r.control for r in runs):
         print("CONTROL run: keep-alive withheld from every 'with' run; each must miss its expectation")
     for (sc, mine), cells in zip(groups, cells_by_group):
@@ -764,8 +793,10 @@ def main(argv=None) -> int:
 
     clients = [c for c in client_table.CLIENTS if not args.only or any(o in c.name for o in args.only)]
     names = [c.name for c in client_table.CLIENTS]
-    if len(set(names)) != len(names):
-        print("lab: client names must be unique", file=sys.stderr)
+    problems = validate(client_table.CLIENTS)
+    if problems:
+        for p in problems:
+            print(f"lab: e2e/clients.py: {p}", file=sys.stderr)
         return 2
     if args.list:
         for c in client_table.CLIENTS:
@@ -785,7 +816,7 @@ def main(argv=None) -> int:
         print(f"lab: SKIP: {reason}")
         return 0
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
     wall = time.monotonic()
     run_id = f"{os.getpid()}{secrets.token_hex(2)}"
@@ -804,6 +835,10 @@ def main(argv=None) -> int:
                             control=args.control)
                     if c.build in broken:
                         r.error = broken[c.build]
+                    elif c.preload and m == "with" and not args.control and not os.path.exists(
+                        os.path.join(ROOT, client_table.PRELOAD_LIB)
+                    ):
+                        r.error = f"{client_table.PRELOAD_LIB} is missing (scripts/build-preload.sh)"
                     runs.append(r)
         print(
             f"lab: {len(runs)} runs of {len(clients)} client rows; middlebox forgets idle flows "
