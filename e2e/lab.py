@@ -348,6 +348,17 @@ table inet lab {
         )
         return f"sport={client_port} " in done.stdout
 
+    def unacked(self, client_port: int) -> Optional[str]:
+        """How often the client socket has retransmitted (ss in the client namespace), or None
+        when it has no such socket or nothing unacknowledged."""
+        done = run(["ip", "netns", "exec", self.client, "ss", "-tinHO", "sport", "=", f":{client_port}"],
+                   check=False)
+        unacked = re.search(r"\bunacked:(\d+)", done.stdout)
+        retrans = re.search(r"\bretrans:(\d+)/(\d+)", done.stdout)
+        if not unacked or not retrans:
+            return None
+        return retrans.group(2) if int(unacked.group(1)) > 0 else None
+
     def spawn(self, ns: str, argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns] + argv,
@@ -478,6 +489,7 @@ class Run:
     took: Optional[float] = None
     why: str = ""
     middlebox: str = "-"  # what the middlebox did with the flow
+    retransmitting: Optional[str] = None  # black hole: ss just before the deadline
 
     @property
     def kill_after(self) -> float:
@@ -577,6 +589,11 @@ def _judge(r: Run):
         if not sc.cut and tracked is True:
             r.why = "the middlebox still tracked the flow when the answer left"
             return
+        if sc.write_after is not None:
+            if not r.retransmitting:
+                r.why = "its body was not being retransmitted just before the deadline (ss)"
+                return
+            r.outcome = f"hung, {r.retransmitting} retransmissions (exit 10)"
         r.verdict = True
         return
     if sc.bound is None:
@@ -625,11 +642,29 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
 
     def on_request(tag, port, first):
         r = by_tag.get(tag)
-        if r is not None and r.scenario.cut:
-            try:
-                net.cut(port)
-            except Exception as e:
-                print(f"lab: could not cut {tag}: {e}", file=sys.stderr)
+        if r is None or not r.scenario.cut:
+            return
+        try:
+            net.cut(port)
+        except Exception as e:
+            print(f"lab: could not cut {tag}: {e}", file=sys.stderr)
+            return
+        if first and r.scenario.write_after is not None:
+            # Shortly before the client's read deadline: is it still retransmitting its body?
+            at = r.scenario.write_after + r.scenario.deadline - 1.5
+            timer = threading.Timer(at, look_at_retransmissions, args=(r, port))
+            timer.daemon = True
+            timer.start()
+            timers.append(timer)
+
+    def look_at_retransmissions(r: Run, port: int):
+        try:
+            r.retransmitting = net.unacked(port)
+        except Exception as e:
+            r.retransmitting = None
+            print(f"lab: ss failed for {r.tag}: {e}", file=sys.stderr)
+
+    timers: List[threading.Timer] = []
 
     try:
         net.up()
@@ -669,6 +704,8 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         for r in runs:
             r.ev = server.event(r.tag)
     finally:
+        for timer in timers:
+            timer.cancel()
         CLEANUP.discard(net.down)
         net.down()
 
