@@ -85,7 +85,8 @@ class Scenario:
 
     def expectation(self, mode: str) -> str:
         if mode == "without":
-            return f"no answer by its {self.deadline:g} s read deadline"
+            after = " after the body" if self.write_after is not None else ""
+            return f"no answer by its {self.deadline:g} s read deadline{after}"
         if self.bound is None:
             return f"full answer before {self.deadline:g} s"
         return f"ETIMEDOUT within {self.bound:g} s ({self.bound_text})"
