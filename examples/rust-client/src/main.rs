@@ -27,7 +27,7 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let start = Instant::now();
-    let cfg = match Config::from_env() {
+    let cfg = match Config::from_lookup(|name| std::env::var(name).ok()) {
         Ok(c) => c,
         Err(msg) => {
             println!("bad environment: {msg}");
@@ -88,10 +88,9 @@ struct Config {
 }
 
 impl Config {
-    fn from_env() -> Result<Config, String> {
-        fn var(name: &str) -> Result<String, String> {
-            std::env::var(name).map_err(|_| format!("{name} is not set"))
-        }
+    /// Reads the `LAB_*` variables through `lookup` (a variable's value, or `None`).
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+        let var = |name: &str| lookup(name).ok_or_else(|| format!("{name} is not set"));
         fn seconds(name: &str, text: &str) -> Result<Duration, String> {
             text.trim()
                 .parse::<f64>()
@@ -109,14 +108,14 @@ impl Config {
         let port = port
             .parse()
             .map_err(|_| format!("LAB_PORT={port:?}: expected a port number"))?;
-        let keepalive = match std::env::var("LAB_KEEPALIVE").as_deref() {
-            Ok("on") => true,
-            Ok("off") | Err(_) => false,
-            Ok(other) => return Err(format!("LAB_KEEPALIVE={other:?}: expected on or off")),
+        let keepalive = match lookup("LAB_KEEPALIVE").as_deref() {
+            Some("on") => true,
+            Some("off") | None => false,
+            Some(other) => return Err(format!("LAB_KEEPALIVE={other:?}: expected on or off")),
         };
-        let write_after = match std::env::var("LAB_WRITE_AFTER") {
-            Ok(t) => Some(seconds("LAB_WRITE_AFTER", &t)?),
-            Err(_) => None,
+        let write_after = match lookup("LAB_WRITE_AFTER") {
+            Some(t) => Some(seconds("LAB_WRITE_AFTER", &t)?),
+            None => None,
         };
         Ok(Config {
             host,
@@ -249,5 +248,113 @@ fn errno_name(code: i32) -> &'static str {
         libc::EAGAIN => "EAGAIN",
         libc::EINPROGRESS => "EINPROGRESS",
         _ => "errno",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, String> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        ("LAB_HOST", "fd00:2::2"),
+        ("LAB_PORT", "8080"),
+        ("LAB_PATH", "/slow?seconds=6"),
+        ("LAB_DEADLINE", "10"),
+        ("LAB_KEEPALIVE", "on"),
+        ("LAB_WRITE_AFTER", "1.5"),
+    ];
+
+    fn with(name: &str, value: &str) -> Vec<(&'static str, String)> {
+        GOOD.iter()
+            .map(|(k, v)| (*k, if *k == name { value } else { v }.to_string()))
+            .collect()
+    }
+
+    fn err(name: &str, value: &str) -> String {
+        let vars = with(name, value);
+        let refs: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        match config(&refs) {
+            Ok(_) => panic!("{name}={value:?} was accepted"),
+            Err(e) => e,
+        }
+    }
+
+    #[test]
+    fn reads_the_contract() {
+        let c = config(GOOD).unwrap();
+        assert_eq!(c.host, "fd00:2::2".parse::<IpAddr>().unwrap());
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.path, "/slow?seconds=6");
+        assert_eq!(c.deadline, Duration::from_secs(10));
+        assert!(c.keepalive);
+        assert_eq!(c.write_after, Some(Duration::from_millis(1500)));
+        let bracketed = config(&[
+            ("LAB_HOST", "[fd00:2::2]"),
+            ("LAB_PORT", "1"),
+            ("LAB_PATH", "/"),
+            ("LAB_DEADLINE", "0.5"),
+        ])
+        .unwrap();
+        assert_eq!(bracketed.host, "fd00:2::2".parse::<IpAddr>().unwrap());
+        assert!(!bracketed.keepalive);
+        assert_eq!(bracketed.write_after, None);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_allowed() {
+        let e = err("LAB_HOST", "server.example");
+        assert!(
+            e.contains("LAB_HOST=\"server.example\"") && e.contains("IP address"),
+            "{e}"
+        );
+        let e = err("LAB_PORT", "70000");
+        assert!(
+            e.contains("LAB_PORT=\"70000\"") && e.contains("port number"),
+            "{e}"
+        );
+        let e = err("LAB_DEADLINE", "-1");
+        assert!(
+            e.contains("LAB_DEADLINE=\"-1\"") && e.contains("between 0 and 86400"),
+            "{e}"
+        );
+        let e = err("LAB_WRITE_AFTER", "soon");
+        assert!(e.contains("LAB_WRITE_AFTER=\"soon\""), "{e}");
+        let e = err("LAB_KEEPALIVE", "maybe");
+        assert!(
+            e.contains("LAB_KEEPALIVE=\"maybe\"") && e.contains("on or off"),
+            "{e}"
+        );
+        let e = config(&[("LAB_HOST", "1.2.3.4")]).err().unwrap();
+        assert!(e.contains("LAB_PORT is not set"), "{e}");
+    }
+
+    #[test]
+    fn an_answer_is_complete_only_with_all_its_bytes() {
+        let head = b"HTTP/1.0 200 OK\r\nContent-Length: 5\r\n\r\n";
+        assert!(complete(b"HTTP/1.0 200 OK\r\nContent-").is_none());
+        let mut partial = head.to_vec();
+        partial.extend_from_slice(b"abc");
+        assert!(complete(&partial).is_none());
+        partial.extend_from_slice(b"de");
+        assert!(matches!(complete(&partial), Some(Outcome::Answer(b)) if b == "abcde"));
+        let bad = complete(b"HTTP/1.0 503 Busy\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(bad, Some(Outcome::Failed(e, "http")) if e.to_string().contains("503")));
+        let no_length = complete(b"HTTP/1.0 200 OK\r\n\r\nabc");
+        assert!(matches!(no_length, Some(Outcome::Failed(_, "http"))));
+    }
+
+    #[test]
+    fn errno_names() {
+        assert_eq!(errno_name(libc::ETIMEDOUT), "ETIMEDOUT");
+        assert_eq!(errno_name(libc::ECONNRESET), "ECONNRESET");
+        assert_eq!(errno_name(9999), "errno");
     }
 }
