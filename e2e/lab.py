@@ -39,6 +39,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
@@ -895,7 +896,14 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\nlab: interrupted; cleaning up", file=sys.stderr)
         return 130
+    except Exception as e:
+        traceback.print_exc()
+        print(f"lab: FAIL: the lab itself failed: {e}", file=sys.stderr)
+        return 1
     finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
         CLEANUP.run()
 
     table(runs, details=args.demo)
