@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -85,9 +85,17 @@ pub struct Output {
     pub stderr: String,
 }
 
-/// Runs `cmd` with the preload variables removed, then `env` added (`LD_PRELOAD` only when
-/// `preload`), killing it after `limit`.
-pub fn run(mut cmd: Command, preload: bool, env: &[(&str, &str)], limit: Duration) -> Output {
+/// A program started by [`spawn`], its output being collected.
+pub struct Running {
+    pub child: Child,
+    what: String,
+    out: Option<thread::JoinHandle<String>>,
+    err: Option<thread::JoinHandle<String>>,
+}
+
+/// Starts `cmd` with the preload variables removed, then `env` added (`LD_PRELOAD` only when
+/// `preload`).
+pub fn spawn(mut cmd: Command, preload: bool, env: &[(&str, &str)]) -> Running {
     for v in VARIABLES {
         cmd.env_remove(v);
     }
@@ -100,36 +108,64 @@ pub fn run(mut cmd: Command, preload: bool, env: &[(&str, &str)], limit: Duratio
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let what = format!("{cmd:?}");
+    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut out = child.stdout.take().unwrap();
     let mut err = child.stderr.take().unwrap();
-    let out_reader = thread::spawn(move || {
+    let out = thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
         s
     });
-    let err_reader = thread::spawn(move || {
+    let err = thread::spawn(move || {
         let mut s = String::new();
         let _ = err.read_to_string(&mut s);
         s
     });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{cmd:?} did not finish within {limit:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        code: status.code(),
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
+    Running {
+        child,
+        what,
+        out: Some(out),
+        err: Some(err),
     }
+}
+
+impl Running {
+    /// Waits for the program, killing it (and failing the test) after `limit`.
+    pub fn finish(mut self, limit: Duration) -> Output {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > limit {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("{} did not finish within {limit:?}", self.what);
+            }
+            thread::sleep(Duration::from_millis(10));
+        };
+        Output {
+            code: status.code(),
+            stdout: self.out.take().unwrap().join().unwrap(),
+            stderr: self.err.take().unwrap().join().unwrap(),
+        }
+    }
+}
+
+impl Drop for Running {
+    /// A test that fails half-way never leaves its program behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Runs `cmd` (see [`spawn`]) to its end, killing it after `limit`.
+pub fn run(cmd: Command, preload: bool, env: &[(&str, &str)], limit: Duration) -> Output {
+    spawn(cmd, preload, env).finish(limit)
 }
 
 /// Runs the C program with `args`.
