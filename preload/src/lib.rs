@@ -117,10 +117,12 @@ fn config() -> &'static Config {
     }
 }
 
-/// Reads the environment when the library is loaded, before the program's threads exist.
+/// Reads the environment and finds the real `socket` when the library is loaded, before the
+/// program's threads (or signal handlers) exist.
 extern "C" fn load() {
     let _ = panic::catch_unwind(|| {
         config();
+        find_real_socket();
     });
 }
 
@@ -133,20 +135,29 @@ type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 /// The next `socket` after ours (libc's), or 0 until found.
 static REAL_SOCKET: AtomicUsize = AtomicUsize::new(0);
 
+/// The address of the next `socket` after ours, looked up on first use; 0 if the loader cannot
+/// tell yet.
+fn find_real_socket() -> usize {
+    let found = REAL_SOCKET.load(Ordering::Acquire);
+    if found != 0 {
+        return found;
+    }
+    // Racing threads all get the same answer from dlsym; storing it twice is harmless.
+    // SAFETY: dlsym with a NUL-terminated name.
+    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, b"socket\0".as_ptr().cast()) };
+    if next.is_null() || ptr::eq(next, socket as *const libc::c_void) {
+        return 0;
+    }
+    REAL_SOCKET.store(next as usize, Ordering::Release);
+    next as usize
+}
+
 /// Calls the real `socket()`.
 ///
 /// # Safety
 /// Same contract as `socket(2)`.
 unsafe fn real_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    let mut found = REAL_SOCKET.load(Ordering::Acquire);
-    if found == 0 {
-        // Racing threads all get the same answer from dlsym; storing it twice is harmless.
-        let next = libc::dlsym(libc::RTLD_NEXT, b"socket\0".as_ptr().cast());
-        if !next.is_null() && !ptr::eq(next, socket as *const libc::c_void) {
-            found = next as usize;
-            REAL_SOCKET.store(found, Ordering::Release);
-        }
-    }
+    let found = find_real_socket();
     if found != 0 {
         // SAFETY: dlsym returned libc's `socket`, whose type this is.
         let real: SocketFn = std::mem::transmute::<usize, SocketFn>(found);
