@@ -5,6 +5,9 @@
 // LAB_WRITE_AFTER (send a POST whose body goes out that many seconds after the headers).
 // Exit codes: 0 full answer, 10 read deadline passed, 11 connection failed (errno name printed),
 // 2 bad usage. Keep-alive, when there is any, comes from LD_PRELOAD=libkeepalive.so.
+// Note: HttpURLConnection silently retries a GET once, on a new connection, when the first one
+// fails with an error (reset, ETIMEDOUT), but not after its read timeout, and never a POST in
+// streaming mode. That is stock JDK behaviour, kept here because this client is "unmodified".
 import java.io.IOException;
 import java.io.InputStream;
 import java.io.OutputStream;
@@ -41,6 +44,7 @@ public class PlainJavaClient {
                 }
             }
             int status = conn.getResponseCode();
+            long expected = conn.getContentLengthLong();
             long bytes = 0;
             try (InputStream in = status < 400 ? conn.getInputStream() : conn.getErrorStream()) {
                 byte[] buf = new byte[8192];
@@ -50,6 +54,10 @@ public class PlainJavaClient {
             }
             if (status != 200) {
                 System.out.println("HTTP " + status);
+                System.exit(11);
+            }
+            if (expected >= 0 && bytes != expected) {
+                System.out.println("EOF: " + bytes + " of " + expected + " bytes");
                 System.exit(11);
             }
             System.out.println("ok: HTTP 200, " + bytes + " bytes");
