@@ -285,6 +285,28 @@ fn accepted_sockets_inherit_the_listeners_settings() {
 }
 
 #[test]
+fn a_socket_made_before_the_library_was_initialised_is_configured() {
+    // Constructors of preloaded libraries run last-listed first: early.so's runs before ours.
+    let preload = format!(
+        "{} {}",
+        common::library().display(),
+        common::early_library().display()
+    );
+    let mut cmd = Command::new(common::sockets_program());
+    cmd.arg("one");
+    let mut env = vec![("LD_PRELOAD", preload.as_str())];
+    env.extend_from_slice(DISTINCT);
+    let out = common::run(cmd, false, &env, std::time::Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    let lines = parse(&out.stdout);
+    for name in ["early-constructor", "exec-child"] {
+        let l = line(&lines, name);
+        assert_eq!(l.get("errno"), "777", "{l:?}");
+        assert_eq!(l.keepalive(), ("1", "71", "13", "5", "45678"), "{name}");
+    }
+}
+
+#[test]
 fn a_panic_inside_the_hook_never_reaches_the_program() {
     let lib = std::fs::read(common::library()).unwrap();
     let switch = b"TCP_KEEPALIVE_PRELOAD_TEST_PANIC";

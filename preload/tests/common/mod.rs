@@ -77,6 +77,24 @@ pub fn sockets_program() -> PathBuf {
     .clone()
 }
 
+/// tests/programs/early.c, a library whose constructor creates a socket, compiled once.
+pub fn early_library() -> PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/early.c");
+        let out = scratch().join(format!("early-{}.so", std::process::id()));
+        let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
+            .args(["-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o"])
+            .arg(&out)
+            .arg(&src)
+            .status()
+            .expect("run the C compiler (cc): install build-essential");
+        assert!(status.success(), "compiling {} failed", src.display());
+        out
+    })
+    .clone()
+}
+
 /// What a finished program printed.
 #[derive(Debug)]
 pub struct Output {
