@@ -64,7 +64,7 @@ pub fn sockets_program() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/sockets.c");
-        let out = scratch().join(format!("sockets-{}", std::process::id()));
+        let out = scratch().join(format!("sockets.{}.tmp", std::process::id()));
         let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .args(["-O1", "-Wall", "-Werror", "-pthread", "-o"])
             .arg(&out)
@@ -72,7 +72,10 @@ pub fn sockets_program() -> PathBuf {
             .status()
             .expect("run the C compiler (cc): install build-essential");
         assert!(status.success(), "compiling {} failed", src.display());
-        out
+        // Renamed into place, so test binaries running at once never see a half-written file.
+        let done = scratch().join("sockets");
+        std::fs::rename(&out, &done).expect("rename");
+        done
     })
     .clone()
 }
@@ -82,7 +85,7 @@ pub fn early_library() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/early.c");
-        let out = scratch().join(format!("early-{}.so", std::process::id()));
+        let out = scratch().join(format!("early.{}.tmp", std::process::id()));
         let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))
             .args(["-O1", "-Wall", "-Werror", "-shared", "-fPIC", "-o"])
             .arg(&out)
@@ -90,7 +93,9 @@ pub fn early_library() -> PathBuf {
             .status()
             .expect("run the C compiler (cc): install build-essential");
         assert!(status.success(), "compiling {} failed", src.display());
-        out
+        let done = scratch().join("early.so");
+        std::fs::rename(&out, &done).expect("rename");
+        done
     })
     .clone()
 }
