@@ -97,12 +97,20 @@ static CONFIG: AtomicPtr<Config> = AtomicPtr::new(ptr::null_mut());
 /// Whether [`Config::problem`] has been printed.
 static PROBLEM_REPORTED: AtomicBool = AtomicBool::new(false);
 
+#[inline]
 fn config() -> &'static Config {
     let current = CONFIG.load(Ordering::Acquire);
     if !current.is_null() {
         // SAFETY: a published Config is never freed or changed.
         return unsafe { &*current };
     }
+    publish_config()
+}
+
+/// Reads the environment and publishes the result, unless another thread got there first.
+#[cold]
+#[inline(never)]
+fn publish_config() -> &'static Config {
     let fresh = Box::into_raw(Box::new(Config::from_env()));
     match CONFIG.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
         // SAFETY: just published, never freed.
