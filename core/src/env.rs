@@ -90,7 +90,9 @@ fn from_variable(name: &str, text: &str, err: Error) -> Error {
 impl KeepAlive {
     /// Reads the settings from the process environment; see [`KeepAlive::from_lookup`].
     pub fn from_env() -> Result<EnvConfig, Error> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        // A value that is not UTF-8 is passed on lossily, so it is reported as invalid rather
+        // than silently treated as unset.
+        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     }
 
     /// Reads the settings through `lookup` (a variable's value, or `None` when unset).

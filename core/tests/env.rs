@@ -152,9 +152,12 @@ fn unset_means_defaults_only_where_loading_is_the_request() {
     assert_eq!(EnvConfig::Off.or_default(), None);
 }
 
+/// Tests that touch the real environment take this lock, so they never see each other's variables.
+static ENV_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn from_env_reads_the_process_environment() {
-    // The only test in this binary that touches the real environment.
+    let _guard = ENV_LOCK.lock().unwrap();
     std::env::set_var("TCP_KEEPALIVE_IDLE", "33");
     std::env::set_var("KEEPCNT", "4");
     let got = KeepAlive::from_env();
@@ -176,5 +179,19 @@ fn parse_duration_forms() {
     );
     for bad in ["", "s", "ms5", "5 5", "5d", "+5"] {
         assert!(parse_duration("x", bad).is_err(), "{bad:?}");
+    }
+}
+
+#[test]
+fn a_value_that_is_not_utf8_is_reported_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let _guard = ENV_LOCK.lock().unwrap();
+    let bad = std::ffi::OsStr::from_bytes(b"6\xff");
+    std::env::set_var("TCP_KEEPALIVE_INTERVAL", bad);
+    let got = KeepAlive::from_env();
+    std::env::remove_var("TCP_KEEPALIVE_INTERVAL");
+    match got {
+        Err(Error::InvalidArgument { name, .. }) => assert_eq!(name, "TCP_KEEPALIVE_INTERVAL"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
     }
 }

@@ -255,6 +255,38 @@ fn udp_unix_and_raw_sockets_are_not_tcp() {
 }
 
 #[test]
+fn mptcp_is_tcp_and_an_option_it_lacks_is_unsupported() {
+    // SAFETY: plain socket(2); the descriptor is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 262) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI=true: cannot create an MPTCP socket ({e}); this kernel lacks MPTCP");
+        }
+        eprintln!("skipping MPTCP: {e}");
+        return;
+    }
+    // SAFETY: fd was just created and nothing else owns it.
+    let sock: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+    configure_keepalive(&sock, S(19), S(6), 8).unwrap();
+    assert_eq!(inspect(&sock).unwrap().idle, S(19));
+    let with_timeout = KeepAlive::new(S(23), S(2), 3)
+        .unwrap()
+        .with_user_timeout(S(4))
+        .unwrap();
+    match with_timeout.apply(&sock) {
+        Ok(()) => assert_eq!(inspect(&sock).unwrap().user_timeout, Some(S(4))),
+        Err(Error::Unsupported { option, .. }) => {
+            assert_eq!(option, SocketOption::UserTimeout);
+            assert_eq!(inspect(&sock).unwrap().idle, S(19), "nothing changed");
+        }
+        Err(other) => {
+            panic!("MPTCP with a user timeout: expected Ok or Unsupported, got {other:?}")
+        }
+    }
+}
+
+#[test]
 fn files_and_pipes_are_not_sockets() {
     let file = File::open("/proc/self/status").unwrap();
     let (r, w) = pipe();

@@ -110,6 +110,9 @@ pub(crate) fn classify(fd: RawFd, option: SocketOption, err: io::Error) -> Error
     }
 }
 
+/// Linux's multipath TCP protocol number (not in every libc release).
+const IPPROTO_MPTCP: libc::c_int = 262;
+
 /// `(is_tcp, description)` of a socket, from SO_DOMAIN/SO_TYPE/SO_PROTOCOL where the OS has them.
 fn describe_socket(fd: RawFd) -> Option<(bool, String)> {
     let ty = get_raw(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()?;
@@ -143,9 +146,12 @@ fn describe_socket(fd: RawFd) -> Option<(bool, String)> {
     let proto = match protocol {
         libc::IPPROTO_TCP if inet => " (TCP)",
         libc::IPPROTO_UDP if inet => " (UDP)",
-        262 if inet => " (MPTCP)",
+        IPPROTO_MPTCP if inet => " (MPTCP)",
         _ => "",
     };
-    let is_tcp = inet && ty == libc::SOCK_STREAM && protocol == libc::IPPROTO_TCP;
+    // MPTCP carries keep-alive to its subflows; an option it lacks is Unsupported, not "not TCP".
+    let is_tcp = inet
+        && ty == libc::SOCK_STREAM
+        && (protocol == libc::IPPROTO_TCP || protocol == IPPROTO_MPTCP);
     Some((is_tcp, format!("{family} {kind}{proto}").trim().to_string()))
 }
