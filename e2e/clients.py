@@ -77,4 +77,17 @@ CLIENTS = [
         preload=True,
         build="scripts/build-preload-java.sh",
     ),
+    # Scala 2.13 + OkHttp 5, the seed's kind of client: OkHttp's socketFactory is a
+    # KeepAliveSocketFactory with KeepAlive.fromEnv() when LAB_KEEPALIVE=on (examples/scala-client).
+    Client(
+        name="scala-okhttp",
+        argv=["java", "-jar", "{root}/examples/scala-client/target/scala-client.jar"],
+        build="scripts/build-scala-client.sh",
+    ),
+    # Plain Java + OkHttp 5, the same through KeepAliveSocketFactory (e2e/clients/java-client).
+    Client(
+        name="java-okhttp",
+        argv=["java", "-jar", "{root}/e2e/clients/java-client/target/java-keepalive-client.jar"],
+        build="scripts/build-java-client.sh",
+    ),
 ]
