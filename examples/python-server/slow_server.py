@@ -4,6 +4,11 @@ every connection it accepts.
 
     GET /slow?seconds=D   answers "done after D s" after D seconds (the long request)
     GET /keepalive        this connection's keep-alive settings, read from the kernel
+    POST /upload          reads the body (Content-Length) and answers its size
+
+A client that vanishes mid-upload (its host gone, a middlebox dropping the flow) leaves a server
+without keep-alive blocked in recv() for hours; with it, recv() fails with ETIMEDOUT after
+idle + interval x count seconds and the thread is free again (logged as "client gone").
 
 The listening socket is configured once; on Linux every accepted socket inherits its settings,
 so no request handler has to do anything. The settings come from the environment
@@ -13,6 +18,7 @@ so no request handler has to do anything. The settings come from the environment
 """
 
 import argparse
+import errno
 import sys
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,6 +46,23 @@ class SlowHandler(BaseHTTPRequestHandler):
             # The accepted socket itself: what it inherited from the listener.
             return self.answer(200, f"{tcp_keepalive.inspect(self.connection)!r}\n")
         return self.answer(404, "try /slow?seconds=5 or /keepalive\n")
+
+    def do_POST(self):
+        if urlparse(self.path).path != "/upload":
+            return self.answer(404, "POST /upload\n")
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+        except ValueError:
+            return self.answer(400, "bad Content-Length\n")
+        start = time.monotonic()
+        try:
+            body = self.rfile.read(length)
+        except OSError as e:
+            name = errno.errorcode.get(e.errno, str(e.errno))
+            self.log_message("client gone: %s after %.1f s", name, time.monotonic() - start)
+            self.close_connection = True
+            return
+        return self.answer(200, f"received {len(body)} bytes\n")
 
     def answer(self, status, text):
         body = text.encode()
