@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$ROOT"
 
 need_packages python3 python3-venv python3-dev build-essential >/dev/null
-python_venv maturin pytest pytest-benchmark requests httpx aiohttp uvicorn gunicorn >/dev/null
+python_venv maturin pytest pytest-benchmark requests httpx aiohttp uvicorn gunicorn mypy >/dev/null
 
 stamp="$VENV/.tcp-keepalive-py.stamp"
 sources=$(find python-binding/src python-binding/python python-binding/Cargo.toml \

@@ -12,4 +12,6 @@ bash scripts/build-python.sh || exit 1
 need_packages iproute2 nftables || exit 1
 # Run from the tests folder so `import tcp_keepalive` finds the installed package, not the tree.
 (cd python-binding/tests && "$VENV/bin/python" -m pytest -q -p no:cacheprovider .) || exit 1
+# The .pyi stub against the installed module: every name, signature and class flag must agree.
+(cd /tmp && "$VENV/bin/python" -m mypy.stubtest tcp_keepalive) || exit 1
 "$VENV/bin/python" python-binding/benches/bench_configure.py --quick || exit 1

@@ -1,7 +1,7 @@
 """Type stubs of the Rust extension module ``tcp_keepalive._native``."""
 
 import datetime
-from typing import Final, List, Optional, Protocol, Tuple, Union
+from typing import Final, List, Optional, Protocol, Tuple, Union, final
 
 __all__ = [
     "DEFAULT_COUNT",
@@ -21,10 +21,10 @@ class _HasFileno(Protocol):
 
 #: A socket.socket, anything with fileno() (an asyncio transport's socket too), or an int
 #: descriptor. bool is refused.
-SocketLike = Union[_HasFileno, int]
+_SocketLike = Union[_HasFileno, int]
 #: int or float seconds, or a datetime.timedelta. Finer than a second rounds up (idle, interval)
 #: or to whole milliseconds (user_timeout).
-Seconds = Union[int, float, datetime.timedelta]
+_Seconds = Union[int, float, datetime.timedelta]
 
 DEFAULT_IDLE: Final[int]
 DEFAULT_INTERVAL: Final[int]
@@ -34,6 +34,7 @@ class KeepAliveError(OSError):
     """A socket error: not a TCP socket, not a socket, a closed descriptor, an option this system
     lacks, or a failed system call. ``errno`` is the kernel's code; the message is the core's."""
 
+@final
 class Settings:
     """Keep-alive settings of a socket, read from the kernel. Immutable and hashable."""
 
@@ -52,20 +53,21 @@ class Settings:
     @property
     def user_timeout(self) -> Optional[float]:
         """TCP_USER_TIMEOUT in seconds, None when unset."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
+@final
 class KeepAlive:
     """Validated keep-alive settings. Allowed: idle and interval 1 to 32767 s, count 1 to 127,
     user_timeout 1 ms to 2147483647 ms. Immutable and hashable."""
 
-    def __init__(
-        self,
-        idle: Seconds = 60,
-        interval: Seconds = 10,
+    def __new__(
+        cls,
+        idle: _Seconds = 60,
+        interval: _Seconds = 10,
         count: int = 6,
-        user_timeout: Optional[Seconds] = None,
-    ) -> None: ...
+        user_timeout: Optional[_Seconds] = None,
+    ) -> "KeepAlive": ...
     @property
     def idle(self) -> int: ...
     @property
@@ -77,34 +79,34 @@ class KeepAlive:
     @property
     def detection_bound(self) -> int:
         """idle + interval * count seconds: the longest a silent dead peer goes unnoticed."""
-    def apply(self, sock: SocketLike) -> None:
+    def apply(self, sock: _SocketLike) -> None:
         """Applies the settings, all or nothing."""
-    def apply_to_new_socket(self, sock: SocketLike) -> None:
+    def apply_to_new_socket(self, sock: _SocketLike) -> None:
         """Applies the settings to a socket just created and not yet shared (fewer system calls)."""
     def socket_options(self) -> List[Tuple[int, int, int]]:
         """(level, option, value) tuples for socket_options= of urllib3, requests and httpx."""
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
 
 def configure(
-    sock: SocketLike,
-    idle: Seconds = 60,
-    interval: Seconds = 10,
+    sock: _SocketLike,
+    idle: _Seconds = 60,
+    interval: _Seconds = 10,
     count: int = 6,
-    user_timeout: Optional[Seconds] = None,
+    user_timeout: Optional[_Seconds] = None,
 ) -> None:
     """Turns keep-alive on for a TCP socket with these timings, all or nothing."""
 
-def inspect(sock: SocketLike) -> Settings:
+def inspect(sock: _SocketLike) -> Settings:
     """Reads a socket's keep-alive settings from the kernel."""
 
 def from_env(default: Optional[KeepAlive] = None) -> Optional[KeepAlive]:
     """The settings TCP_KEEPALIVE* ask for; None when TCP_KEEPALIVE=off; ``default`` when unset."""
 
 def socket_options(
-    idle: Seconds = 60,
-    interval: Seconds = 10,
+    idle: _Seconds = 60,
+    interval: _Seconds = 10,
     count: int = 6,
-    user_timeout: Optional[Seconds] = None,
+    user_timeout: Optional[_Seconds] = None,
 ) -> List[Tuple[int, int, int]]:
     """(level, option, value) tuples turning keep-alive on, checked by the core."""
