@@ -471,3 +471,45 @@ def test_asyncio_server_and_client_sockets():
     assert seen["server"] == (1, 31, 8, 3, 9000)
     assert seen["server_inspect"].idle == 31
     assert seen["client"] == (1, 32, 9, 4, 0)
+
+
+def test_random_inputs_raise_only_the_documented_errors(pair4):
+    """Thousands of odd values: each call succeeds or raises ValueError, TypeError or
+    KeepAliveError, never anything else (a Rust panic would surface as pyo3's PanicException,
+    a BaseException that `except Exception` does not catch)."""
+    import random
+
+    class BadRepr:
+        def __repr__(self):
+            raise RuntimeError("no repr")
+
+        def fileno(self):
+            return "not an int"
+
+    rng = random.Random(20261124)
+    pool = [
+        0, 1, -1, 6, 127, 128, 32767, 32768, 2**31 - 1, 2**31, 2**63, -(2**63), 2**64, 10**40,
+        0.0, -0.0, 1e-9, 0.5, 1.5, 32767.5, 1e308, float("inf"), float("-inf"), float("nan"),
+        True, False, None, "1", b"1", [], {}, object(), BadRepr(),
+        datetime.timedelta(0), datetime.timedelta(microseconds=1), datetime.timedelta(days=999999999),
+        datetime.timedelta(days=-1), datetime.timedelta(seconds=32767, microseconds=1),
+    ]
+    socks = [pair4.client, pair4.client.fileno(), -1, 2**40, BadRepr(), None, 1.0, "s"]
+    allowed = (ValueError, TypeError, KeepAliveError)
+    outcomes = set()
+    for _ in range(3000):
+        kwargs = {name: rng.choice(pool) for name in ("idle", "interval", "count", "user_timeout")
+                  if rng.random() < 0.7}
+        sock = rng.choice(socks)
+        for call in (lambda: configure(sock, **kwargs), lambda: KeepAlive(**kwargs),
+                     lambda: tcp_keepalive.socket_options(**kwargs), lambda: inspect(sock)):
+            try:
+                call()
+                outcomes.add("ok")
+            except allowed as e:
+                outcomes.add(type(e).__name__)
+                assert str(e)
+    assert outcomes == {"ok", "ValueError", "TypeError", "KeepAliveError"}
+    # The socket still holds values some successful call wrote: all fields in range.
+    s = inspect(pair4.client)
+    assert 1 <= s.idle <= 32767 and 1 <= s.interval <= 32767 and 1 <= s.count <= 127
