@@ -67,7 +67,8 @@ def main():
             t = timeit.Timer(fn).timeit(number)
             times[name].append(t / number * 1e9)
     med = {name: statistics.median(ts) for name, ts in times.items()}
-    print(f"bench_configure ({rounds} rounds x {number} calls, median ns per call{', quick' if quick else ''}):")
+    note = ", quick smoke run: too short to quote, run without --quick" if quick else ""
+    print(f"bench_configure ({rounds} rounds x {number} calls, median ns per call{note}):")
     for name, ns in med.items():
         print(f"  {ns:8.0f} ns  {name}")
     base4 = med["plain: 4 x sock.setsockopt"]
