@@ -90,4 +90,11 @@ CLIENTS = [
         argv=["java", "-jar", "{root}/e2e/clients/java-client/target/java-keepalive-client.jar"],
         build="scripts/build-java-client.sh",
     ),
+    # Python door: the seed's http.client with tcp_keepalive.from_env() applied to its socket,
+    # run by the test venv's python where scripts/build-python.sh installed the package.
+    Client(
+        name="python-binding",
+        argv=["{venv}/bin/python", "e2e/clients/python_binding.py"],
+        build="scripts/build-python.sh",
+    ),
 ]

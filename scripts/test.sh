@@ -33,7 +33,8 @@ selected() {
 FILTER=("$@")
 
 rust_checks() {
-    need_packages build-essential pkg-config &&
+    # python3-dev: the Python binding's unit tests link libpython (pyo3 embeds an interpreter).
+    need_packages build-essential pkg-config python3-dev &&
         cargo fmt --all --check &&
         cargo clippy --workspace --all-targets -- -D warnings &&
         RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps &&

@@ -303,6 +303,30 @@ impl KeepAlive {
         (writes, len)
     }
 
+    /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the timings,
+    /// then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
+    /// socket options as plain numbers and set them on their own sockets (urllib3's and httpx's
+    /// `socket_options`, a Python binding). Nothing is checked against a socket here.
+    ///
+    /// Fails with [`Error::Unsupported`] when a user timeout is asked for on a system without
+    /// `TCP_USER_TIMEOUT`.
+    pub fn socket_options(&self) -> Result<Vec<(libc::c_int, libc::c_int, libc::c_int)>, Error> {
+        let (writes, len) = self.tcp_writes();
+        writes[..len]
+            .iter()
+            .copied()
+            .chain([(SocketOption::KeepAlive, 1)])
+            .map(|(option, value)| {
+                let (level, name) =
+                    sys::level_and_name(option).ok_or_else(|| Error::Unsupported {
+                        option,
+                        source: std::io::Error::from_raw_os_error(libc::ENOPROTOOPT),
+                    })?;
+                Ok((level, name, value))
+            })
+            .collect()
+    }
+
     /// Applies these settings to a TCP socket: the timings first, then `SO_KEEPALIVE`.
     ///
     /// All or nothing: the current values are read first, and if any write fails the ones

@@ -355,3 +355,38 @@ fn errors_convert_to_io_errors_keeping_errno() {
     assert_eq!(io.kind(), std::io::ErrorKind::InvalidInput);
     assert_eq!(SocketOption::KeepIdle.to_string(), "TCP_KEEPIDLE");
 }
+
+#[test]
+fn socket_options_written_by_hand_give_what_apply_gives() {
+    let with_ut = KeepAlive::new(S(43), S(17), 3)
+        .unwrap()
+        .with_user_timeout(Duration::from_millis(6789))
+        .unwrap();
+    for k in [KeepAlive::new(S(31), S(9), 8).unwrap(), with_ut] {
+        let options = k.socket_options().unwrap();
+        // The timings first, SO_KEEPALIVE last, with the C headers' numbers.
+        assert_eq!(
+            options.last(),
+            Some(&(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1))
+        );
+        assert_eq!(
+            options[0],
+            (
+                libc::IPPROTO_TCP,
+                libc::TCP_KEEPIDLE,
+                k.idle().as_secs() as i32
+            )
+        );
+        let by_hand = pair("127.0.0.1:0");
+        for (level, name, value) in &options {
+            raw_set(&by_hand.client, *level, *name, *value);
+        }
+        let by_apply = pair("127.0.0.1:0");
+        k.apply(&by_apply.client).unwrap();
+        assert_eq!(raw_all(&by_hand.client), raw_all(&by_apply.client), "{k}");
+        assert_eq!(
+            options.len(),
+            if k.user_timeout().is_some() { 5 } else { 4 }
+        );
+    }
+}

@@ -8,7 +8,7 @@ use crate::error::{Error, SocketOption};
 
 /// Where an option lives: its level and its number on this platform.
 /// `None` when the platform has no such option.
-fn level_and_name(option: SocketOption) -> Option<(libc::c_int, libc::c_int)> {
+pub(crate) fn level_and_name(option: SocketOption) -> Option<(libc::c_int, libc::c_int)> {
     match option {
         SocketOption::KeepAlive => Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE)),
         #[cfg(target_vendor = "apple")]
