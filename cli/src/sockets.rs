@@ -170,7 +170,7 @@ pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
         .count();
     if weak > 0 {
         println!(
-            "{weak} socket{} without keep-alive shorter than 240 s (Azure LB; AWS NLB/NAT: 350 s): fix with `tcp-keepalive apply --pid {pid}`",
+            "hint: {weak} socket{} without keep-alive shorter than 240 s (Azure LB; AWS NLB/NAT: 350 s): fix with `tcp-keepalive apply --pid {pid}`",
             if weak == 1 { "" } else { "s" }
         );
     }

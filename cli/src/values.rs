@@ -13,17 +13,17 @@ use crate::fail::Failure;
 #[derive(Args, Debug, Clone, Default)]
 pub struct Timings {
     /// Silence before the first probe: 1 to 32767 s [default: 60]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub idle: Option<String>,
     /// Time between unanswered probes: 1 to 32767 s [default: 10]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub interval: Option<String>,
     /// Unanswered probes before the connection is dropped: 1 to 127 [default: 6]
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<String>,
     /// How long sent data may stay unacknowledged (TCP_USER_TIMEOUT): 1ms to 2147483647ms
     /// [default: left as it is]
-    #[arg(long, value_name = "DURATION")]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub user_timeout: Option<String>,
 }
 
