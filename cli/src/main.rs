@@ -85,8 +85,11 @@ enum Cmd {
         /// The process whose sockets to change.
         #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
         pid: i32,
-        /// Only sockets connected to this peer: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT).
-        #[arg(long, value_name = "ADDR[:PORT]")]
+        #[arg(
+            long,
+            value_name = "ADDR[:PORT]",
+            help = "Only sockets connected to this peer: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT)"
+        )]
         peer: Option<String>,
         #[command(flatten)]
         timings: Timings,
