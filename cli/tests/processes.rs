@@ -626,6 +626,12 @@ fn bad_values_exit_2_name_the_value_and_change_nothing() -> Result<(), String> {
         args.extend_from_slice(&["--", "true"]);
         expect_fail(&cli(&args), 2, needles);
     }
+    // clap's own usage errors share exit 2.
+    for pid in ["abc", "0", "-5"] {
+        let out = cli(&["inspect", "--pid", pid]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(text(&out.stderr).contains("--pid"), "{}", text(&out.stderr));
+    }
     expect_dump(&held.dump(), &[]);
     Ok(())
 }
