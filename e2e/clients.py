@@ -1,0 +1,61 @@
+"""The clients of the middlebox lab: one row each. Adding a client is adding a row to CLIENTS.
+
+A row is a command the lab runs inside the client namespace, once "with" keep-alive and once
+"without", in every scenario it supports. The command speaks the contract in e2e/README.md:
+
+  in:  LAB_URL, LAB_HOST, LAB_PORT, LAB_PATH, LAB_DEADLINE (seconds, its own read timeout),
+       LAB_KEEPALIVE (on/off) with TCP_KEEPALIVE=on|off and, when on, TCP_KEEPALIVE_IDLE,
+       TCP_KEEPALIVE_INTERVAL, TCP_KEEPALIVE_COUNT and maybe TCP_KEEPALIVE_USER_TIMEOUT;
+       LAB_WRITE_AFTER in the black-hole scenario (send a POST, its body that many seconds
+       after the headers).
+  out: exit 0 = the full answer, 10 = its read deadline passed (the hang), 11 = the connection
+       failed with an error (print the errno name, e.g. ETIMEDOUT); one short line on stdout.
+
+Fields of Client:
+  name       short, unique, [a-z0-9._-]; shown in the table and matched by --only
+  argv       the command; "{python}" is the python running the lab, "{root}" the repository,
+             "{venv}" the test venv (target/test-venv); relative paths are from the repository
+  env        extra environment for both runs
+  scenarios  the scenario keys it supports (default: all of SCENARIOS)
+  modes      ("with", "without") by default; a row of an unmodified program that only shows the
+             hang lists ("without",)
+  preload    True: "with" means LD_PRELOAD=target/release/libkeepalive.so (the program is
+             unmodified and ignores LAB_KEEPALIVE)
+  build      a script the lab runs first (scripts/build-<door>.sh: idempotent, quiet)
+"""
+
+from dataclasses import dataclass, field
+from typing import Dict, Optional, Sequence, Tuple
+
+# Scenario keys, in the order the lab runs them.
+SCENARIOS = ("idle-drop", "idle-drop-v6", "peer-vanishes", "black-hole")
+
+PRELOAD_LIB = "target/release/libkeepalive.so"
+
+
+@dataclass(frozen=True)
+class Client:
+    name: str
+    argv: Sequence[str]
+    env: Dict[str, str] = field(default_factory=dict)
+    scenarios: Tuple[str, ...] = SCENARIOS
+    modes: Tuple[str, ...] = ("with", "without")
+    preload: bool = False
+    build: Optional[str] = None
+
+
+CLIENTS = [
+    # The seed's client, unmodified: Python's http.client. Only the hang here; its "with" run
+    # comes from the preload door, as a row of its own with preload=True.
+    Client(
+        name="python-plain",
+        argv=["{python}", "e2e/clients/plain_python.py"],
+        modes=("without",),
+    ),
+    # Rust, using core: KeepAlive::from_env() and apply on a std TcpStream.
+    Client(
+        name="rust",
+        argv=["target/debug/rust-client"],
+        build="scripts/build-rust-client.sh",
+    ),
+]

@@ -1,0 +1,922 @@
+#!/usr/bin/env python3
+"""The middlebox lab: the seed's hang reproduced in network namespaces, and every fix proven.
+
+    client ns  --veth--  middlebox ns  --veth--  server ns
+    198.51.100.2         198.51.100.1            203.0.113.2
+    fd00:1::2            fd00:1::1 | 203.0.113.1 fd00:2::2
+                                   | fd00:2::1
+
+The middlebox forwards with connection tracking like an AWS NLB or NAT gateway: nftables
+`ct state invalid drop` in its forward chain, nf_conntrack_tcp_loose=0 (a forgotten flow is never
+picked up again) and, in the idle-drop scenarios, nf_conntrack_tcp_timeout_established=T, so a
+flow silent for T seconds is forgotten and its later packets vanish without a reply. It can also
+cut one flow entirely (a named nftables set of client ports whose packets are dropped both ways).
+
+Scenarios (each client row runs with and without keep-alive, concurrently):
+  idle-drop      T=2 s, the server answers after D=3T; without keep-alive no answer by the
+                 deadline, with it (idle 1 s < T) the full answer at about D. IPv4.
+  idle-drop-v6   the same over IPv6.
+  peer-vanishes  the flow is cut once the request arrived; with idle 1, interval 1, count 3 the
+                 read fails with ETIMEDOUT within 4 s + slack; without, still waiting at the
+                 deadline.
+  black-hole     a POST whose body is written LAB_WRITE_AFTER s after the headers; the flow is
+                 cut when the headers arrive; with a user timeout of 3 s the client fails with
+                 ETIMEDOUT about 3 s after writing; without, still retransmitting at the deadline.
+
+Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
+Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
+`finally`/atexit, also on failure and Ctrl-C.
+"""
+
+import argparse
+import atexit
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+
+import clients as client_table  # noqa: E402  (after the path is set)
+
+PORT = 8080
+V4 = {"client": "198.51.100.2", "mb_c": "198.51.100.1", "mb_s": "203.0.113.1", "server": "203.0.113.2"}
+V6 = {"client": "fd00:1::2", "mb_c": "fd00:1::1", "mb_s": "fd00:2::1", "server": "fd00:2::2"}
+MAC = {"c0": "02:00:00:00:01:02", "m0": "02:00:00:00:01:01",
+       "m1": "02:00:00:00:02:01", "s0": "02:00:00:00:02:02"}
+
+T = 2  # seconds of silence after which the idle-drop middlebox forgets a flow
+SLACK = 2.0  # seconds allowed beyond a detection bound (process exit, scheduling on a busy box)
+COMMAND_TIMEOUT = 20  # every ip/nft/conntrack command
+BUILD_TIMEOUT = 900  # a build script (cargo on a busy machine)
+START_ALLOWANCE = 40  # seconds a client may take to start (a JVM on a busy box) before its deadline
+SCRUBBED = ("LD_PRELOAD", "KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT")
+
+
+# --------------------------------------------------------------------------------------------
+# Scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    number: int
+    title: str
+    story: str
+    family: int
+    seconds: float  # D: the server's delay
+    deadline: float  # the client's read deadline
+    keepalive: Dict[str, str]  # TCP_KEEPALIVE_* for "with"
+    keepalive_text: str
+    conntrack_timeout: Optional[int]  # established timeout in the middlebox (None: default)
+    cut: bool  # cut the flow once the request arrived
+    write_after: Optional[float] = None
+    bound: Optional[float] = None  # with: ETIMEDOUT within this many seconds of the request
+    bound_text: str = ""  # how the bound is made up
+
+    def expectation(self, mode: str) -> str:
+        if mode == "without":
+            after = " after the body" if self.write_after is not None else ""
+            return f"no answer by its {self.deadline:g} s read deadline{after}"
+        if self.bound is None:
+            return f"full answer before {self.deadline:g} s"
+        return f"ETIMEDOUT within {self.bound:g} s ({self.bound_text})"
+
+
+FAST_PROBES = {"TCP_KEEPALIVE_IDLE": "1", "TCP_KEEPALIVE_INTERVAL": "1", "TCP_KEEPALIVE_COUNT": "3"}
+D_IDLE = 3 * T
+WRITE_AFTER = 2.0
+USER_TIMEOUT = 3
+
+SCENARIOS = [
+    Scenario(
+        key="idle-drop",
+        number=1,
+        title="Idle drop, IPv4",
+        story=f"the middlebox forgets a flow silent for {T} s; the server answers after {D_IDLE} s",
+        family=4,
+        seconds=D_IDLE,
+        deadline=D_IDLE + 4,
+        keepalive=FAST_PROBES,
+        keepalive_text="idle 1 s, interval 1 s, count 3",
+        conntrack_timeout=T,
+        cut=False,
+    ),
+    Scenario(
+        key="idle-drop-v6",
+        number=1,
+        title="Idle drop, IPv6",
+        story=f"the same over IPv6: forgotten after {T} s, answer after {D_IDLE} s",
+        family=6,
+        seconds=D_IDLE,
+        deadline=D_IDLE + 4,
+        keepalive=FAST_PROBES,
+        keepalive_text="idle 1 s, interval 1 s, count 3",
+        conntrack_timeout=T,
+        cut=False,
+    ),
+    Scenario(
+        key="peer-vanishes",
+        number=2,
+        title="Peer vanishes, IPv4",
+        story="the path is cut once the request arrived; the server's answer (at 7 s) is lost",
+        family=4,
+        seconds=7,
+        deadline=10,
+        keepalive=FAST_PROBES,
+        keepalive_text="idle 1 s, interval 1 s, count 3",
+        conntrack_timeout=None,
+        cut=True,
+        bound=1 + 1 * 3 + SLACK,  # detection bound idle + interval x count, plus slack
+        bound_text=f"1 + 1x3 + {SLACK:g} slack",
+    ),
+    Scenario(
+        key="black-hole",
+        number=3,
+        title="Data into a black hole, IPv4",
+        story=(
+            f"the path is cut once the POST's headers arrived; the client writes its body "
+            f"{WRITE_AFTER:g} s later into the void"
+        ),
+        family=4,
+        seconds=6,
+        deadline=10,
+        keepalive={
+            "TCP_KEEPALIVE_IDLE": "60",
+            "TCP_KEEPALIVE_INTERVAL": "10",
+            "TCP_KEEPALIVE_COUNT": "6",
+            "TCP_KEEPALIVE_USER_TIMEOUT": str(USER_TIMEOUT),
+        },
+        keepalive_text=f"defaults + user timeout {USER_TIMEOUT} s",
+        conntrack_timeout=None,
+        cut=True,
+        write_after=WRITE_AFTER,
+        bound=WRITE_AFTER + USER_TIMEOUT + SLACK,
+        bound_text=f"{WRITE_AFTER:g} wait + {USER_TIMEOUT} + {SLACK:g} slack",
+    ),
+]
+SCENARIO_BY_KEY = {s.key: s for s in SCENARIOS}
+assert tuple(SCENARIO_BY_KEY) == client_table.SCENARIOS
+
+# Scenarios sharing a middlebox run at the same time: (name, conntrack timeout, scenario keys).
+PHASES = [
+    ("idle-drop", T, ("idle-drop", "idle-drop-v6")),
+    ("peer-vanishes", None, ("peer-vanishes",)),
+    ("black-hole", None, ("black-hole",)),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# Cleanup that runs whatever happens
+
+
+class Cleanup:
+    """Callbacks run once, newest first, from `finally`, atexit and fatal signals."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._actions = []
+
+    def add(self, action):
+        with self._lock:
+            self._actions.append(action)
+        return action
+
+    def discard(self, action):
+        with self._lock:
+            if action in self._actions:
+                self._actions.remove(action)
+
+    def run(self):
+        while True:
+            with self._lock:
+                if not self._actions:
+                    return
+                action = self._actions.pop()
+            try:
+                action()
+            except Exception as e:  # keep cleaning up
+                print(f"lab: cleanup step failed: {e}", file=sys.stderr)
+
+
+CLEANUP = Cleanup()
+atexit.register(CLEANUP.run)
+
+
+def _on_signal(signum, _frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(argv, timeout=COMMAND_TIMEOUT, check=True, input_text=None):
+    """Runs a command, bounded in time; returns CompletedProcess (text)."""
+    done = subprocess.run(
+        argv,
+        input=input_text,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+    )
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)}: exit {done.returncode}: {done.stderr.strip()}")
+    return done
+
+
+def kill_group(proc: subprocess.Popen):
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+# --------------------------------------------------------------------------------------------
+# The network
+
+
+class Network:
+    """Three namespaces (client, middlebox, server) with unique names, joined by veth pairs."""
+
+    def __init__(self, run_id: str, phase: str, conntrack_timeout: Optional[int]):
+        base = f"tkl-{run_id}-{phase}"
+        self.client = f"{base}-client"
+        self.middlebox = f"{base}-mbox"
+        self.server = f"{base}-server"
+        self.conntrack_timeout = conntrack_timeout
+        self._made: List[str] = []
+
+    def up(self):
+        CLEANUP.add(self.down)
+        for ns in (self.client, self.middlebox, self.server):
+            run(["ip", "netns", "add", ns])
+            self._made.append(ns)
+            run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            # No duplicate address detection: link-local addresses usable at once (no 1 s stall).
+            run(["ip", "netns", "exec", ns, "sh", "-ec",
+                 "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; "
+                 "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad"])
+        # The veth ends are created inside the namespaces: no name in the host's namespace, so
+        # concurrent labs cannot collide.
+        run(["ip", "-n", self.client, "link", "add", "c0", "address", MAC["c0"], "type", "veth",
+             "peer", "name", "m0", "address", MAC["m0"], "netns", self.middlebox])
+        run(["ip", "-n", self.middlebox, "link", "add", "m1", "address", MAC["m1"], "type", "veth",
+             "peer", "name", "s0", "address", MAC["s0"], "netns", self.server])
+        for ns, dev, v4, v6 in (
+            (self.client, "c0", V4["client"], V6["client"]),
+            (self.middlebox, "m0", V4["mb_c"], V6["mb_c"]),
+            (self.middlebox, "m1", V4["mb_s"], V6["mb_s"]),
+            (self.server, "s0", V4["server"], V6["server"]),
+        ):
+            run(["ip", "-n", ns, "addr", "add", f"{v4}/24", "dev", dev])
+            run(["ip", "-n", ns, "-6", "addr", "add", f"{v6}/64", "dev", dev, "nodad"])
+            run(["ip", "-n", ns, "link", "set", dev, "up"])
+        for ns, gw4, gw6 in (
+            (self.client, V4["mb_c"], V6["mb_c"]),
+            (self.server, V4["mb_s"], V6["mb_s"]),
+        ):
+            run(["ip", "-n", ns, "route", "add", "default", "via", gw4])
+            run(["ip", "-n", ns, "-6", "route", "add", "default", "via", gw6])
+        # Static neighbours: without them the first IPv6 SYN of a fresh path was lost to neighbour
+        # discovery (a 1 s retransmission), which would skew the IPv6 timings.
+        for ns, dev, peer, ips in (
+            (self.client, "c0", "m0", (V4["mb_c"], V6["mb_c"])),
+            (self.middlebox, "m0", "c0", (V4["client"], V6["client"])),
+            (self.middlebox, "m1", "s0", (V4["server"], V6["server"])),
+            (self.server, "s0", "m1", (V4["mb_s"], V6["mb_s"])),
+        ):
+            for ip in ips:
+                run(["ip", "-n", ns, "neigh", "replace", ip, "lladdr", MAC[peer], "dev", dev,
+                     "nud", "permanent"])
+        # The middlebox: nftables first (it loads conntrack for this namespace), then the knobs.
+        ruleset = """
+table inet lab {
+    set cut {
+        type inet_service
+    }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        tcp sport @cut drop
+        tcp dport @cut drop
+        ct state invalid drop
+    }
+}
+"""
+        run(["ip", "netns", "exec", self.middlebox, "nft", "-f", "-"], input_text=ruleset)
+        knobs = {
+            "net/ipv4/ip_forward": "1",
+            "net/ipv6/conf/all/forwarding": "1",
+            "net/netfilter/nf_conntrack_tcp_loose": "0",
+        }
+        if self.conntrack_timeout is not None:
+            knobs["net/netfilter/nf_conntrack_tcp_timeout_established"] = str(self.conntrack_timeout)
+        script = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in knobs.items())
+        run(["ip", "netns", "exec", self.middlebox, "sh", "-ec", script])
+        for k, v in knobs.items():
+            got = run(["ip", "netns", "exec", self.middlebox, "cat", f"/proc/sys/{k}"]).stdout.strip()
+            if got != v:
+                raise RuntimeError(f"middlebox {k} is {got}, wanted {v}")
+
+    def cut(self, client_port: Optional[int] = None):
+        """Drops every packet of the flow from `client_port` both ways, silently; without a
+        port, cuts the whole path (every forwarded packet)."""
+        if client_port is None:
+            cmd = ["nft", "insert", "rule", "inet", "lab", "forward", "drop"]
+        else:
+            cmd = ["nft", "add", "element", "inet", "lab", "cut", "{", str(client_port), "}"]
+        run(["ip", "netns", "exec", self.middlebox] + cmd)
+
+    def flow_tracked(self, family: int, client_port: int) -> Optional[bool]:
+        """Whether the middlebox's conntrack table holds the flow (None: no conntrack tool)."""
+        if not shutil.which("conntrack"):
+            return None
+        done = run(
+            ["ip", "netns", "exec", self.middlebox, "conntrack", "-L", "-f",
+             "ipv6" if family == 6 else "ipv4", "-p", "tcp", "--orig-port-src", str(client_port)],
+            check=False,
+        )
+        return f"sport={client_port} " in done.stdout
+
+    def unacked(self, client_port: int) -> Optional[str]:
+        """How often the client socket has retransmitted (ss in the client namespace), or None
+        when it has no such socket or nothing unacknowledged."""
+        done = run(["ip", "netns", "exec", self.client, "ss", "-tinHO", "sport", "=", f":{client_port}"],
+                   check=False)
+        unacked = re.search(r"\bunacked:(\d+)", done.stdout)
+        retrans = re.search(r"\bretrans:(\d+)/(\d+)", done.stdout)
+        if not unacked or not retrans:
+            return None
+        return retrans.group(2) if int(unacked.group(1)) > 0 else None
+
+    def spawn(self, ns: str, argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns] + argv,
+            env=env,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        CLEANUP.add(lambda: kill_group(proc))
+        return proc
+
+    def down(self):
+        for ns in reversed(self._made):
+            # Whatever still runs inside (a client that ignored its deadline) goes first.
+            pids = run(["ip", "netns", "pids", ns], check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            run(["ip", "netns", "del", ns], check=False)
+        self._made.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# The server and its events
+
+
+class Server:
+    """e2e/server.py in the server namespace; its event lines, timed on arrival."""
+
+    def __init__(self, net: Network, on_request):
+        self.net = net
+        self.on_request = on_request
+        self.events: Dict[str, Dict[str, object]] = {}
+        self.lock = threading.Lock()
+        self.ready = threading.Event()
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self):
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
+        self.proc = self.net.spawn(
+            self.net.server, [sys.executable, os.path.join(HERE, "server.py"), "--port", str(PORT)], env
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+        if not self.ready.wait(15):
+            raise RuntimeError("the server did not start within 15 s")
+
+    def _read(self):
+        for line in self.proc.stdout:
+            now = time.monotonic()
+            words = line.split()
+            if not words:
+                continue
+            if words[0] == "READY":
+                self.ready.set()
+                continue
+            if len(words) < 2:
+                continue
+            kind, tag = words[0], words[1]
+            with self.lock:
+                ev = self.events.setdefault(tag, {})
+                if kind == "REQUEST":
+                    ev["requests"] = ev.get("requests", 0) + 1
+                    if "request" in ev:
+                        first = False
+                    else:
+                        ev["request"] = now
+                        ev["port"] = int(words[4])
+                        first = True
+                else:
+                    ev.setdefault(kind.lower(), now)
+                    if kind == "FAILED":
+                        ev["failure"] = " ".join(words[2:])
+                    first = False
+            if kind == "REQUEST":
+                threading.Thread(target=self.on_request, args=(tag, int(words[4]), first), daemon=True).start()
+            elif kind == "ANSWERED":
+                threading.Thread(target=self._note_flow, args=(tag,), daemon=True).start()
+
+    def _note_flow(self, tag):
+        # Right after the answer left: did the middlebox still know the flow?
+        with self.lock:
+            ev = self.events.get(tag, {})
+            port, family = ev.get("port"), ev.get("family")
+        if port is None or family is None:
+            return
+        try:
+            tracked = self.net.flow_tracked(family, port)
+        except Exception:
+            tracked = None
+        with self.lock:
+            ev["tracked_at_answer"] = tracked
+
+    def event(self, tag):
+        with self.lock:
+            return dict(self.events.get(tag, {}))
+
+    def set_family(self, tag, family):
+        with self.lock:
+            self.events.setdefault(tag, {})["family"] = family
+
+
+# --------------------------------------------------------------------------------------------
+# One client run
+
+
+@dataclass
+class Run:
+    client: object
+    scenario: Scenario
+    mode: str  # "with" / "without"
+    tag: str = ""
+    started: float = 0.0
+    ended: Optional[float] = None
+    rc: Optional[int] = None
+    output: str = ""
+    killed: bool = False
+    error: Optional[str] = None  # the lab could not run it (build failed, ...)
+    control: bool = False  # a "with" run whose keep-alive is withheld: it must fail
+    ev: Dict[str, object] = field(default_factory=dict)
+    verdict: bool = False
+    outcome: str = ""
+    took: Optional[float] = None
+    why: str = ""
+    middlebox: str = "-"  # what the middlebox did with the flow
+    retransmitting: Optional[str] = None  # black hole: ss just before the deadline
+
+    @property
+    def kill_after(self) -> float:
+        return START_ALLOWANCE + self.scenario.deadline + (self.scenario.write_after or 0)
+
+
+def client_env(run_: Run) -> Dict[str, str]:
+    sc, client = run_.scenario, run_.client
+    env = {
+        k: v for k, v in os.environ.items()
+        if not (k.startswith("TCP_KEEPALIVE") or k.startswith("LAB_") or k in SCRUBBED)
+    }
+    host = V6["server"] if sc.family == 6 else V4["server"]
+    url_host = f"[{host}]" if sc.family == 6 else host
+    path = f"/slow?seconds={sc.seconds:g}&client={run_.tag}"
+    env.update(
+        LAB_URL=f"http://{url_host}:{PORT}{path}",
+        LAB_HOST=host,
+        LAB_PORT=str(PORT),
+        LAB_PATH=path,
+        LAB_DEADLINE=f"{sc.deadline:g}",
+        LAB_KEEPALIVE="on" if run_.mode == "with" else "off",
+        TCP_KEEPALIVE="on" if run_.mode == "with" else "off",
+    )
+    if run_.control:
+        # The negative control: everything as "without", so the "with" expectation must fail.
+        env.update(LAB_KEEPALIVE="off", TCP_KEEPALIVE="off")
+    elif run_.mode == "with":
+        env.update(sc.keepalive)
+        if client.preload:
+            env["LD_PRELOAD"] = os.path.join(ROOT, client_table.PRELOAD_LIB)
+    if sc.write_after is not None:
+        env["LAB_WRITE_AFTER"] = f"{sc.write_after:g}"
+    env.update(client.env)
+    return env
+
+
+def client_argv(client) -> List[str]:
+    subst = {"python": sys.executable, "root": ROOT, "venv": os.path.join(ROOT, "target", "test-venv")}
+    argv = [a.format(**subst) for a in client.argv]
+    if argv and not os.path.isabs(argv[0]) and os.sep in argv[0]:
+        argv[0] = os.path.join(ROOT, argv[0])
+    return argv
+
+
+def judge(r: Run):
+    """Holds one run to its scenario's expectation; a control run must miss it."""
+    _judge(r)
+    if r.control and not r.error and not r.killed:
+        r.verdict = not r.verdict
+        r.why = "" if r.verdict else "met the expectation with keep-alive withheld: the check cannot fail"
+
+
+def _judge(r: Run):
+    """Holds one run to its scenario's expectation; fills outcome, took, verdict, why."""
+    sc, ev = r.scenario, r.ev
+    first_line = r.output.strip().splitlines()[-1] if r.output.strip() else ""
+    start = ev.get("request", r.started)
+    if r.ended is not None:
+        r.took = r.ended - start
+    if r.error:
+        r.outcome, r.why = "not run", r.error
+        return
+    if r.killed:
+        r.outcome = f"no exit within {r.kill_after:g} s: killed"
+        r.why = "the client ignored its own deadline"
+        return
+    if r.rc == 0:
+        r.outcome = "full answer (exit 0)"
+    elif r.rc == 10:
+        r.outcome = "hung until its deadline (exit 10)"
+    elif r.rc == 11:
+        name = first_line.split(":")[0].strip() if ":" in first_line else "error"
+        r.outcome = f"{name[:24]} (exit 11)"
+    else:
+        r.outcome = f"exit {r.rc}: a bug"
+    tracked = ev.get("tracked_at_answer")
+    if sc.cut:
+        r.middlebox = "cut the flow" if "request" in ev else "-"
+    elif tracked is not None:
+        r.middlebox = "kept the flow" if tracked else "forgot the flow"
+    if "request" not in ev:
+        r.why = "its request never reached the server"
+        return
+    if ev.get("requests", 0) > 1:
+        r.outcome += f", {ev['requests']} requests"
+    if sc.write_after is not None and "body" in ev:
+        r.why = "the body reached the server: the lab cut the flow too late"
+        return
+    if r.mode == "without":
+        if r.rc != 10:
+            r.why = "expected the hang: no answer by the deadline (exit 10)"
+            return
+        if not sc.cut and "answered" not in ev:
+            r.why = "the server never sent its answer, so the hang proves nothing"
+            return
+        if not sc.cut and tracked is True:
+            r.why = "the middlebox still tracked the flow when the answer left"
+            return
+        if sc.write_after is not None:
+            if not r.retransmitting:
+                r.why = "its body was not being retransmitted just before the deadline (ss)"
+                return
+            r.outcome = f"hung, {r.retransmitting} retransmissions (exit 10)"
+        r.verdict = True
+        return
+    if sc.bound is None:
+        if r.rc != 0:
+            r.why = "expected the full answer (exit 0)"
+            return
+        r.verdict = True
+        return
+    # The errno name, or its strerror text (what a JVM's SocketException carries).
+    if r.rc != 11 or not ("ETIMEDOUT" in r.output or "connection timed out" in r.output.lower()):
+        r.why = "expected the connection to fail with ETIMEDOUT (exit 11)"
+        return
+    if r.took is None or r.took > sc.bound:
+        took = "-" if r.took is None else f"{r.took:.1f}"
+        r.why = f"ETIMEDOUT came after {took} s, later than {sc.bound:g} s"
+        return
+    r.verdict = True
+
+
+# --------------------------------------------------------------------------------------------
+# Running
+
+
+def build(clients) -> Dict[str, str]:
+    """Runs each build script once; returns {script: error} for those that failed."""
+    failed = {}
+    for script in sorted({c.build for c in clients if c.build}):
+        path = os.path.join(ROOT, script)
+        if not os.path.exists(path):
+            failed[script] = f"build script {script} is missing"
+            continue
+        print(f"lab: building with {script}", flush=True)
+        try:
+            done = run(["bash", path], timeout=BUILD_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            failed[script] = f"{script} did not finish within {BUILD_TIMEOUT} s"
+            continue
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+            failed[script] = f"{script} failed: " + " | ".join(tail)
+    return failed
+
+
+def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
+    net = Network(run_id, phase, conntrack_timeout)
+    by_tag = {r.tag: r for r in runs}
+
+    def on_request(tag, port, first):
+        r = by_tag.get(tag)
+        if r is None or not r.scenario.cut:
+            return
+        try:
+            net.cut(port)
+        except Exception as e:
+            print(f"lab: could not cut {tag}: {e}", file=sys.stderr)
+            return
+        if first and r.scenario.write_after is not None:
+            # Shortly before the client's read deadline: is it still retransmitting its body?
+            at = r.scenario.write_after + r.scenario.deadline - 1.5
+            timer = threading.Timer(at, look_at_retransmissions, args=(r, port))
+            timer.daemon = True
+            timer.start()
+            timers.append(timer)
+
+    def look_at_retransmissions(r: Run, port: int):
+        try:
+            r.retransmitting = net.unacked(port)
+        except Exception as e:
+            r.retransmitting = None
+            print(f"lab: ss failed for {r.tag}: {e}", file=sys.stderr)
+
+    timers: List[threading.Timer] = []
+
+    try:
+        net.up()
+        server = Server(net, on_request)
+        server.start()
+        for r in runs:
+            server.set_family(r.tag, r.scenario.family)
+        procs = []
+        for r in runs:
+            if r.error:
+                continue
+            r.started = time.monotonic()
+            try:
+                proc = net.spawn(net.client, client_argv(r.client), client_env(r))
+            except OSError as e:
+                r.error = f"could not start: {e}"
+                continue
+            procs.append((r, proc))
+
+        def wait(r: Run, proc: subprocess.Popen):
+            try:
+                out, _ = proc.communicate(timeout=r.kill_after)
+            except subprocess.TimeoutExpired:
+                r.killed = True
+                kill_group(proc)
+                out, _ = proc.communicate(timeout=10)
+            r.ended = time.monotonic()
+            r.rc = proc.returncode
+            r.output = out or ""
+
+        threads = [threading.Thread(target=wait, args=p, daemon=True) for p in procs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(START_ALLOWANCE + 60 + max(r.kill_after for r in runs))
+        time.sleep(0.3)  # let a last conntrack lookup land
+        for r in runs:
+            r.ev = server.event(r.tag)
+    finally:
+        for timer in timers:
+            timer.cancel()
+        CLEANUP.discard(net.down)
+        net.down()
+
+
+def preflight() -> Optional[str]:
+    """Why the lab cannot run here, or None."""
+    if sys.platform != "linux":
+        return "network namespaces need Linux"
+    if os.geteuid() != 0:
+        return "not root: the lab makes network namespaces (run it with sudo)"
+    for tool in ("ip", "nft"):
+        if not shutil.which(tool):
+            return f"`{tool}` is missing (apt-get install iproute2 nftables)"
+    probe = f"tkl-probe-{os.getpid()}-{secrets.token_hex(2)}"
+    try:
+        done = run(["ip", "netns", "add", probe], check=False)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"cannot make a network namespace: {e}"
+    if done.returncode != 0:
+        return f"cannot make a network namespace: {done.stderr.strip()}"
+    try:
+        ok = run(["ip", "netns", "exec", probe, "nft", "list", "ruleset"], check=False)
+        if ok.returncode != 0:
+            return f"nftables does not work in a namespace: {ok.stderr.strip()}"
+    finally:
+        run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+def validate(rows) -> List[str]:
+    """What is wrong with the client table, so a bad row fails loudly instead of silently."""
+    problems, seen = [], set()
+    for c in rows:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9._-]*", c.name or ""):
+            problems.append(f"row name {c.name!r}: use [a-z0-9._-]")
+        if c.name in seen:
+            problems.append(f"row name {c.name!r} is used twice")
+        seen.add(c.name)
+        if not c.argv:
+            problems.append(f"{c.name}: argv is empty")
+        unknown = set(c.scenarios) - set(SCENARIO_BY_KEY)
+        if unknown:
+            problems.append(f"{c.name}: unknown scenarios {sorted(unknown)}; known: {list(SCENARIO_BY_KEY)}")
+        if not c.modes or set(c.modes) - {"with", "without"}:
+            problems.append(f"{c.name}: modes {c.modes!r}: use 'with' and/or 'without'")
+    return problems
+
+
+def keepalive_column(r: Run) -> str:
+    if r.control:
+        return "with, CONTROL: keep-alive withheld"
+    if r.mode == "without":
+        return "without"
+    how = r.scenario.keepalive_text
+    return f"with LD_PRELOAD: {how}" if r.client.preload else f"with: {how}"
+
+
+def table(runs: List[Run], details: bool):
+    rows = [("client", "keep-alive", "outcome", "time", "held to", "middlebox", "result")]
+    width = [0] * 7
+    groups = []
+    for sc in SCENARIOS:
+        mine = [r for r in runs if r.scenario is sc]
+        if mine:
+            groups.append((sc, mine))
+    cells_by_group = []
+    for sc, mine in groups:
+        cells = []
+        for r in mine:
+            took = f"{r.took:5.1f} s" if r.took is not None else "-"
+            cells.append((r.client.name, keepalive_column(r), r.outcome, took,
+                          ("must miss: " if r.control else "") + sc.expectation(r.mode),
+                          r.middlebox, "PASS" if r.verdict else "FAIL"))
+        cells_by_group.append(cells)
+        rows.extend(cells)
+    for row in rows:
+        for i, c in enumerate(row):
+            width[i] = max(width[i], len(c))
+
+    def line(row):
+        return "  ".join(c.ljust(width[i]) for i, c in enumerate(row)).rstrip()
+
+    print()
+    print("The bug: a middlebox (conntrack, like an AWS NLB or NAT gateway) forgets a silent flow and")
+    print("drops its packets without a word, so a client waiting on a slow answer or a vanished peer")
+    print("hangs until its own deadline. The fix: keep-alive probes keep the flow fresh and end the")
+    print("wait on a dead peer; a user timeout ends writes into the void.")
+    print()
+    print("time: from the request reaching the server to the client's exit. middlebox: what its")
+    print("conntrack table held when the server's answer left (conntrack -L), or that the lab cut it.")
+    if any(r.control for r in runs):
+        print("CONTROL run: keep-alive withheld from every 'with' run; each must miss its expectation")
+    for (sc, mine), cells in zip(groups, cells_by_group):
+        print()
+        print(f"{sc.number}. {sc.title}: {sc.story}.")
+        print("   " + line(rows[0]))
+        for r, c in zip(mine, cells):
+            print("   " + line(c))
+            if not r.verdict and r.why:
+                print(f"      FAIL because {r.why}")
+            if (details or not r.verdict) and r.output.strip():
+                said = r.output.strip().splitlines()
+                for l in said[-3:]:
+                    print(f"      {r.client.name} said: {l[:160]}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="The middlebox lab (run as root).")
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--demo", action="store_true", help="print the table (and what each client said)")
+    mode.add_argument("--check", action="store_true", help="the same; exit 1 when an expectation fails")
+    mode.add_argument("--list", action="store_true", help="list client rows and scenarios")
+    parser.add_argument("--only", action="append", default=[], metavar="NAME",
+                        help="run only client rows whose name contains NAME (repeatable)")
+    parser.add_argument("--scenario", action="append", default=[], metavar="KEY",
+                        choices=[s.key for s in SCENARIOS], help="run only this scenario (repeatable)")
+    parser.add_argument("--control", action="store_true",
+                        help="negative control: run only the 'with' runs, keep-alive withheld; "
+                        "each must miss its expectation (proves the checks can fail)")
+    parser.add_argument("--no-build", action="store_true", help="skip the rows' build scripts")
+    args = parser.parse_args(argv)
+
+    clients = [c for c in client_table.CLIENTS if not args.only or any(o in c.name for o in args.only)]
+    names = [c.name for c in client_table.CLIENTS]
+    problems = validate(client_table.CLIENTS)
+    if problems:
+        for p in problems:
+            print(f"lab: e2e/clients.py: {p}", file=sys.stderr)
+        return 2
+    if args.list:
+        for c in client_table.CLIENTS:
+            print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
+                  f"{'  (preload)' if c.preload else ''}{'  build: ' + c.build if c.build else ''}")
+        return 0
+    if not clients:
+        print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}", file=sys.stderr)
+        return 2
+
+    ci = os.environ.get("CI") == "true"
+    reason = preflight()
+    if reason:
+        if ci:
+            print(f"lab: FAIL (CI=true, cannot run): {reason}", file=sys.stderr)
+            return 1
+        print(f"lab: SKIP: {reason}")
+        return 0
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+    wall = time.monotonic()
+    run_id = f"{os.getpid()}{secrets.token_hex(2)}"
+    wanted = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
+    try:
+        broken = {} if args.no_build else build(clients)
+        runs: List[Run] = []
+        for sc in wanted:
+            for c in clients:
+                if sc.key not in c.scenarios:
+                    continue
+                for m in ("without", "with"):
+                    if m not in c.modes or (args.control and m != "with"):
+                        continue
+                    r = Run(client=c, scenario=sc, mode=m, tag=f"{c.name}.{m}.{sc.key}",
+                            control=args.control)
+                    if c.build in broken:
+                        r.error = broken[c.build]
+                    elif c.preload and m == "with" and not args.control and not os.path.exists(
+                        os.path.join(ROOT, client_table.PRELOAD_LIB)
+                    ):
+                        r.error = f"{client_table.PRELOAD_LIB} is missing (scripts/build-preload.sh)"
+                    runs.append(r)
+        print(
+            f"lab: {len(runs)} runs of {len(clients)} client rows; middlebox forgets idle flows "
+            f"after {T} s; phases run one after another, the rows of a phase at once",
+            flush=True,
+        )
+        for phase, timeout, keys in PHASES:
+            mine = [r for r in runs if r.scenario.key in keys]
+            if not mine:
+                continue
+            t0 = time.monotonic()
+            run_phase(run_id, phase, timeout, mine)
+            print(f"lab: phase {phase}: {len(mine)} runs in {time.monotonic() - t0:.1f} s", flush=True)
+        for r in runs:
+            judge(r)
+    except KeyboardInterrupt:
+        print("\nlab: interrupted; cleaning up", file=sys.stderr)
+        return 130
+    except Exception as e:
+        traceback.print_exc()
+        print(f"lab: FAIL: the lab itself failed: {e}", file=sys.stderr)
+        return 1
+    finally:
+        # A second Ctrl-C must not cut the cleanup short.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)
+        CLEANUP.run()
+
+    table(runs, details=args.demo)
+    passed = sum(r.verdict for r in runs)
+    failed = len(runs) - passed
+    print()
+    print(f"lab: wall time {time.monotonic() - wall:.1f} s")
+    print(f"lab: {passed} passed, {failed} failed")
+    if args.check and failed:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

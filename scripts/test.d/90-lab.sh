@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
+# scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
+# control: the Rust row's "with" runs with keep-alive withheld must miss every expectation,
+# proving the checks can fail. Needs root and network namespaces; elsewhere it skips (fails
+# under CI=true).
+set -euo pipefail
+. "$(dirname "$0")/../lib.sh"
+cd "$ROOT"
+
+[ "$(id -u)" -eq 0 ] || skip_or_fail "the middlebox lab needs root (network namespaces)"
+need_packages python3 iproute2 nftables conntrack build-essential
+command -v nft >/dev/null || PATH="$PATH:/usr/sbin:/sbin"
+
+# The system python3: the lab uses the standard library only.
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY=$(command -v python3)
+
+bash scripts/build-rust-client.sh
+control_log=$(mktemp)
+trap 'rm -f "$control_log"' EXIT
+"$PY" e2e/lab.py --check --control --only rust --no-build >"$control_log" 2>&1 &
+control=$!
+
+status=0
+"$PY" e2e/lab.py --check || status=1
+control_status=0
+wait "$control" || control_status=1
+echo
+echo "==> negative control (keep-alive withheld from the Rust row's 'with' runs)"
+cat "$control_log"
+[ $control_status -eq 0 ] || status=1
+exit $status
