@@ -63,6 +63,25 @@ CLIENTS = [
         argv=["target/debug/rust-client"],
         build="scripts/build-rust-client.sh",
     ),
+    # The seed's Python client, unmodified, run bare ("without") and under
+    # LD_PRELOAD=libkeepalive.so ("with"): the fix without a code change.
+    Client(
+        name="python-preload",
+        argv=["{python}", "e2e/clients/plain_python.py"],
+        preload=True,
+        build="scripts/build-preload.sh",
+    ),
+    # An unmodified Java client (stdlib HttpURLConnection, `java` on PATH) under LD_PRELOAD.
+    # Not peer-vanishes: HttpURLConnection silently retries a GET that failed with an error once,
+    # on a new connection, so the dead peer keep-alive finds (ETIMEDOUT after 4 s) costs a second
+    # request and a second detection (measured: exit 11 after 8.3 s, 2 requests; bound 6 s).
+    Client(
+        name="java-preload",
+        argv=["java", "e2e/clients/PlainJavaClient.java"],
+        scenarios=("idle-drop", "idle-drop-v6", "black-hole"),
+        preload=True,
+        build="scripts/build-preload-java.sh",
+    ),
     # The rescue: the seed's client, started without keep-alive, connected and waiting; the
     # tcp-keepalive command turns keep-alive on in the running process (pidfd_getfd) before the
     # middlebox forgets the flow.

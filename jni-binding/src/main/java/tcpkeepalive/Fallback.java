@@ -1,0 +1,332 @@
+package tcpkeepalive;
+
+import java.io.IOException;
+import java.lang.reflect.Field;
+import java.lang.reflect.InvocationTargetException;
+import java.lang.reflect.Method;
+import java.net.ServerSocket;
+import java.net.Socket;
+import java.net.SocketException;
+import java.net.SocketOption;
+import java.net.StandardSocketOptions;
+import java.nio.channels.NetworkChannel;
+import java.util.Locale;
+import java.util.Map;
+
+/**
+ * What runs when the native library is not loaded: {@code jdk.net.ExtendedSocketOptions}
+ * (JDK 11+, 8u261+) through reflection, so the jar stays Java 8 bytecode. The checks and the
+ * environment parsing mirror the core's, with the same messages ({@code FallbackTest} compares
+ * them with the native ones). No JDK exposes {@code TCP_USER_TIMEOUT}: asking for one throws
+ * {@code UnsupportedOperationException} saying why.
+ */
+final class Fallback {
+    static final int MAX_SECONDS = 32767;
+    static final int MAX_COUNT = 127;
+    static final long MAX_USER_TIMEOUT_MS = Integer.MAX_VALUE;
+
+    private static final SocketOption<?> IDLE = extended("TCP_KEEPIDLE");
+    private static final SocketOption<?> INTERVAL = extended("TCP_KEEPINTERVAL");
+    private static final SocketOption<?> COUNT = extended("TCP_KEEPCOUNT");
+
+    private Fallback() {}
+
+    private static SocketOption<?> extended(String name) {
+        try {
+            Class<?> c = Class.forName("jdk.net.ExtendedSocketOptions");
+            Field f = c.getField(name);
+            return (SocketOption<?>) f.get(null);
+        } catch (Throwable t) {
+            return null;
+        }
+    }
+
+    private static String why() {
+        String e = Native.loadError();
+        return "tcp-keepalive's native library is not loaded (" + (e == null ? "?" : e.replace("\n", " ")) + ")";
+    }
+
+    // ---- checks, as the core makes them ----
+
+    static int[] validate(long idleS, int idleN, long intervalS, int intervalN, int count, boolean hasUt,
+            long utS, int utN) {
+        int idle = seconds("idle", idleS, idleN);
+        int interval = seconds("interval", intervalS, intervalN);
+        if (count < 1 || count > MAX_COUNT) {
+            throw invalid("count", Integer.toString(count), "1 to " + MAX_COUNT + " probes");
+        }
+        int ut = 0;
+        if (hasUt) {
+            long ms = ceil(utS, utN, 1_000_000L);
+            if (ms < 1 || ms > MAX_USER_TIMEOUT_MS) {
+                String value = (utN % 1_000_000 == 0 && utS >= 0) ? (utS * 1000 + utN / 1_000_000) + "ms" : show(utS, utN);
+                throw invalid("user_timeout", value,
+                        "1 to " + MAX_USER_TIMEOUT_MS + " milliseconds (finer values round up)");
+            }
+            ut = (int) ms;
+        }
+        return new int[] {idle, interval, count, ut};
+    }
+
+    private static int seconds(String name, long s, int n) {
+        long secs = ceil(s, n, 1_000_000_000L);
+        if (secs < 1 || secs > MAX_SECONDS) {
+            throw invalid(name, show(s, n), "1 to " + MAX_SECONDS + " seconds (finer values round up to whole seconds)");
+        }
+        return (int) secs;
+    }
+
+    /** Rounds (s, n) up to units of {@code unit} nanoseconds; negative stays negative. */
+    private static long ceil(long s, int n, long unit) {
+        if (s < 0) return -1;
+        long perSecond = 1_000_000_000L / unit;
+        long whole = s > Long.MAX_VALUE / perSecond - 1 ? Long.MAX_VALUE / 2 : s * perSecond;
+        return whole + (n + unit - 1) / unit;
+    }
+
+    /** A duration as the core shows it: 90s, 1500ms, else nanoseconds. */
+    private static String show(long s, int n) {
+        java.math.BigInteger total = java.math.BigInteger.valueOf(s).multiply(java.math.BigInteger.valueOf(1_000_000_000L))
+                .add(java.math.BigInteger.valueOf(n));
+        java.math.BigInteger[] sec = total.divideAndRemainder(java.math.BigInteger.valueOf(1_000_000_000L));
+        if (sec[1].signum() == 0) return sec[0] + "s";
+        java.math.BigInteger[] ms = total.divideAndRemainder(java.math.BigInteger.valueOf(1_000_000L));
+        if (ms[1].signum() == 0) return ms[0] + "ms";
+        if (s < 0) return total + "ns";
+        // Rust's Debug of a Duration: the largest unit with a non-zero whole part, no trailing zeros.
+        if (s > 0) return decimal(Long.toString(s), n, 100_000_000) + "s";
+        if (n >= 1_000_000) return decimal(Integer.toString(n / 1_000_000), n % 1_000_000, 100_000) + "ms";
+        if (n >= 1_000) return decimal(Integer.toString(n / 1_000), n % 1_000, 100) + "\u00b5s";
+        return n + "ns";
+    }
+
+    private static String decimal(String whole, int fraction, int divisor) {
+        if (fraction == 0) return whole;
+        StringBuilder b = new StringBuilder(whole).append('.');
+        while (fraction > 0 && divisor > 0) {
+            b.append((char) ('0' + fraction / divisor));
+            fraction %= divisor;
+            divisor /= 10;
+        }
+        return b.toString();
+    }
+
+    static IllegalArgumentException invalid(String name, String value, String allowed) {
+        return new IllegalArgumentException("invalid " + name + ": " + quote(value) + " (allowed: " + allowed + ")");
+    }
+
+    /** Rust's {@code {:?}} of a string, for the characters environment values hold. */
+    private static String quote(String s) {
+        StringBuilder b = new StringBuilder("\"");
+        for (char c : s.toCharArray()) {
+            if (c == '"' || c == '\\') b.append('\\').append(c);
+            else if (c == '\n') b.append("\\n");
+            else if (c == '\t') b.append("\\t");
+            else if (c == '\r') b.append("\\r");
+            else b.append(c);
+        }
+        return b.append('"').toString();
+    }
+
+    // ---- environment, as the core reads it ----
+
+    private static final String DURATION_FORMS = "a whole number of seconds, or with a unit: 90, 90s, 2m, 1h, 1500ms";
+
+    /** {state (0 unset, 1 off, 2 on), idle s, interval s, count, user timeout ms}. */
+    static int[] fromEnv(Map<String, String> env) {
+        String[] sw = get(env, "TCP_KEEPALIVE", "KEEPALIVE");
+        String[] idle = get(env, "TCP_KEEPALIVE_IDLE", "KEEPIDLE");
+        String[] interval = get(env, "TCP_KEEPALIVE_INTERVAL", "KEEPINTVL");
+        String[] count = get(env, "TCP_KEEPALIVE_COUNT", "KEEPCNT");
+        String[] ut = get(env, "TCP_KEEPALIVE_USER_TIMEOUT", null);
+        if (sw != null) {
+            String v = sw[1].trim().toLowerCase(Locale.ROOT);
+            if (v.equals("off") || v.equals("0") || v.equals("false") || v.equals("no")) return new int[] {1, 0, 0, 0, 0};
+            if (!(v.equals("on") || v.equals("1") || v.equals("true") || v.equals("yes"))) {
+                throw invalid(sw[0], sw[1], "on or off (also 1/0, true/false, yes/no)");
+            }
+        }
+        if (sw == null && idle == null && interval == null && count == null && ut == null) return new int[] {0, 0, 0, 0, 0};
+        int i = envSeconds(idle, 60);
+        int n = envSeconds(interval, 10);
+        int c = 6;
+        if (count != null) {
+            String allowed = "a whole number from 1 to " + MAX_COUNT;
+            long parsed;
+            try {
+                String t = count[1].trim();
+                if (!t.matches("\\+?[0-9]+")) throw new NumberFormatException();
+                parsed = Long.parseLong(t);
+            } catch (NumberFormatException e) {
+                throw invalid(count[0], count[1], allowed);
+            }
+            if (parsed < 1 || parsed > MAX_COUNT) throw invalid(count[0], count[1], "1 to " + MAX_COUNT + " probes");
+            c = (int) parsed;
+        }
+        int u = 0;
+        if (ut != null) {
+            long[] d = parseDuration(ut[0], ut[1]);
+            long ms = d[0] > MAX_USER_TIMEOUT_MS ? MAX_USER_TIMEOUT_MS + 1 : ceil(d[0], (int) d[1], 1_000_000L);
+            if (ms < 1 || ms > MAX_USER_TIMEOUT_MS) {
+                throw invalid(ut[0], ut[1], "1 to " + MAX_USER_TIMEOUT_MS + " milliseconds (finer values round up)");
+            }
+            u = (int) ms;
+        }
+        return new int[] {2, i, n, c, u};
+    }
+
+    private static int envSeconds(String[] var, int dflt) {
+        if (var == null) return dflt;
+        long[] d = parseDuration(var[0], var[1]);
+        long secs = d[0] > MAX_SECONDS ? MAX_SECONDS + 1 : ceil(d[0], (int) d[1], 1_000_000_000L);
+        if (secs < 1 || secs > MAX_SECONDS) {
+            throw invalid(var[0], var[1], "1 to " + MAX_SECONDS + " seconds (finer values round up to whole seconds)");
+        }
+        return (int) secs;
+    }
+
+    /** {seconds, nanos} of {@code 90}, {@code 90s}, {@code 2m}, {@code 1h}, {@code 1500ms}. */
+    private static long[] parseDuration(String name, String text) {
+        String t = text.trim();
+        int split = 0;
+        while (split < t.length() && t.charAt(split) >= '0' && t.charAt(split) <= '9') split++;
+        String digits = t.substring(0, split);
+        String unit = t.substring(split).trim();
+        if (digits.isEmpty() || digits.length() > 20) throw invalid(name, text, DURATION_FORMS);
+        java.math.BigInteger n = new java.math.BigInteger(digits);
+        if (n.bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
+        java.math.BigInteger nanos;
+        if (unit.isEmpty() || unit.equals("s")) nanos = n.multiply(java.math.BigInteger.valueOf(1_000_000_000L));
+        else if (unit.equals("ms")) nanos = n.multiply(java.math.BigInteger.valueOf(1_000_000L));
+        else if (unit.equals("m")) {
+            if (n.multiply(java.math.BigInteger.valueOf(60)).bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
+            nanos = n.multiply(java.math.BigInteger.valueOf(60_000_000_000L));
+        } else if (unit.equals("h")) {
+            if (n.multiply(java.math.BigInteger.valueOf(3600)).bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
+            nanos = n.multiply(java.math.BigInteger.valueOf(3_600_000_000_000L));
+        } else throw invalid(name, text, DURATION_FORMS);
+        java.math.BigInteger[] qr = nanos.divideAndRemainder(java.math.BigInteger.valueOf(1_000_000_000L));
+        long secs = qr[0].bitLength() > 62 ? Long.MAX_VALUE / 2 : qr[0].longValue();
+        return new long[] {secs, qr[1].longValue()};
+    }
+
+    /** {name, value} of the prefixed variable, else the classic one; empty values count as unset. */
+    private static String[] get(Map<String, String> env, String prefixed, String classic) {
+        String v = env.get(prefixed);
+        if (v != null && !v.trim().isEmpty()) return new String[] {prefixed, v};
+        if (classic == null) return null;
+        v = env.get(classic);
+        if (v != null && !v.trim().isEmpty()) return new String[] {classic, v};
+        return null;
+    }
+
+    // ---- sockets, through jdk.net.ExtendedSocketOptions ----
+
+    static void apply(Object target, int idle, int interval, int count, int userTimeoutMillis) throws SocketException {
+        if (userTimeoutMillis != 0) {
+            throw new UnsupportedOperationException("TCP_USER_TIMEOUT cannot be set: " + why()
+                    + ", and no JDK offers TCP_USER_TIMEOUT in jdk.net.ExtendedSocketOptions");
+        }
+        requireOptions();
+        if (target instanceof ServerSocket) {
+            throw new UnsupportedOperationException("the JDK cannot set SO_KEEPALIVE on a listening socket, and "
+                    + why() + "; configure the accepted sockets instead");
+        }
+        Object[] opts = {IDLE, INTERVAL, COUNT, StandardSocketOptions.SO_KEEPALIVE};
+        Object[] values = {idle, interval, count, Boolean.TRUE};
+        Object[] old = new Object[opts.length];
+        for (int i = 0; i < opts.length; i++) old[i] = get(target, (SocketOption<?>) opts[i]);
+        int done = 0;
+        try {
+            for (; done < opts.length; done++) set(target, (SocketOption<?>) opts[done], values[done]);
+        } catch (SocketException | RuntimeException e) {
+            for (int i = 0; i < done; i++) {
+                try {
+                    set(target, (SocketOption<?>) opts[i], old[i]);
+                } catch (Exception ignored) {
+                    // best effort: the original error is the one to report
+                }
+            }
+            throw e;
+        }
+    }
+
+    static int[] inspect(Object target) throws SocketException {
+        requireOptions();
+        boolean on = (Boolean) get(target, StandardSocketOptions.SO_KEEPALIVE);
+        return new int[] {on ? 1 : 0, (Integer) get(target, IDLE), (Integer) get(target, INTERVAL),
+            (Integer) get(target, COUNT), 0};
+    }
+
+    private static void requireOptions() {
+        if (IDLE == null || INTERVAL == null || COUNT == null) {
+            throw new UnsupportedOperationException("keep-alive timings cannot be set: " + why()
+                    + ", and this JDK (" + System.getProperty("java.version")
+                    + ") lacks jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE (JDK 11+, 8u261+)");
+        }
+    }
+
+    private static Object get(Object target, SocketOption<?> option) throws SocketException {
+        if (target instanceof NetworkChannel) {
+            try {
+                return ((NetworkChannel) target).getOption(option);
+            } catch (IOException e) {
+                throw asSocketException(e);
+            }
+        }
+        return invoke(target, "getOption", option, null, false);
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void set(Object target, SocketOption<?> option, Object value) throws SocketException {
+        if (target instanceof NetworkChannel) {
+            try {
+                ((NetworkChannel) target).setOption((SocketOption<Object>) option, value);
+                return;
+            } catch (IOException e) {
+                throw asSocketException(e);
+            }
+        }
+        invoke(target, "setOption", option, value, true);
+    }
+
+    /** {@code Socket/ServerSocket.get/setOption} (JDK 9+), else {@code jdk.net.Sockets} (JDK 8). */
+    private static Object invoke(Object target, String name, SocketOption<?> option, Object value, boolean set)
+            throws SocketException {
+        Class<?> kind = target instanceof ServerSocket ? ServerSocket.class : Socket.class;
+        if (!(target instanceof Socket) && !(target instanceof ServerSocket)) {
+            throw new IllegalArgumentException("tcp-keepalive cannot configure a " + target.getClass().getName());
+        }
+        try {
+            Method m;
+            Object[] args;
+            Object receiver;
+            try {
+                m = set ? kind.getMethod(name, SocketOption.class, Object.class) : kind.getMethod(name, SocketOption.class);
+                args = set ? new Object[] {option, value} : new Object[] {option};
+                receiver = target;
+            } catch (NoSuchMethodException jdk8) {
+                Class<?> sockets = Class.forName("jdk.net.Sockets");
+                m = set ? sockets.getMethod(name, kind, SocketOption.class, Object.class)
+                        : sockets.getMethod(name, kind, SocketOption.class);
+                args = set ? new Object[] {target, option, value} : new Object[] {target, option};
+                receiver = null;
+            }
+            return m.invoke(receiver, args);
+        } catch (InvocationTargetException e) {
+            Throwable cause = e.getCause();
+            if (cause instanceof IOException) throw asSocketException((IOException) cause);
+            if (cause instanceof RuntimeException) throw (RuntimeException) cause;
+            throw new IllegalStateException(cause);
+        } catch (ReflectiveOperationException e) {
+            throw new UnsupportedOperationException("cannot set " + option + " on this JDK: " + e, e);
+        }
+    }
+
+    private static SocketException asSocketException(IOException e) {
+        if (e instanceof SocketException) return (SocketException) e;
+        SocketException s = new SocketException(e.getMessage());
+        s.initCause(e);
+        return s;
+    }
+}
