@@ -136,7 +136,8 @@ struct Held {
 
 impl Held {
     fn spawn(as_nobody: bool) -> Held {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        let exe = std::env::current_exe().unwrap();
+        let mut cmd = Command::new(if as_nobody { for_nobody(&exe) } else { exe });
         cmd.env("TCPKA_TEST_CHILD", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped());
@@ -673,16 +674,38 @@ fn become_nobody() -> std::io::Result<()> {
     Ok(())
 }
 
+/// A copy of `exe` that nobody may run wherever the repository is (a checkout under /root is
+/// not): in a 0755 directory of its own under the temporary directory.
+fn for_nobody(exe: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir().join(format!("tcpka-cli-nobody-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let copy = dir.join(exe.file_name().unwrap());
+    if !copy.exists() {
+        std::fs::copy(exe, &copy).unwrap();
+    }
+    std::fs::set_permissions(&copy, std::fs::Permissions::from_mode(0o755)).unwrap();
+    copy
+}
+
 fn no_permission_exits_4_and_same_user_works() -> Result<(), String> {
+    let result = std::panic::catch_unwind(no_permission);
+    let _ = std::fs::remove_dir_all(
+        std::env::temp_dir().join(format!("tcpka-cli-nobody-{}", std::process::id())),
+    );
+    result.unwrap_or_else(|p| std::panic::resume_unwind(p))
+}
+
+fn no_permission() -> Result<(), String> {
+    let cli_as_nobody = for_nobody(&cli_exe());
+    let as_nobody = |args: &[&str]| cli_from(&cli_as_nobody, args, Some(become_nobody));
     // Another user's process: refused.
     let mut held = Held::spawn(false);
     let pid = held.pid();
-    let out = cli_with(&["inspect", "--pid", &pid], Some(become_nobody));
+    let out = as_nobody(&["inspect", "--pid", &pid]);
     expect_fail(&out, 4, &["not permitted", "CAP_SYS_PTRACE", &pid]);
-    let out = cli_with(
-        &["apply", "--pid", &pid, "--idle", "5"],
-        Some(become_nobody),
-    );
+    let out = as_nobody(&["apply", "--pid", &pid, "--idle", "5"]);
     expect_fail(&out, 4, &["not permitted", "CAP_SYS_PTRACE"]);
     expect_dump(&held.dump(), &[]);
 
@@ -699,10 +722,7 @@ fn no_permission_exits_4_and_same_user_works() -> Result<(), String> {
     // The remedy: the same user may (where kernel.yama.ptrace_scope allows it).
     let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok();
     if scope.as_deref().map_or(true, |s| s.trim() == "0") {
-        let out = cli_with(
-            &["apply", "--pid", &pid, "--idle", "5"],
-            Some(become_nobody),
-        );
+        let out = as_nobody(&["apply", "--pid", &pid, "--idle", "5"]);
         expect_ok(&out);
         let changed: Vec<(&str, _)> = initial()
             .into_iter()
