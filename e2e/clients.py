@@ -22,6 +22,10 @@ Fields of Client:
   preload    True: "with" means LD_PRELOAD=target/release/libkeepalive.so (the program is
              unmodified and ignores LAB_KEEPALIVE)
   build      a script the lab runs first (scripts/build-<door>.sh: idempotent, quiet)
+  after_request  a command the lab runs from the root namespace in a "with" run, right after the
+             server logged the client's request (the client is connected and waiting); its
+             environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
+             row starts an unmodified client without keep-alive and turns it on from outside.
 """
 
 from dataclasses import dataclass, field
@@ -42,6 +46,7 @@ class Client:
     modes: Tuple[str, ...] = ("with", "without")
     preload: bool = False
     build: Optional[str] = None
+    after_request: Optional[Sequence[str]] = None
 
 
 CLIENTS = [
@@ -96,5 +101,19 @@ CLIENTS = [
         name="python-binding",
         argv=["{venv}/bin/python", "e2e/clients/python_binding.py"],
         build="scripts/build-python.sh",
+    ),
+    # The rescue: the seed's client, started without keep-alive, connected and waiting; the
+    # tcp-keepalive command turns keep-alive on in the running process (pidfd_getfd) before the
+    # middlebox forgets the flow.
+    Client(
+        name="cli-rescue",
+        argv=["{python}", "e2e/clients/plain_python.py"],
+        after_request=[
+            "sh", "-c",
+            'exec target/release/tcp-keepalive apply --pid "$LAB_PID" --idle "$TCP_KEEPALIVE_IDLE"'
+            ' --interval "$TCP_KEEPALIVE_INTERVAL" --count "$TCP_KEEPALIVE_COUNT"'
+            ' ${TCP_KEEPALIVE_USER_TIMEOUT:+--user-timeout "$TCP_KEEPALIVE_USER_TIMEOUT"}',
+        ],
+        build="scripts/build-cli.sh",
     ),
 ]

@@ -492,6 +492,8 @@ class Run:
     why: str = ""
     middlebox: str = "-"  # what the middlebox did with the flow
     retransmitting: Optional[str] = None  # black hole: ss just before the deadline
+    pid: Optional[int] = None
+    hook: Optional[str] = None  # what the row's after_request command did
 
     @property
     def kill_after(self) -> float:
@@ -645,7 +647,11 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
 
     def on_request(tag, port, first):
         r = by_tag.get(tag)
-        if r is None or not r.scenario.cut:
+        if r is None:
+            return
+        if first and r.mode == "with" and not r.control and r.client.after_request:
+            after_request(r)
+        if not r.scenario.cut:
             return
         try:
             net.cut(port)
@@ -659,6 +665,18 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             timer.daemon = True
             timer.start()
             timers.append(timer)
+
+    def after_request(r: Run):
+        # The row's hook, from the root namespace: e.g. the CLI applying keep-alive to the
+        # running client. Its output goes with the client's, so the table shows it.
+        env = dict(os.environ, LAB_PID=str(r.pid), **r.scenario.keepalive)
+        try:
+            done = subprocess.run(list(r.client.after_request), capture_output=True, text=True,
+                                  timeout=COMMAND_TIMEOUT, cwd=ROOT, env=env)
+            said = (done.stdout + done.stderr).strip().splitlines()
+            r.hook = f"exit {done.returncode}" + (f": {said[-1][:120]}" if said else "")
+        except Exception as e:
+            r.hook = f"failed: {e}"
 
     def look_at_retransmissions(r: Run, port: int):
         try:
@@ -685,6 +703,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             except OSError as e:
                 r.error = f"could not start: {e}"
                 continue
+            r.pid = proc.pid  # `ip netns exec` execs the client: the client's own PID
             procs.append((r, proc))
 
         def wait(r: Run, proc: subprocess.Popen):
@@ -754,6 +773,8 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: unknown scenarios {sorted(unknown)}; known: {list(SCENARIO_BY_KEY)}")
         if not c.modes or set(c.modes) - {"with", "without"}:
             problems.append(f"{c.name}: modes {c.modes!r}: use 'with' and/or 'without'")
+        if c.after_request is not None and (isinstance(c.after_request, str) or not c.after_request):
+            problems.append(f"{c.name}: after_request must be a non-empty argv list")
     return problems
 
 
@@ -763,6 +784,8 @@ def keepalive_column(r: Run) -> str:
     if r.mode == "without":
         return "without"
     how = r.scenario.keepalive_text
+    if r.client.after_request:
+        return f"added while waiting: {how}"
     return f"with LD_PRELOAD: {how}" if r.client.preload else f"with: {how}"
 
 
@@ -809,6 +832,8 @@ def table(runs: List[Run], details: bool):
             print("   " + line(c))
             if not r.verdict and r.why:
                 print(f"      FAIL because {r.why}")
+            if r.hook and (details or not r.verdict):
+                print(f"      after the request: {r.hook}")
             if (details or not r.verdict) and r.output.strip():
                 said = r.output.strip().splitlines()
                 for l in said[-3:]:

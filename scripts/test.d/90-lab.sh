@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
 # scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
-# control: the Rust row's "with" runs with keep-alive withheld must miss every expectation,
-# proving the checks can fail. Needs root and network namespaces; elsewhere it skips (fails
+# control: the "with" runs of the Rust and cli-rescue rows, keep-alive withheld, must miss every
+# expectation, proving the checks can fail. Needs root and network namespaces; elsewhere it skips (fails
 # under CI=true).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -19,7 +19,7 @@ PY=/usr/bin/python3
 bash scripts/build-rust-client.sh
 control_log=$(mktemp)
 trap 'rm -f "$control_log"' EXIT
-"$PY" e2e/lab.py --check --control --only rust --no-build >"$control_log" 2>&1 &
+"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --no-build >"$control_log" 2>&1 &
 control=$!
 
 status=0
@@ -27,7 +27,7 @@ status=0
 control_status=0
 wait "$control" || control_status=1
 echo
-echo "==> negative control (keep-alive withheld from the Rust row's 'with' runs)"
+echo "==> negative control (keep-alive withheld from the Rust and cli-rescue rows' 'with' runs)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
 exit $status

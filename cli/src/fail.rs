@@ -1,0 +1,128 @@
+//! Every way the command can fail: a one-line message with the remedy, and a distinct exit code.
+
+use std::fmt;
+
+/// Exit codes, documented in `--help` and `cli/README.md`.
+pub mod code {
+    /// Something else failed (an I/O error, or `apply` failed on some sockets).
+    pub const OTHER: i32 = 1;
+    /// A bad command line or option value (clap uses 2 for its own usage errors too).
+    pub const USAGE: i32 = 2;
+    /// The process does not exist (ESRCH).
+    pub const GONE: i32 = 3;
+    /// Not permitted to read the process's descriptors (EPERM/EACCES).
+    pub const PERMISSION: i32 = 4;
+    /// The kernel has no `pidfd_open`/`pidfd_getfd` (ENOSYS: before Linux 5.6).
+    pub const NO_PIDFD: i32 = 5;
+    /// `run`: `libkeepalive.so` was not found.
+    pub const NO_PRELOAD: i32 = 6;
+    /// `apply`: no TCP socket of the process matched.
+    pub const NO_MATCH: i32 = 7;
+    /// `run`: the command exists but could not be executed.
+    pub const CANNOT_EXECUTE: i32 = 126;
+    /// `run`: the command was not found.
+    pub const NOT_FOUND: i32 = 127;
+}
+
+/// A failure the user can act on.
+#[derive(Debug)]
+pub enum Failure {
+    /// A bad option value; the message is core's (names the value and what is allowed).
+    Usage(String),
+    /// The process is gone.
+    Gone { pid: i32 },
+    /// Not allowed to look into the process.
+    Permission { pid: i32, what: String },
+    /// The kernel lacks pidfd_open or pidfd_getfd.
+    NoPidfd { call: &'static str },
+    /// No preload library where it was looked for.
+    NoPreload { detail: String },
+    /// `apply` found nothing to change.
+    NoMatch { pid: i32, detail: String },
+    /// `run` could not exec the command.
+    Exec {
+        command: String,
+        error: std::io::Error,
+    },
+    /// Anything else.
+    Other(String),
+}
+
+impl Failure {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Failure::Usage(_) => code::USAGE,
+            Failure::Gone { .. } => code::GONE,
+            Failure::Permission { .. } => code::PERMISSION,
+            Failure::NoPidfd { .. } => code::NO_PIDFD,
+            Failure::NoPreload { .. } => code::NO_PRELOAD,
+            Failure::NoMatch { .. } => code::NO_MATCH,
+            Failure::Exec { error, .. } => {
+                if error.kind() == std::io::ErrorKind::NotFound {
+                    code::NOT_FOUND
+                } else {
+                    code::CANNOT_EXECUTE
+                }
+            }
+            Failure::Other(_) => code::OTHER,
+        }
+    }
+
+    /// An option value that core refused.
+    pub fn invalid(err: tcp_keepalive::Error) -> Failure {
+        Failure::Usage(err.to_string())
+    }
+}
+
+fn ptrace_scope() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Usage(msg) => write!(f, "{msg}"),
+            Failure::Gone { pid } => write!(
+                f,
+                "process {pid} does not exist (it has exited?); find the current PID with `pgrep` or `ss -tnp`"
+            ),
+            Failure::Permission { pid, what } => {
+                write!(
+                    f,
+                    "not permitted to {what} of process {pid}: run as root (CAP_SYS_PTRACE, e.g. `sudo tcp-keepalive ...`) or as the process's own user"
+                )?;
+                match ptrace_scope().as_deref() {
+                    Some("0") | None => Ok(()),
+                    Some(scope @ ("1" | "2")) => write!(
+                        f,
+                        " (kernel.yama.ptrace_scope={scope} also blocks the same user: use root / CAP_SYS_PTRACE)"
+                    ),
+                    Some(scope) => write!(
+                        f,
+                        " (kernel.yama.ptrace_scope={scope} forbids it for everyone, root too)"
+                    ),
+                }
+            }
+            Failure::NoPidfd { call } => write!(
+                f,
+                "this kernel has no {call} (ENOSYS): reading another process's sockets needs Linux 5.6 or later; start the program with `tcp-keepalive run -- CMD` instead"
+            ),
+            Failure::NoPreload { detail } => write!(
+                f,
+                "{detail}; build it with `cargo build --release -p tcp-keepalive-preload` (target/release/libkeepalive.so, found next to target/release/tcp-keepalive) or pass --preload PATH"
+            ),
+            Failure::NoMatch { pid, detail } => write!(
+                f,
+                "{detail}; nothing changed (see `tcp-keepalive inspect --pid {pid}`)"
+            ),
+            Failure::Exec { command, error } => write!(
+                f,
+                "cannot run {command}: {error}; check the command name and that it is executable"
+            ),
+            Failure::Other(msg) => write!(f, "{msg}"),
+        }
+    }
+}

@@ -1,0 +1,202 @@
+//! `tcp-keepalive`: see and fix the TCP keep-alive of running processes, run programs with
+//! keep-alive, and check what the system's defaults mean against middleboxes.
+
+mod doctor;
+mod fail;
+mod process;
+mod run;
+mod sockets;
+mod table;
+mod values;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use values::Timings;
+
+const AFTER_HELP: &str = "\
+Examples:
+  tcp-keepalive doctor                          what the system defaults mean, which fix fits
+  sudo tcp-keepalive inspect --pid 4242         every TCP socket of process 4242, its keep-alive
+  sudo tcp-keepalive apply --pid 4242 --idle 60 --interval 10 --count 6
+  sudo tcp-keepalive apply --pid 4242 --peer 10.0.0.5:5432 --idle 30s --user-timeout 2m
+  tcp-keepalive run --idle 60 -- java -jar client.jar
+
+Durations: 90, 90s, 2m, 1h, 1500ms. Limits: idle and interval 1 to 32767 s, count 1 to 127,
+user timeout 1 ms to 2147483647 ms.
+
+Exit codes:
+  0    success
+  1    other failure (apply: some sockets failed, the others were changed)
+  2    bad command line or option value (nothing was changed)
+  3    no such process (ESRCH)
+  4    not permitted (needs CAP_SYS_PTRACE, or the same user under kernel.yama.ptrace_scope)
+  5    the kernel has no pidfd_getfd (ENOSYS: needs Linux 5.6)
+  6    run: libkeepalive.so not found (pass --preload PATH)
+  7    apply: no TCP socket of the process matched (nothing was changed)
+  126  run: the command could not be executed
+  127  run: the command was not found
+  run: otherwise the program's own exit status (it replaces tcp-keepalive)";
+
+/// See and fix TCP keep-alive of running processes, without a restart.
+///
+/// A middlebox (AWS NLB or NAT gateway: 350 s, Azure load balancer: 240 s, a conntrack
+/// firewall) forgets a TCP connection that stays silent longer than its idle timeout and then
+/// drops its packets without a word; Linux sends its first keep-alive probe only after 7200 s,
+/// and only on sockets that asked for keep-alive. This command shows which connections of a
+/// process are exposed, fixes them in place, and starts programs with keep-alive on.
+#[derive(Parser, Debug)]
+#[command(name = "tcp-keepalive", version, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Every TCP socket of a process: addresses, state, keep-alive settings, time to next probe.
+    ///
+    /// Reads /proc/PID/fd and /proc/PID/net/tcp{,6}, duplicates each TCP socket with
+    /// pidfd_getfd and reads its options from the kernel. Needs the process's own user or
+    /// CAP_SYS_PTRACE (root), and Linux 5.6+. NEXT-KEEPALIVE is the time until the keep-alive
+    /// timer fires (a probe goes out then if the connection has been idle long enough).
+    #[command(after_help = "Example:\n  sudo tcp-keepalive inspect --pid 4242 --json")]
+    Inspect {
+        /// The process to look into.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        pid: i32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Turn keep-alive on, with these timings, on a running process's TCP sockets.
+    ///
+    /// Changes the process's own connections (a pidfd_getfd duplicate shares the socket), then
+    /// prints each socket's settings before and after, read back from the kernel. Without
+    /// --peer every TCP socket is changed, listening ones too (their future connections inherit
+    /// the settings). Options not given take the defaults (idle 60 s, interval 10 s, count 6);
+    /// the user timeout is left as it is unless given. Only TCP sockets are ever touched.
+    #[command(
+        after_help = "Examples:\n  sudo tcp-keepalive apply --pid 4242\n  sudo tcp-keepalive apply --pid 4242 --peer 203.0.113.2:8080 --idle 1 --interval 1 --count 3"
+    )]
+    Apply {
+        /// The process whose sockets to change.
+        #[arg(long, value_parser = clap::value_parser!(i32).range(1..))]
+        pid: i32,
+        #[arg(
+            long,
+            value_name = "ADDR[:PORT]",
+            help = "Only sockets connected to this peer: ADDR or ADDR:PORT (IPv6 as [ADDR]:PORT)"
+        )]
+        peer: Option<String>,
+        #[command(flatten)]
+        timings: Timings,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The system's keep-alive defaults, what they mean against common middleboxes, which fix fits.
+    Doctor {
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a program with libkeepalive.so preloaded: every TCP socket it makes gets keep-alive.
+    ///
+    /// Sets LD_PRELOAD and TCP_KEEPALIVE=on plus the TCP_KEEPALIVE_* variable of each option
+    /// given (options not given leave inherited variables, else the defaults, in force), then
+    /// executes the program in place of this one: its exit status and signals are its own.
+    /// Works for dynamically linked programs (not Go or static binaries, not setuid ones).
+    #[command(
+        after_help = "Examples:\n  tcp-keepalive run -- curl http://203.0.113.2/slow\n  tcp-keepalive run --idle 30 --user-timeout 45s --log -- java -jar client.jar"
+    )]
+    Run {
+        #[command(flatten)]
+        timings: Timings,
+        /// The preload library [default: libkeepalive.so next to this binary, or ../lib/].
+        #[arg(long, value_name = "PATH")]
+        preload: Option<PathBuf>,
+        /// One stderr line per socket configured (TCP_KEEPALIVE_LOG=1).
+        #[arg(long)]
+        log: bool,
+        /// The program and its arguments.
+        #[arg(
+            value_name = "CMD",
+            required = true,
+            trailing_var_arg = true,
+            allow_hyphen_values = true
+        )]
+        command: Vec<OsString>,
+    },
+}
+
+fn main() {
+    // Write errors to a closed pipe (`| head`) end the program quietly, as for other tools; a
+    // program started by `run` gets the usual default too.
+    // SAFETY: setting a signal disposition to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Cmd::Inspect { pid, json } => sockets::run_inspect(*pid, *json),
+        Cmd::Apply {
+            pid,
+            peer,
+            timings,
+            json,
+        } => sockets::run_apply(*pid, peer.as_deref(), timings, *json),
+        Cmd::Doctor { json } => doctor::run_doctor(*json),
+        Cmd::Run {
+            timings,
+            preload,
+            log,
+            command,
+        } => run::run_run(timings, preload.as_deref(), *log, command),
+    };
+    let code = match result {
+        Ok(code) => code,
+        Err(failure) => {
+            eprintln!("tcp-keepalive: {failure}");
+            failure.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_the_command_after_dashes() {
+        let cli = Cli::try_parse_from([
+            "tcp-keepalive",
+            "run",
+            "--idle",
+            "5",
+            "--",
+            "sh",
+            "-c",
+            "exit 3",
+        ])
+        .unwrap();
+        match cli.command {
+            Cmd::Run {
+                command, timings, ..
+            } => {
+                assert_eq!(command, ["sh", "-c", "exit 3"]);
+                assert_eq!(timings.idle.as_deref(), Some("5"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! `inspect` and `apply`: a running process's TCP sockets, read and changed through duplicates.
+
+use serde::Serialize;
+use tcp_keepalive::{inspect, KeepAlive, Settings};
+
+use crate::fail::{code, Failure};
+use crate::process::{Process, Socket};
+use crate::table;
+use crate::values::{compact, Peer, Timings};
+
+/// Keep-alive settings as the kernel reports them, for `--json`.
+#[derive(Serialize)]
+struct SettingsJson {
+    enabled: bool,
+    idle_s: u64,
+    interval_s: u64,
+    count: u32,
+    user_timeout_ms: Option<u64>,
+}
+
+impl From<&Settings> for SettingsJson {
+    fn from(s: &Settings) -> Self {
+        SettingsJson {
+            enabled: s.enabled,
+            idle_s: s.idle.as_secs(),
+            interval_s: s.interval.as_secs(),
+            count: s.count,
+            user_timeout_ms: s.user_timeout.map(|t| t.as_millis() as u64),
+        }
+    }
+}
+
+/// What identifies a socket, for `--json`.
+#[derive(Serialize)]
+struct SocketJson {
+    fd: i32,
+    family: &'static str,
+    local: String,
+    peer: Option<String>,
+    state: &'static str,
+    timer: &'static str,
+    keepalive_timer_left_ms: Option<u64>,
+    probes_out: u32,
+}
+
+impl From<&Socket> for SocketJson {
+    fn from(s: &Socket) -> Self {
+        SocketJson {
+            fd: s.fd,
+            family: if s.entry.local.is_ipv4() {
+                "ipv4"
+            } else {
+                "ipv6"
+            },
+            local: s.entry.local.to_string(),
+            peer: s.entry.peer().map(|p| p.to_string()),
+            state: s.entry.state_name(),
+            timer: s.entry.timer_name(),
+            keepalive_timer_left_ms: s.entry.keepalive_left_ms(),
+            probes_out: s.entry.probes_out,
+        }
+    }
+}
+
+fn peer_text(s: &Socket) -> String {
+    s.entry.peer().map_or_else(|| "*".into(), |p| p.to_string())
+}
+
+fn timer_text(s: &Socket) -> String {
+    match s.entry.keepalive_left_ms() {
+        Some(ms) => format!("{}.{}s", ms / 1000, ms % 1000 / 100),
+        None => "-".into(),
+    }
+}
+
+fn print_json(value: &impl Serialize) -> Result<(), Failure> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Failure::Other(format!("writing JSON failed: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// `tcp-keepalive inspect --pid PID [--json]`.
+pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
+    let process = Process::open(pid)?;
+    let sockets = process.tcp_sockets()?;
+    let mut rows = Vec::new();
+    for s in &sockets {
+        let settings = inspect(&s.dup).map_err(|e| {
+            Failure::Other(format!(
+                "reading keep-alive of descriptor {} of process {pid} failed: {e}",
+                s.fd
+            ))
+        })?;
+        rows.push((s, settings));
+    }
+
+    if json {
+        #[derive(Serialize)]
+        struct Row {
+            #[serde(flatten)]
+            socket: SocketJson,
+            keepalive: SettingsJson,
+        }
+        #[derive(Serialize)]
+        struct Out {
+            pid: i32,
+            command: String,
+            sockets: Vec<Row>,
+        }
+        return print_json(&Out {
+            pid,
+            command: process.command(),
+            sockets: rows
+                .iter()
+                .map(|(s, k)| Row {
+                    socket: SocketJson::from(*s),
+                    keepalive: SettingsJson::from(k),
+                })
+                .collect(),
+        })
+        .map(|()| 0);
+    }
+
+    println!(
+        "process {pid} ({}): {} TCP socket{}",
+        process.command(),
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" }
+    );
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|(s, k)| {
+            vec![
+                s.fd.to_string(),
+                s.entry.local.to_string(),
+                peer_text(s),
+                s.entry.state_name().to_string(),
+                if k.enabled { "on" } else { "off" }.to_string(),
+                format!("{}s", k.idle.as_secs()),
+                format!("{}s", k.interval.as_secs()),
+                k.count.to_string(),
+                k.user_timeout
+                    .map_or_else(|| "-".into(), |t| format!("{}ms", t.as_millis())),
+                timer_text(s),
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "FD",
+            "LOCAL",
+            "PEER",
+            "STATE",
+            "KEEPALIVE",
+            "IDLE",
+            "INTERVAL",
+            "COUNT",
+            "USER-TIMEOUT",
+            "NEXT-KEEPALIVE",
+        ],
+        &table_rows,
+    );
+    let weak = rows
+        .iter()
+        .filter(|(_, k)| !k.enabled || k.idle.as_secs() >= 240)
+        .count();
+    if weak > 0 {
+        println!(
+            "hint: {weak} socket{} without keep-alive shorter than 240 s (Azure LB; AWS NLB/NAT: 350 s): fix with `tcp-keepalive apply --pid {pid}`",
+            if weak == 1 { "" } else { "s" }
+        );
+    }
+    Ok(0)
+}
+
+/// `tcp-keepalive apply --pid PID [--peer ADDR[:PORT]] [timings]`.
+pub fn run_apply(
+    pid: i32,
+    peer: Option<&str>,
+    timings: &Timings,
+    json: bool,
+) -> Result<i32, Failure> {
+    // Every value is checked before the process is even looked at.
+    let keepalive = timings.resolve()?;
+    let peer = peer.map(Peer::parse).transpose()?;
+    let process = Process::open(pid)?;
+    let all = process.tcp_sockets()?;
+    let total = all.len();
+    let chosen: Vec<Socket> = all
+        .into_iter()
+        .filter(|s| peer.map_or(true, |p| p.matches(s.entry.peer())))
+        .collect();
+    if chosen.is_empty() {
+        let detail = match (peer, total) {
+            (_, 0) => format!("process {pid} has no TCP socket"),
+            _ => format!(
+                "none of the {total} TCP sockets of process {pid} has the peer {}",
+                peer_arg(peer)
+            ),
+        };
+        return Err(Failure::NoMatch { pid, detail });
+    }
+
+    struct Outcome<'a> {
+        socket: &'a Socket,
+        before: Option<Settings>,
+        after: Option<Settings>,
+        error: Option<String>,
+    }
+    let outcomes: Vec<Outcome> = chosen
+        .iter()
+        .map(|s| apply_one(&keepalive, s))
+        .map(|(socket, before, after, error)| Outcome {
+            socket,
+            before,
+            after,
+            error,
+        })
+        .collect();
+    let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
+    let exit = if failed == 0 { 0 } else { code::OTHER };
+
+    if json {
+        #[derive(Serialize)]
+        struct Row {
+            #[serde(flatten)]
+            socket: SocketJson,
+            before: Option<SettingsJson>,
+            after: Option<SettingsJson>,
+            error: Option<String>,
+        }
+        #[derive(Serialize)]
+        struct Out {
+            pid: i32,
+            command: String,
+            applied: SettingsJson,
+            changed: usize,
+            failed: usize,
+            sockets: Vec<Row>,
+        }
+        let applied = Settings {
+            enabled: true,
+            idle: keepalive.idle(),
+            interval: keepalive.interval(),
+            count: keepalive.count(),
+            user_timeout: keepalive.user_timeout(),
+        };
+        print_json(&Out {
+            pid,
+            command: process.command(),
+            applied: SettingsJson::from(&applied),
+            changed: outcomes.len() - failed,
+            failed,
+            sockets: outcomes
+                .iter()
+                .map(|o| Row {
+                    socket: SocketJson::from(o.socket),
+                    before: o.before.as_ref().map(SettingsJson::from),
+                    after: o.after.as_ref().map(SettingsJson::from),
+                    error: o.error.clone(),
+                })
+                .collect(),
+        })?;
+        return Ok(exit);
+    }
+
+    println!(
+        "process {pid} ({}): {keepalive} on {} of {total} TCP socket{}{}",
+        process.command(),
+        outcomes.len() - failed,
+        if total == 1 { "" } else { "s" },
+        peer.map_or_else(String::new, |_| format!(" (peer {})", peer_arg(peer))),
+    );
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let show = |s: &Option<Settings>| s.as_ref().map_or_else(|| "?".into(), compact);
+            vec![
+                o.socket.fd.to_string(),
+                o.socket.entry.local.to_string(),
+                peer_text(o.socket),
+                o.socket.entry.state_name().to_string(),
+                show(&o.before),
+                match &o.error {
+                    None => show(&o.after),
+                    Some(e) => format!("FAILED: {e}"),
+                },
+            ]
+        })
+        .collect();
+    table::print(
+        &[
+            "FD",
+            "LOCAL",
+            "PEER",
+            "STATE",
+            "BEFORE (idle/interval/count)",
+            "AFTER",
+        ],
+        &rows,
+    );
+    if failed > 0 {
+        eprintln!("tcp-keepalive: {failed} socket(s) failed; the others were changed");
+    }
+    Ok(exit)
+}
+
+fn peer_arg(peer: Option<Peer>) -> String {
+    peer.map_or_else(String::new, |p| format!("{p}"))
+}
+
+type Applied<'a> = (
+    &'a Socket,
+    Option<Settings>,
+    Option<Settings>,
+    Option<String>,
+);
+
+/// Reads, applies (all or nothing, by core), reads back.
+fn apply_one<'a>(keepalive: &KeepAlive, s: &'a Socket) -> Applied<'a> {
+    let before = match inspect(&s.dup) {
+        Ok(b) => b,
+        Err(e) => return (s, None, None, Some(e.to_string())),
+    };
+    if let Err(e) = keepalive.apply(&s.dup) {
+        return (s, Some(before), None, Some(e.to_string()));
+    }
+    match inspect(&s.dup) {
+        Ok(after) => (s, Some(before), Some(after), None),
+        Err(e) => (s, Some(before), None, Some(e.to_string())),
+    }
+}
