@@ -453,9 +453,14 @@ class Server:
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", **self.env}
         self.proc = self.net.spawn(self.net.server, self.argv, env)
         threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(15):
-            said = " | ".join(self.said[-2:]) or "nothing"
-            raise RuntimeError(f"the server did not start within 15 s; it said: {said}")
+        until = time.monotonic() + 15
+        while not self.ready.wait(0.1):
+            exited = self.proc.poll() is not None
+            if exited or time.monotonic() > until:
+                time.sleep(0.2)  # its last lines
+                said = " | ".join(self.said[-2:]) or "nothing"
+                how = f"exited ({self.proc.returncode})" if exited else "did not start within 15 s"
+                raise RuntimeError(f"the server {how}; it said: {said}")
 
     def _read(self):
         for line in self.proc.stdout:
@@ -981,7 +986,7 @@ def table(runs: List[Run], details: bool):
                 print(f"      FAIL because {r.why}")
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
-            if sc.judges == "server" and (details or not r.verdict):
+            if sc.judges == "server" and not r.error and (details or not r.verdict):
                 print(f"      server: listening socket keep-alive {r.server_keepalive}, accepted socket "
                       f"{r.ev.get('keepalive', '?')} (getsockopt); failed read: {r.ev.get('failure', 'none')}")
             if (details or not r.verdict) and r.output.strip():
