@@ -26,13 +26,20 @@ Fields of Client:
              server logged the client's request (the client is connected and waiting); its
              environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
              row starts an unmodified client without keep-alive and turns it on from outside.
+  server     a row that judges a server, not its client (the scenarios of SERVER_SCENARIOS only):
+             the server command of its "with" run, started in the server namespace with
+             "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
+             (TCP_KEEPALIVE=off under --control). Its "without" run uses the lab's plain server;
+             argv is then the client the scenario needs (e.g. one that vanishes).
 """
 
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
-# Scenario keys, in the order the lab runs them.
+# Scenario keys, in the order the lab runs them. SCENARIOS judge the client; SERVER_SCENARIOS
+# judge the server, for rows with a `server` command.
 SCENARIOS = ("idle-drop", "idle-drop-v6", "peer-vanishes", "black-hole")
+SERVER_SCENARIOS = ("server-vanished-client",)
 
 PRELOAD_LIB = "target/release/libkeepalive.so"
 
@@ -47,6 +54,7 @@ class Client:
     preload: bool = False
     build: Optional[str] = None
     after_request: Optional[Sequence[str]] = None
+    server: Optional[Sequence[str]] = None
 
 
 CLIENTS = [
@@ -115,5 +123,16 @@ CLIENTS = [
             ' ${TCP_KEEPALIVE_USER_TIMEOUT:+--user-timeout "$TCP_KEEPALIVE_USER_TIMEOUT"}',
         ],
         build="scripts/build-cli.sh",
+    ),
+    # Server side: the seed's server (e2e/server.py, ThreadingHTTPServer) with its listening
+    # socket configured through the Python door (--keepalive: tcp_keepalive.from_env() applied
+    # before listen(), inherited by every accepted socket), run by the test venv's python. Its
+    # client sends an upload's headers and vanishes; "without" is the lab's plain server.
+    Client(
+        name="python-server",
+        argv=["{python}", "e2e/clients/vanishing_client.py"],
+        scenarios=SERVER_SCENARIOS,
+        server=["{venv}/bin/python", "e2e/server.py", "--keepalive"],
+        build="scripts/build-python.sh",
     ),
 ]

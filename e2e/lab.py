@@ -22,6 +22,11 @@ Scenarios (each client row runs with and without keep-alive, concurrently):
   black-hole     a POST whose body is written LAB_WRITE_AFTER s after the headers; the flow is
                  cut when the headers arrive; with a user timeout of 3 s the client fails with
                  ETIMEDOUT about 3 s after writing; without, still retransmitting at the deadline.
+  server-vanished-client   judges the server: a client sends an upload's headers and vanishes
+                 (the path is cut); with keep-alive on the server's listening socket (idle 1,
+                 interval 1, count 3, inherited by the accepted socket) the server's read fails
+                 with ETIMEDOUT within 4 s + slack; without, its thread is still blocked at the
+                 deadline.
 
 Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
 Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
@@ -83,8 +88,13 @@ class Scenario:
     write_after: Optional[float] = None
     bound: Optional[float] = None  # with: ETIMEDOUT within this many seconds of the request
     bound_text: str = ""  # how the bound is made up
+    judges: str = "client"  # "server": the lab judges the server's read, not the client
 
     def expectation(self, mode: str) -> str:
+        if self.judges == "server":
+            if mode == "without":
+                return f"server still blocked reading at {self.deadline:g} s"
+            return f"server's read: ETIMEDOUT within {self.bound:g} s ({self.bound_text})"
         if mode == "without":
             after = " after the body" if self.write_after is not None else ""
             return f"no answer by its {self.deadline:g} s read deadline{after}"
@@ -164,14 +174,35 @@ SCENARIOS = [
         bound=WRITE_AFTER + USER_TIMEOUT + SLACK,
         bound_text=f"{WRITE_AFTER:g} wait + {USER_TIMEOUT} + {SLACK:g} slack",
     ),
+    Scenario(
+        key="server-vanished-client",
+        number=4,
+        title="Client vanishes, the server waits, IPv4",
+        story=(
+            "a client sends an upload's headers, then the path is cut; the server's thread waits "
+            "for the body (judged: the server; time: until its read failed)"
+        ),
+        family=4,
+        seconds=0,
+        deadline=10,
+        keepalive=FAST_PROBES,
+        keepalive_text="idle 1 s, interval 1 s, count 3 on the listener",
+        conntrack_timeout=None,
+        cut=True,
+        bound=1 + 1 * 3 + SLACK,
+        bound_text=f"1 + 1x3 + {SLACK:g} slack",
+        judges="server",
+    ),
 ]
 SCENARIO_BY_KEY = {s.key: s for s in SCENARIOS}
-assert tuple(SCENARIO_BY_KEY) == client_table.SCENARIOS
+assert tuple(SCENARIO_BY_KEY) == client_table.SCENARIOS + client_table.SERVER_SCENARIOS
+assert {s.key for s in SCENARIOS if s.judges == "server"} == set(client_table.SERVER_SCENARIOS)
 
 # Scenarios sharing a middlebox run at the same time: (name, conntrack timeout, scenario keys).
 PHASES = [
     ("idle-drop", T, ("idle-drop", "idle-drop-v6")),
-    ("peer-vanishes", None, ("peer-vanishes",)),
+    # A peer vanishes: the client's wait, and the server's (its own server on its own port).
+    ("vanished", None, ("peer-vanishes", "server-vanished-client")),
     ("black-hole", None, ("black-hole",)),
 ]
 
@@ -361,6 +392,13 @@ table inet lab {
             return None
         return retrans.group(2) if int(unacked.group(1)) > 0 else None
 
+    def server_holds(self, server_port: int, client_port: int) -> bool:
+        """Whether the server namespace still has the flow's socket ESTABLISHED (ss)."""
+        done = run(["ip", "netns", "exec", self.server, "ss", "-tnH", "state", "established",
+                    "sport", "=", f":{server_port}", "and", "dport", "=", f":{client_port}"],
+                   check=False)
+        return bool(done.stdout.strip())
+
     def spawn(self, ns: str, argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
         proc = subprocess.Popen(
             ["ip", "netns", "exec", ns] + argv,
@@ -394,24 +432,35 @@ table inet lab {
 
 
 class Server:
-    """e2e/server.py in the server namespace; its event lines, timed on arrival."""
+    """e2e/server.py in the server namespace (or a server row's command); its event lines, timed
+    on arrival. By default the plain server, run by the lab's own python, on PORT."""
 
-    def __init__(self, net: Network, on_request):
+    def __init__(self, net: Network, on_request, port: int = PORT, argv: Optional[List[str]] = None,
+                 env: Optional[Dict[str, str]] = None):
         self.net = net
         self.on_request = on_request
+        self.port = port
+        self.argv = (argv or [sys.executable, os.path.join(HERE, "server.py")]) + ["--port", str(port)]
+        self.env = env or {}
         self.events: Dict[str, Dict[str, object]] = {}
         self.lock = threading.Lock()
         self.ready = threading.Event()
         self.proc: Optional[subprocess.Popen] = None
+        self.keepalive = "?"  # the listening socket's keep-alive, from its READY line
+        self.said: List[str] = []  # its last lines that are not events (a traceback)
 
     def start(self):
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1"}
-        self.proc = self.net.spawn(
-            self.net.server, [sys.executable, os.path.join(HERE, "server.py"), "--port", str(PORT)], env
-        )
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", **self.env}
+        self.proc = self.net.spawn(self.net.server, self.argv, env)
         threading.Thread(target=self._read, daemon=True).start()
-        if not self.ready.wait(15):
-            raise RuntimeError("the server did not start within 15 s")
+        until = time.monotonic() + 15
+        while not self.ready.wait(0.1):
+            exited = self.proc.poll() is not None
+            if exited or time.monotonic() > until:
+                time.sleep(0.2)  # its last lines
+                said = " | ".join(self.said[-2:]) or "nothing"
+                how = f"exited ({self.proc.returncode})" if exited else "did not start within 15 s"
+                raise RuntimeError(f"the server {how}; it said: {said}")
 
     def _read(self):
         for line in self.proc.stdout:
@@ -420,9 +469,11 @@ class Server:
             if not words:
                 continue
             if words[0] == "READY":
+                self.keepalive = words[2] if len(words) > 2 else "?"
                 self.ready.set()
                 continue
-            if len(words) < 2:
+            if words[0] not in ("REQUEST", "BODY", "ANSWERED", "FAILED") or len(words) < 2:
+                self.said = (self.said + [line.strip()[:160]])[-5:]
                 continue
             kind, tag = words[0], words[1]
             with self.lock:
@@ -434,6 +485,8 @@ class Server:
                     else:
                         ev["request"] = now
                         ev["port"] = int(words[4])
+                        if len(words) > 5:
+                            ev["keepalive"] = words[5]  # the accepted socket's, from the kernel
                         first = True
                 else:
                     ev.setdefault(kind.lower(), now)
@@ -494,6 +547,10 @@ class Run:
     retransmitting: Optional[str] = None  # black hole: ss just before the deadline
     pid: Optional[int] = None
     hook: Optional[str] = None  # what the row's after_request command did
+    port: int = PORT  # the port of the server this run talks to
+    server_keepalive: str = "?"  # its listening socket's keep-alive (READY)
+    server_waiting: Optional[bool] = None  # server scenario: ss at the deadline showed the flow
+    observed: Optional[float] = None  # when the lab looked (request + deadline)
 
     @property
     def kill_after(self) -> float:
@@ -509,19 +566,21 @@ def client_env(run_: Run) -> Dict[str, str]:
     host = V6["server"] if sc.family == 6 else V4["server"]
     url_host = f"[{host}]" if sc.family == 6 else host
     path = f"/slow?seconds={sc.seconds:g}&client={run_.tag}"
+    # A server row's keep-alive belongs to its server: its client runs plain in both modes.
+    on = run_.mode == "with" and not client.server
     env.update(
-        LAB_URL=f"http://{url_host}:{PORT}{path}",
+        LAB_URL=f"http://{url_host}:{run_.port}{path}",
         LAB_HOST=host,
-        LAB_PORT=str(PORT),
+        LAB_PORT=str(run_.port),
         LAB_PATH=path,
         LAB_DEADLINE=f"{sc.deadline:g}",
-        LAB_KEEPALIVE="on" if run_.mode == "with" else "off",
-        TCP_KEEPALIVE="on" if run_.mode == "with" else "off",
+        LAB_KEEPALIVE="on" if on else "off",
+        TCP_KEEPALIVE="on" if on else "off",
     )
     if run_.control:
         # The negative control: everything as "without", so the "with" expectation must fail.
         env.update(LAB_KEEPALIVE="off", TCP_KEEPALIVE="off")
-    elif run_.mode == "with":
+    elif on:
         env.update(sc.keepalive)
         if client.preload:
             env["LD_PRELOAD"] = os.path.join(ROOT, client_table.PRELOAD_LIB)
@@ -531,9 +590,16 @@ def client_env(run_: Run) -> Dict[str, str]:
     return env
 
 
-def client_argv(client) -> List[str]:
+def server_env(run_: Run) -> Dict[str, str]:
+    """A server row's server: the scenario's keep-alive, or none under --control."""
+    if run_.control:
+        return {"TCP_KEEPALIVE": "off"}
+    return {"TCP_KEEPALIVE": "on", **run_.scenario.keepalive}
+
+
+def client_argv(client, argv=None) -> List[str]:
     subst = {"python": sys.executable, "root": ROOT, "venv": os.path.join(ROOT, "target", "test-venv")}
-    argv = [a.format(**subst) for a in client.argv]
+    argv = [a.format(**subst) for a in (argv or client.argv)]
     if argv and not os.path.isabs(argv[0]) and os.sep in argv[0]:
         argv[0] = os.path.join(ROOT, argv[0])
     return argv
@@ -560,6 +626,9 @@ def _judge(r: Run):
     if r.killed:
         r.outcome = f"no exit within {r.kill_after:g} s: killed"
         r.why = "the client ignored its own deadline"
+        return
+    if sc.judges == "server":
+        _judge_server(r)
         return
     if r.rc == 0:
         r.outcome = "full answer (exit 0)"
@@ -617,6 +686,47 @@ def _judge(r: Run):
     r.verdict = True
 
 
+def _judge_server(r: Run):
+    """The server-side scenario: the server's read of a vanished client's body."""
+    sc, ev = r.scenario, r.ev
+    r.middlebox = "cut the flow" if "request" in ev else "-"
+    r.took = None
+    if "request" not in ev:
+        r.outcome, r.why = f"client exit {r.rc}", "its request never reached the server"
+        return
+    failed, failure = ev.get("failed"), str(ev.get("failure", ""))
+    if failed is not None:
+        r.took = failed - ev["request"]
+        r.outcome = f"read failed: {failure.split(':')[1] if ':' in failure else failure}"
+    elif r.server_waiting:
+        r.took = r.observed - ev["request"] if r.observed else None
+        r.outcome = "still blocked reading (ss: ESTAB)"
+    else:
+        r.outcome = "no failed read, flow not seen at the deadline"
+    if r.rc != 0:
+        r.why = f"the vanishing client failed (exit {r.rc}): a bug"
+        return
+    if "body" in ev:
+        r.why = "the body reached the server: the client did not vanish"
+        return
+    if r.mode == "without":
+        if failed is not None and failed - ev["request"] < sc.deadline:
+            r.why = f"the server's read ended by itself after {r.took:.1f} s ({failure})"
+            return
+        if not r.server_waiting:
+            r.why = "at the deadline ss did not show the server still holding the flow"
+            return
+        r.verdict = True
+        return
+    if failed is None or not failure.startswith("body:ETIMEDOUT:"):
+        r.why = "expected the server's read to fail with ETIMEDOUT"
+        return
+    if r.took > sc.bound:
+        r.why = f"ETIMEDOUT came after {r.took:.1f} s, later than {sc.bound:g} s"
+        return
+    r.verdict = True
+
+
 # --------------------------------------------------------------------------------------------
 # Running
 
@@ -658,6 +768,12 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         except Exception as e:
             print(f"lab: could not cut {tag}: {e}", file=sys.stderr)
             return
+        if first and r.scenario.judges == "server":
+            # At the deadline: is the server still holding the flow, waiting for the body?
+            timer = threading.Timer(r.scenario.deadline, look_at_server, args=(r, port))
+            timer.daemon = True
+            timer.start()
+            timers.append(timer)
         if first and r.scenario.write_after is not None:
             # Shortly before the client's read deadline: is it still retransmitting its body?
             at = r.scenario.write_after + r.scenario.deadline - 1.5
@@ -685,14 +801,40 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             r.retransmitting = None
             print(f"lab: ss failed for {r.tag}: {e}", file=sys.stderr)
 
+    def look_at_server(r: Run, port: int):
+        r.observed = time.monotonic()
+        try:
+            r.server_waiting = net.server_holds(r.port, port)
+        except Exception as e:
+            print(f"lab: ss failed for {r.tag}: {e}", file=sys.stderr)
+
     timers: List[threading.Timer] = []
 
     try:
         net.up()
         server = Server(net, on_request)
         server.start()
+        server_of = {r.tag: server for r in runs}
+        # A server row's "with" runs talk to its own server, on a port of its own.
+        rows = []
         for r in runs:
-            server.set_family(r.tag, r.scenario.family)
+            if r.client.server and r.mode == "with" and not r.error and r.client not in rows:
+                rows.append(r.client)
+        for i, row in enumerate(rows):
+            mine = [r for r in runs if r.client is row and r.mode == "with" and not r.error]
+            own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
+                         env=server_env(mine[0]))
+            try:
+                own.start()
+            except Exception as e:
+                for r in mine:
+                    r.error = f"{row.name}'s server: {e}"
+                continue
+            for r in mine:
+                server_of[r.tag], r.port = own, own.port
+        for r in runs:
+            server_of[r.tag].set_family(r.tag, r.scenario.family)
+            r.server_keepalive = server_of[r.tag].keepalive
         procs = []
         for r in runs:
             if r.error:
@@ -724,7 +866,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             t.join(START_ALLOWANCE + 60 + max(r.kill_after for r in runs))
         time.sleep(0.3)  # let a last conntrack lookup land
         for r in runs:
-            r.ev = server.event(r.tag)
+            r.ev = server_of[r.tag].event(r.tag)
     finally:
         for timer in timers:
             timer.cancel()
@@ -775,6 +917,13 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: modes {c.modes!r}: use 'with' and/or 'without'")
         if c.after_request is not None and (isinstance(c.after_request, str) or not c.after_request):
             problems.append(f"{c.name}: after_request must be a non-empty argv list")
+        server_side = {s for s in c.scenarios if s in SCENARIO_BY_KEY and SCENARIO_BY_KEY[s].judges == "server"}
+        if c.server is not None and (isinstance(c.server, str) or not c.server):
+            problems.append(f"{c.name}: server must be a non-empty argv list")
+        if c.server and set(c.scenarios) - server_side:
+            problems.append(f"{c.name}: a server row runs only {list(client_table.SERVER_SCENARIOS)}")
+        if not c.server and server_side:
+            problems.append(f"{c.name}: {sorted(server_side)} judge a server: the row needs `server`")
     return problems
 
 
@@ -784,6 +933,8 @@ def keepalive_column(r: Run) -> str:
     if r.mode == "without":
         return "without"
     how = r.scenario.keepalive_text
+    if r.client.server:
+        return f"with: {how}"
     if r.client.after_request:
         return f"added while waiting: {how}"
     return f"with LD_PRELOAD: {how}" if r.client.preload else f"with: {how}"
@@ -827,13 +978,17 @@ def table(runs: List[Run], details: bool):
     for (sc, mine), cells in zip(groups, cells_by_group):
         print()
         print(f"{sc.number}. {sc.title}: {sc.story}.")
-        print("   " + line(rows[0]))
+        header = rows[0] if sc.judges == "client" else ("server",) + rows[0][1:]
+        print("   " + line(header))
         for r, c in zip(mine, cells):
             print("   " + line(c))
             if not r.verdict and r.why:
                 print(f"      FAIL because {r.why}")
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
+            if sc.judges == "server" and not r.error and (details or not r.verdict):
+                print(f"      server: listening socket keep-alive {r.server_keepalive}, accepted socket "
+                      f"{r.ev.get('keepalive', '?')} (getsockopt); failed read: {r.ev.get('failure', 'none')}")
             if (details or not r.verdict) and r.output.strip():
                 said = r.output.strip().splitlines()
                 for l in said[-3:]:
@@ -866,7 +1021,8 @@ def main(argv=None) -> int:
     if args.list:
         for c in client_table.CLIENTS:
             print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
-                  f"{'  (preload)' if c.preload else ''}{'  build: ' + c.build if c.build else ''}")
+                  f"{'  (preload)' if c.preload else ''}{'  build: ' + c.build if c.build else ''}"
+                  f"{'  server: ' + ' '.join(c.server) if c.server else ''}")
         return 0
     if not clients:
         print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}", file=sys.stderr)

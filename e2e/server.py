@@ -4,20 +4,27 @@
     GET  /slow?seconds=D[&client=TAG]   sleeps D seconds, then answers 200 with a short body
     POST /slow?seconds=D[&client=TAG]   reads the whole body first (Content-Length), then the same
 
-Nothing here knows about keep-alive: it is the server of the original failure. For the lab it
-prints one line per event on stdout, flushed, so the lab can time the client and cut its flow:
+Without --keepalive nothing here knows about keep-alive: it is the server of the original
+failure. With --keepalive (the server-side scenario) its listening socket is configured through the
+Python door before listen(), `tcp_keepalive.from_env()` applied to it, exactly what a user of the
+door does; on Linux every accepted socket inherits the settings. For the lab it prints one line per
+event on stdout, flushed, so the lab can time the client (or this server) and cut the flow:
 
-    READY <port>
-    REQUEST <tag> <method> <peer-ip> <peer-port>    the request line and headers arrived
+    READY <port> <keep-alive>                       <keep-alive>: the listening socket's settings
+    REQUEST <tag> <method> <peer-ip> <peer-port> <keep-alive>   the request line and headers arrived
     BODY <tag> <bytes>                              a POST body was read completely
     ANSWERED <tag>                                  the answer was handed to the kernel
-    FAILED <tag> <reason>                           reading the body or writing the answer failed
+    FAILED <tag> <where>:<errno name>:<exception>   reading the body or writing the answer failed
+
+<keep-alive> is read back from the kernel with getsockopt: `off`, or `idle/interval/count` in
+seconds (the accepted socket's: what it inherited from the listener).
 
 Every wait is bounded: D is capped at MAX_SECONDS and a connection's reads time out after
 READ_TIMEOUT seconds.
 """
 
 import argparse
+import errno
 import socket
 import sys
 import threading
@@ -33,6 +40,22 @@ _print_lock = threading.Lock()
 def emit(*words):
     with _print_lock:
         print(*words, flush=True)
+
+
+def keepalive_of(sock) -> str:
+    """The socket's keep-alive as the kernel has it: `off` or `idle/interval/count`."""
+    if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE):
+        return "off"
+    return "/".join(
+        str(sock.getsockopt(socket.IPPROTO_TCP, opt))
+        for opt in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL, socket.TCP_KEEPCNT)
+    )
+
+
+def failure(where, e: OSError) -> str:
+    # ETIMEDOUT (errno 110) is the kernel giving up; errno None is this server's own READ_TIMEOUT.
+    name = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else "timeout"
+    return f"{where}:{name}:{type(e).__name__}"
 
 
 class SlowHandler(BaseHTTPRequestHandler):
@@ -66,12 +89,12 @@ class SlowHandler(BaseHTTPRequestHandler):
             self.wfile.flush()
             emit("ANSWERED", tag)
         except OSError as e:
-            emit("FAILED", tag, f"answer:{type(e).__name__}:{e.errno}")
+            emit("FAILED", tag, failure("answer", e))
 
     def _start(self):
         path, tag, seconds = self._parse()
         peer = self.client_address
-        emit("REQUEST", tag, self.command, peer[0], peer[1])
+        emit("REQUEST", tag, self.command, peer[0], peer[1], keepalive_of(self.connection))
         if path != "/slow" or not 0 <= seconds <= MAX_SECONDS:
             self.send_error(404 if path != "/slow" else 400)
             return None
@@ -95,7 +118,7 @@ class SlowHandler(BaseHTTPRequestHandler):
         try:
             got = len(self.rfile.read(length)) if length > 0 else 0
         except OSError as e:
-            emit("FAILED", tag, f"body:{type(e).__name__}:{e.errno}")
+            emit("FAILED", tag, failure("body", e))
             return
         emit("BODY", tag, got)
         if got != length:
@@ -108,19 +131,35 @@ class DualStackServer(ThreadingHTTPServer):
     address_family = socket.AF_INET6
     daemon_threads = True
     request_queue_size = 64
+    keepalive = None  # a tcp_keepalive.KeepAlive for the listening socket (--keepalive)
 
     def server_bind(self):
         # One socket for both families: IPv4 clients arrive as ::ffff:a.b.c.d.
         self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         super().server_bind()
+        # Before listen() (server_activate): the kernel accepts a connection as soon as its
+        # handshake ends, with the listener's settings of that moment.
+        if self.keepalive is not None:
+            self.keepalive.apply(self.socket)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument(
+        "--keepalive",
+        action="store_true",
+        help="configure the listening socket with tcp_keepalive.from_env() (needs the Python "
+        "package; with TCP_KEEPALIVE=off or no TCP_KEEPALIVE* set it stays plain); accepted sockets "
+        "inherit it",
+    )
     args = parser.parse_args()
+    if args.keepalive:
+        import tcp_keepalive  # only here: without the flag this is the seed's plain server
+
+        DualStackServer.keepalive = tcp_keepalive.from_env()
     server = DualStackServer(("::", args.port), SlowHandler)
-    emit("READY", server.server_address[1])
+    emit("READY", server.server_address[1], keepalive_of(server.socket))
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
 # scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
-# control: the "with" runs of the Rust and cli-rescue rows, keep-alive withheld, must miss every
-# expectation, proving the checks can fail. Needs root and network namespaces; elsewhere it skips (fails
-# under CI=true).
+# control: the "with" runs of the Rust, cli-rescue and python-server rows, keep-alive withheld, must
+# miss every expectation, proving the checks can fail. Needs root and network namespaces;
+# elsewhere it skips (fails under CI=true).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -16,10 +16,13 @@ command -v nft >/dev/null || PATH="$PATH:/usr/sbin:/sbin"
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
 
+# What the control's rows run (--no-build there; the main lab's build step then finds them built).
 bash scripts/build-rust-client.sh
+bash scripts/build-python.sh
 control_log=$(mktemp)
 trap 'rm -f "$control_log"' EXIT
-"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --no-build >"$control_log" 2>&1 &
+"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server --no-build \
+    >"$control_log" 2>&1 &
 control=$!
 
 status=0
@@ -27,7 +30,7 @@ status=0
 control_status=0
 wait "$control" || control_status=1
 echo
-echo "==> negative control (keep-alive withheld from the Rust and cli-rescue rows' 'with' runs)"
+echo "==> negative control (keep-alive withheld from the rust, cli-rescue and python-server 'with' runs)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
 exit $status
