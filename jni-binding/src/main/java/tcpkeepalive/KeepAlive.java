@@ -1,5 +1,6 @@
 package tcpkeepalive;
 
+import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
@@ -138,9 +139,23 @@ public final class KeepAlive {
         applyObject(server, false);
     }
 
-    /** For sockets a factory has just created and not yet handed out: fewer system calls. */
-    void applyToNew(Socket socket) throws SocketException {
-        applyObject(socket, true);
+    /**
+     * For a socket a factory has just created and not yet handed out: fewer system calls. Returns
+     * it configured; on failure closes it and throws, so a factory never hands out a socket
+     * without the settings (nor leaks one).
+     */
+    Socket applyToNew(Socket socket) throws SocketException {
+        try {
+            applyObject(socket, true);
+            return socket;
+        } catch (SocketException | RuntimeException e) {
+            try {
+                socket.close();
+            } catch (IOException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
     }
 
     private void applyObject(Object target, boolean fresh) throws SocketException {
