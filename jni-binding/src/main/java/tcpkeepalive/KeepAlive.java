@@ -240,7 +240,12 @@ public final class KeepAlive {
 
     /** {@code TCP_USER_TIMEOUT}, when set. */
     public Optional<Duration> userTimeout() {
-        return userTimeoutMillis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(userTimeoutMillis));
+        return millisOrEmpty(userTimeoutMillis);
+    }
+
+    /** A user timeout as stored here and in {@link Settings}: 0 means unset. */
+    private static Optional<Duration> millisOrEmpty(int millis) {
+        return millis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(millis));
     }
 
     /** {@code idle + interval × count}: the longest a silent dead peer can go unnoticed. */
@@ -370,7 +375,7 @@ public final class KeepAlive {
 
         /** {@code TCP_USER_TIMEOUT}; empty when unset (or unreadable without the native library). */
         public Optional<Duration> userTimeout() {
-            return userTimeoutMillis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(userTimeoutMillis));
+            return millisOrEmpty(userTimeoutMillis);
         }
 
         @Override
