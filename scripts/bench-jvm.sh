@@ -9,11 +9,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/scripts/lib-jvm.sh"
-need_jvm >&2
-jvm_lock
-build_jni_binding
 bench="$ROOT/jni-binding/bench"
-build_maven_jar "$bench" "$bench/target/benchmarks.jar"
+build_jvm_project "$bench" "$bench/target/benchmarks.jar"
 exec 9>&- # the lock is for builds only
 [ $# -gt 0 ] || set -- -f 3 -wi 3 -i 3 -w 1s -r 1s
 json="$ROOT/target/jmh-keepalive.json"
