@@ -37,6 +37,6 @@ for title, base_name, names in pairs:
             continue
         it, bit = iterations(m), iterations(base)
         ratios = (m["score"] / base["score"], statistics.median(it) / statistics.median(bit), min(it) / min(bit))
-        print(f"  {name:24s} {m['score']:9.1f} {m['scoreError']:7.1f} {statistics.median(it):9.1f} {min(it):9.1f}"
+        print(f"  {name:24s} {m['score']:9.1f} {float(m['scoreError']):7.1f} {statistics.median(it):9.1f} {min(it):9.1f}"
               f"   {ratios[0]:.2f}x / {ratios[1]:.2f}x / {ratios[2]:.2f}x")
 PY
