@@ -9,11 +9,8 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/scripts/lib-jvm.sh"
-need_jvm >&2
-jvm_lock
-build_jni_binding
 bench="$ROOT/jni-binding/bench"
-build_maven_jar "$bench" "$bench/target/benchmarks.jar"
+build_jvm_project "$bench" "$bench/target/benchmarks.jar"
 exec 9>&- # the lock is for builds only
 [ $# -gt 0 ] || set -- -f 3 -wi 3 -i 3 -w 1s -r 1s
 json="$ROOT/target/jmh-keepalive.json"
@@ -40,6 +37,6 @@ for title, base_name, names in pairs:
             continue
         it, bit = iterations(m), iterations(base)
         ratios = (m["score"] / base["score"], statistics.median(it) / statistics.median(bit), min(it) / min(bit))
-        print(f"  {name:24s} {m['score']:9.1f} {m['scoreError']:7.1f} {statistics.median(it):9.1f} {min(it):9.1f}"
+        print(f"  {name:24s} {m['score']:9.1f} {float(m['scoreError']):7.1f} {statistics.median(it):9.1f} {min(it):9.1f}"
               f"   {ratios[0]:.2f}x / {ratios[1]:.2f}x / {ratios[2]:.2f}x")
 PY

@@ -5,7 +5,4 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 . "$ROOT/scripts/lib-jvm.sh"
-need_jvm >&2
-jvm_lock
-build_jni_binding
-build_maven_jar "$ROOT/e2e/clients/java-client" "$ROOT/e2e/clients/java-client/target/java-keepalive-client.jar"
+build_jvm_project "$ROOT/e2e/clients/java-client" "$ROOT/e2e/clients/java-client/target/java-keepalive-client.jar"

@@ -57,6 +57,16 @@ build_jni_binding() {
             -DartifactId=tcp-keepalive -Dversion="$JNI_VERSION" -Dpackaging=jar
 }
 
+# build_jvm_project DIR OUTPUT_JAR [MAVEN_ARGS...]: what every JVM build script does: a JDK and
+# Maven, the build lock (held until the script exits), the JNI binding installed, then
+# build_maven_jar DIR OUTPUT_JAR.
+build_jvm_project() {
+    need_jvm >&2 || return 1
+    jvm_lock || return 1
+    build_jni_binding || return 1
+    build_maven_jar "$@"
+}
+
 # build_maven_jar DIR OUTPUT_JAR [MAVEN_ARGS...]: `mvn package` in DIR unless OUTPUT_JAR is newer
 # than DIR's pom and sources and was built against the tcp-keepalive jar now installed (its
 # checksum is kept next to OUTPUT_JAR: reinstalling the same jar does not force a rebuild).

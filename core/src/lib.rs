@@ -263,12 +263,10 @@ pub fn inspect(fd: impl AsFd) -> Result<Settings, Error> {
     let idle = read(fd, SocketOption::KeepIdle)?;
     let interval = read(fd, SocketOption::KeepInterval)?;
     let count = read(fd, SocketOption::KeepCount)?;
-    let user_timeout = match sys::get(fd, SocketOption::UserTimeout) {
-        Ok(ms) => ms,
-        Err(e) => match sys::classify(fd, SocketOption::UserTimeout, e) {
-            Error::Unsupported { .. } => 0,
-            other => return Err(other),
-        },
+    // A system without TCP_USER_TIMEOUT reports it unset.
+    let user_timeout = match read(fd, SocketOption::UserTimeout) {
+        Err(Error::Unsupported { .. }) => 0,
+        other => other?,
     };
     let enabled = read(fd, SocketOption::KeepAlive)?;
     Ok(Settings {

@@ -7,6 +7,9 @@ run this same file under LD_PRELOAD=libkeepalive.so to show the fix needs no cod
 Lab contract: reads LAB_HOST, LAB_PORT, LAB_PATH, LAB_DEADLINE (its read timeout, seconds) and,
 when set, LAB_WRITE_AFTER (send a POST whose body follows the headers that many seconds later).
 Exit 0: the full answer; 10: the deadline passed; 11: the connection failed (errno name printed).
+
+A client built on this one (python_binding.py) calls main() with its own HTTPConnection subclass
+and a note for the answer line; run as a program, it is plain http.client.
 """
 
 import errno
@@ -18,7 +21,7 @@ import time
 BODY = b"x" * 4096
 
 
-def main():
+def main(connection_class=http.client.HTTPConnection, note=""):
     host = os.environ["LAB_HOST"]
     port = int(os.environ["LAB_PORT"])
     path = os.environ["LAB_PATH"]
@@ -31,7 +34,7 @@ def main():
 
     # The timeout bounds the connect and every single read: the answer comes in one read after
     # the wait, so it is the deadline for the answer.
-    conn = http.client.HTTPConnection(host, port, timeout=deadline)
+    conn = connection_class(host, port, timeout=deadline)
     try:
         if write_after is None:
             conn.request("GET", path)
@@ -63,7 +66,7 @@ def main():
     if response.status != 200:
         print(f"http status {response.status} ({took()})")
         return 11
-    print(f"answer: {body.decode(errors='replace').strip()} ({took()})")
+    print(f"answer: {body.decode(errors='replace').strip()} ({took()}{note})")
     return 0
 
 

@@ -7,17 +7,16 @@ Lab contract: reads LAB_HOST, LAB_PORT, LAB_PATH, LAB_DEADLINE (its read timeout
 TCP_KEEPALIVE* variables (the lab sets TCP_KEEPALIVE=off for the "without" run) and, when set,
 LAB_WRITE_AFTER (send a POST whose body follows the headers that many seconds later).
 Exit 0: the full answer; 10: the deadline passed; 11: the connection failed (errno name printed).
+The request and the exit codes are plain_python.py's (beside this file); only the connection
+class differs.
 """
 
-import errno
 import http.client
-import os
 import sys
-import time
 
 import tcp_keepalive
 
-BODY = b"x" * 4096
+import plain_python
 
 
 class KeepAliveConnection(http.client.HTTPConnection):
@@ -32,53 +31,9 @@ class KeepAliveConnection(http.client.HTTPConnection):
 
 
 def main():
-    host = os.environ["LAB_HOST"]
-    port = int(os.environ["LAB_PORT"])
-    path = os.environ["LAB_PATH"]
-    deadline = float(os.environ["LAB_DEADLINE"])
-    write_after = os.environ.get("LAB_WRITE_AFTER")
     # None when TCP_KEEPALIVE=off (or nothing is set): then this is the plain client, which hangs.
-    KeepAliveConnection.keepalive = tcp_keepalive.from_env()
-    start = time.monotonic()
-
-    def took():
-        return f"after {time.monotonic() - start:.1f} s"
-
-    conn = KeepAliveConnection(host, port, timeout=deadline)
-    try:
-        if write_after is None:
-            conn.request("GET", path)
-        else:
-            conn.putrequest("POST", path)
-            conn.putheader("Content-Type", "application/octet-stream")
-            conn.putheader("Content-Length", str(len(BODY)))
-            conn.endheaders()
-            time.sleep(float(write_after))
-            conn.send(BODY)
-        response = conn.getresponse()
-        body = response.read()
-    except TimeoutError as e:
-        # socket.timeout (errno None) is the read deadline; ETIMEDOUT is the kernel giving up.
-        if e.errno is None:
-            print(f"deadline: no answer within {deadline:g} s ({took()})")
-            return 10
-        print(f"{errno.errorcode.get(e.errno, e.errno)}: {e.strerror} ({took()})")
-        return 11
-    except http.client.HTTPException as e:
-        print(f"http error: {type(e).__name__}: {e} ({took()})")
-        return 11
-    except OSError as e:
-        name = errno.errorcode.get(e.errno, str(e.errno)) if e.errno else type(e).__name__
-        print(f"{name}: {e.strerror or e} ({took()})")
-        return 11
-    finally:
-        conn.close()
-    if response.status != 200:
-        print(f"http status {response.status} ({took()})")
-        return 11
-    ka = KeepAliveConnection.keepalive
-    print(f"answer: {body.decode(errors='replace').strip()} ({took()}, keep-alive {ka or 'off'})")
-    return 0
+    ka = KeepAliveConnection.keepalive = tcp_keepalive.from_env()
+    return plain_python.main(KeepAliveConnection, note=f", keep-alive {ka or 'off'}")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 package tcpkeepalive;
 
+import java.io.IOException;
 import java.net.ServerSocket;
 import java.net.Socket;
 import java.net.SocketException;
@@ -138,9 +139,23 @@ public final class KeepAlive {
         applyObject(server, false);
     }
 
-    /** For sockets a factory has just created and not yet handed out: fewer system calls. */
-    void applyToNew(Socket socket) throws SocketException {
-        applyObject(socket, true);
+    /**
+     * For a socket a factory has just created and not yet handed out: fewer system calls. Returns
+     * it configured; on failure closes it and throws, so a factory never hands out a socket
+     * without the settings (nor leaks one).
+     */
+    Socket applyToNew(Socket socket) throws SocketException {
+        try {
+            applyObject(socket, true);
+            return socket;
+        } catch (SocketException | RuntimeException e) {
+            try {
+                socket.close();
+            } catch (IOException suppressed) {
+                e.addSuppressed(suppressed);
+            }
+            throw e;
+        }
     }
 
     private void applyObject(Object target, boolean fresh) throws SocketException {
@@ -225,7 +240,12 @@ public final class KeepAlive {
 
     /** {@code TCP_USER_TIMEOUT}, when set. */
     public Optional<Duration> userTimeout() {
-        return userTimeoutMillis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(userTimeoutMillis));
+        return millisOrEmpty(userTimeoutMillis);
+    }
+
+    /** A user timeout as stored here and in {@link Settings}: 0 means unset. */
+    private static Optional<Duration> millisOrEmpty(int millis) {
+        return millis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(millis));
     }
 
     /** {@code idle + interval × count}: the longest a silent dead peer can go unnoticed. */
@@ -355,7 +375,7 @@ public final class KeepAlive {
 
         /** {@code TCP_USER_TIMEOUT}; empty when unset (or unreadable without the native library). */
         public Optional<Duration> userTimeout() {
-            return userTimeoutMillis == 0 ? Optional.<Duration>empty() : Optional.of(Duration.ofMillis(userTimeoutMillis));
+            return millisOrEmpty(userTimeoutMillis);
         }
 
         @Override

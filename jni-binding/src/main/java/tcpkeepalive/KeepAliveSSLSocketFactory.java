@@ -65,42 +65,28 @@ public class KeepAliveSSLSocketFactory extends SSLSocketFactory {
 
     @Override
     public Socket createSocket() throws IOException {
-        return configured(delegate.createSocket());
+        return keepAlive.applyToNew(delegate.createSocket());
     }
 
     @Override
     public Socket createSocket(String host, int port) throws IOException {
-        return configured(delegate.createSocket(host, port));
+        return keepAlive.applyToNew(delegate.createSocket(host, port));
     }
 
     @Override
     public Socket createSocket(String host, int port, InetAddress localHost, int localPort) throws IOException {
-        return configured(delegate.createSocket(host, port, localHost, localPort));
+        return keepAlive.applyToNew(delegate.createSocket(host, port, localHost, localPort));
     }
 
     @Override
     public Socket createSocket(InetAddress host, int port) throws IOException {
-        return configured(delegate.createSocket(host, port));
+        return keepAlive.applyToNew(delegate.createSocket(host, port));
     }
 
     @Override
     public Socket createSocket(InetAddress address, int port, InetAddress localAddress, int localPort)
             throws IOException {
-        return configured(delegate.createSocket(address, port, localAddress, localPort));
-    }
-
-    private Socket configured(Socket socket) throws IOException {
-        try {
-            keepAlive.applyToNew(socket);
-            return socket;
-        } catch (IOException | RuntimeException e) {
-            try {
-                socket.close();
-            } catch (IOException suppressed) {
-                e.addSuppressed(suppressed);
-            }
-            throw e;
-        }
+        return keepAlive.applyToNew(delegate.createSocket(address, port, localAddress, localPort));
     }
 
     @Override

@@ -29,6 +29,7 @@ import java.util.Collections;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import javax.net.SocketFactory;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.function.Executable;
@@ -196,6 +197,23 @@ class ErrorsTest {
         assertMessage(IllegalArgumentException.class, () -> Native.apply("a string", 60, 10, 6, 0, false),
                 "java.lang.String", "cannot find the file descriptor");
         assertMessage(IllegalArgumentException.class, () -> Native.inspect(new Object()), "java.lang.Object");
+    }
+
+    /** A factory hands out no socket it could not configure: it closes it and throws. */
+    @Test
+    void factoryClosesASocketItCannotConfigure() throws Exception {
+        ForeignSocket foreign = new ForeignSocket();
+        SocketFactory delegate = new SocketFactory() {
+            @Override public Socket createSocket() { return foreign; }
+            @Override public Socket createSocket(String host, int port) { return foreign; }
+            @Override public Socket createSocket(String host, int port, InetAddress la, int lp) { return foreign; }
+            @Override public Socket createSocket(InetAddress host, int port) { return foreign; }
+            @Override public Socket createSocket(InetAddress host, int port, InetAddress la, int lp) { return foreign; }
+        };
+        assertMessage(IllegalArgumentException.class,
+                () -> new KeepAliveSocketFactory(delegate, KeepAlive.defaults()).createSocket(),
+                ForeignSocket.class.getName());
+        assertTrue(foreign.isClosed(), "the socket that could not be configured is closed");
     }
 
     @Test
