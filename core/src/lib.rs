@@ -340,7 +340,7 @@ impl KeepAlive {
         for (slot, (option, _)) in before.iter_mut().zip(&writes[..len]) {
             *slot = read(fd, *option)?;
         }
-        self.write_all(fd, &writes[..len], |done| {
+        write_all(fd, &writes[..len], |done| {
             // Best effort: the original error is what the caller needs to see.
             for ((option, _), old) in writes[..done].iter().zip(before) {
                 let _ = sys::set(fd, *option, old);
@@ -358,31 +358,31 @@ impl KeepAlive {
     pub fn apply_to_new_socket(&self, fd: impl AsFd) -> Result<(), Error> {
         let fd = fd.as_fd().as_raw_fd();
         let (writes, len) = self.tcp_writes();
-        self.write_all(fd, &writes[..len], |done| {
+        write_all(fd, &writes[..len], |done| {
             if done == 4 {
                 let _ = sys::set(fd, SocketOption::UserTimeout, 0);
             }
         })
     }
+}
 
-    /// Writes `writes` then `SO_KEEPALIVE=1`; on a failure calls `undo(number of writes made)`.
-    #[inline]
-    fn write_all(
-        &self,
-        fd: RawFd,
-        writes: &[(SocketOption, libc::c_int)],
-        undo: impl FnOnce(usize),
-    ) -> Result<(), Error> {
-        for (done, (option, value)) in writes.iter().enumerate() {
-            if let Err(e) = sys::set(fd, *option, *value) {
-                undo(done);
-                return Err(sys::classify(fd, *option, e));
-            }
+/// Writes `writes` then `SO_KEEPALIVE=1`; on a failure calls `undo(number of writes made)`.
+#[cfg(unix)]
+#[inline]
+fn write_all(
+    fd: RawFd,
+    writes: &[(SocketOption, libc::c_int)],
+    undo: impl FnOnce(usize),
+) -> Result<(), Error> {
+    for (done, (option, value)) in writes.iter().enumerate() {
+        if let Err(e) = sys::set(fd, *option, *value) {
+            undo(done);
+            return Err(sys::classify(fd, *option, e));
         }
-        if let Err(e) = sys::set(fd, SocketOption::KeepAlive, 1) {
-            undo(writes.len());
-            return Err(sys::classify(fd, SocketOption::KeepAlive, e));
-        }
-        Ok(())
     }
+    if let Err(e) = sys::set(fd, SocketOption::KeepAlive, 1) {
+        undo(writes.len());
+        return Err(sys::classify(fd, SocketOption::KeepAlive, e));
+    }
+    Ok(())
 }
