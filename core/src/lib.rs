@@ -78,9 +78,13 @@ impl Default for KeepAlive {
     }
 }
 
-/// Rounds up to whole units of `unit_nanos`, so that 1 ms never becomes 0 s.
-fn ceil_units(d: Duration, unit_nanos: u128) -> u128 {
-    d.as_nanos().div_ceil(unit_nanos)
+/// Rounds up to whole units of `unit_nanos` (which divides a second), so that 1 ms never becomes
+/// 0 s. Saturates instead of overflowing; u64 arithmetic keeps 128-bit division off the hot path.
+fn ceil_units(d: Duration, unit_nanos: u32) -> u64 {
+    let per_second = u64::from(1_000_000_000 / unit_nanos);
+    d.as_secs()
+        .saturating_mul(per_second)
+        .saturating_add(u64::from(d.subsec_nanos().div_ceil(unit_nanos)))
 }
 
 /// A duration as a user would have written it: `90s`, `1500ms`, else Rust's own form.
@@ -96,7 +100,7 @@ fn show(d: Duration) -> String {
 
 fn check_seconds(name: &str, d: Duration) -> Result<u32, Error> {
     let secs = ceil_units(d, 1_000_000_000);
-    if (1..=MAX_SECONDS as u128).contains(&secs) {
+    if (1..=u64::from(MAX_SECONDS)).contains(&secs) {
         Ok(secs as u32)
     } else {
         Err(Error::invalid(
@@ -121,7 +125,7 @@ fn check_count(count: u32) -> Result<u32, Error> {
 
 fn check_user_timeout(d: Duration) -> Result<u32, Error> {
     let ms = ceil_units(d, 1_000_000);
-    if (1..=MAX_USER_TIMEOUT_MS as u128).contains(&ms) {
+    if (1..=MAX_USER_TIMEOUT_MS).contains(&ms) {
         Ok(ms as u32)
     } else {
         Err(Error::invalid(

@@ -74,3 +74,21 @@ fn defaults_and_display() {
         "idle 60s, interval 10s, count 6, user timeout 30000ms (dead peer noticed within 120s)"
     );
 }
+
+#[test]
+fn huge_durations_are_refused_not_overflowed() {
+    assert!(matches!(
+        KeepAlive::new(Duration::MAX, Duration::from_secs(1), 1),
+        Err(Error::InvalidArgument { .. })
+    ));
+    assert!(matches!(
+        KeepAlive::default().with_user_timeout(Duration::MAX),
+        Err(Error::InvalidArgument { .. })
+    ));
+    // Just above a whole second rounds up to the next one.
+    let k = KeepAlive::new(Duration::new(1, 1), Duration::from_nanos(1), 1).unwrap();
+    assert_eq!(
+        (k.idle(), k.interval()),
+        (Duration::from_secs(2), Duration::from_secs(1))
+    );
+}
