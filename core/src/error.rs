@@ -30,6 +30,29 @@ impl SocketOption {
     }
 }
 
+impl SocketOption {
+    /// Every option, in the order [`KeepAlive::apply`](crate::KeepAlive::apply) writes them
+    /// (`SO_KEEPALIVE` last).
+    const ALL: [SocketOption; 5] = [
+        SocketOption::KeepIdle,
+        SocketOption::KeepInterval,
+        SocketOption::KeepCount,
+        SocketOption::UserTimeout,
+        SocketOption::KeepAlive,
+    ];
+
+    /// The option a `setsockopt(fd, level, name, ...)` call with this platform's numbers sets, or
+    /// `None` when it is none of the keep-alive options: for doors that see raw calls (the
+    /// preload's `setsockopt` hook) and pass them to [`KeepAlive::enforce`](crate::KeepAlive::enforce).
+    #[cfg(unix)]
+    #[inline]
+    pub fn from_raw(level: libc::c_int, name: libc::c_int) -> Option<SocketOption> {
+        Self::ALL
+            .into_iter()
+            .find(|option| crate::sys::level_and_name(*option) == Some((level, name)))
+    }
+}
+
 impl fmt::Display for SocketOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())

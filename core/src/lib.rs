@@ -185,6 +185,42 @@ impl KeepAlive {
             .map(|ms| Duration::from_millis(ms.into()))
     }
 
+    /// The value an operator door writes when a program sets `option` to `requested` on a socket
+    /// the door configured with these settings: these settings are a ceiling (DESIGN.md, "Who
+    /// decides").
+    ///
+    /// - `SO_KEEPALIVE`: always 1, so keep-alive cannot be turned off.
+    /// - `TCP_KEEPIDLE`, `TCP_KEEPINTVL` (1 to 32767 s) and `TCP_KEEPCNT` (1 to 127): a value in
+    ///   Linux's range becomes the smaller of it and ours; a value outside stays as it is, so the
+    ///   kernel refuses it with `EINVAL` as it would have without us.
+    /// - `TCP_USER_TIMEOUT` (ms): unchanged when these settings have none or when negative (the
+    ///   kernel's `EINVAL`); 0 (no timeout) becomes ours; else the smaller of it and ours.
+    ///
+    /// The table of cases is `core/tests/data/enforce-cases.tsv`.
+    #[inline]
+    pub fn enforce(&self, option: SocketOption, requested: libc::c_int) -> libc::c_int {
+        // Our values are validated, so they fit a c_int.
+        let ceiling = |ours: u32, max: u32| {
+            if (1..=max as libc::c_int).contains(&requested) {
+                requested.min(ours as libc::c_int)
+            } else {
+                requested
+            }
+        };
+        match option {
+            SocketOption::KeepAlive => 1,
+            SocketOption::KeepIdle => ceiling(self.idle, MAX_SECONDS),
+            SocketOption::KeepInterval => ceiling(self.interval, MAX_SECONDS),
+            SocketOption::KeepCount => ceiling(self.count, MAX_COUNT),
+            SocketOption::UserTimeout => match self.user_timeout_ms {
+                None => requested,
+                Some(_) if requested < 0 => requested,
+                Some(ours) if requested == 0 => ours as libc::c_int,
+                Some(ours) => requested.min(ours as libc::c_int),
+            },
+        }
+    }
+
     /// `idle + interval × count`: the longest a silent dead peer can go unnoticed.
     pub fn detection_bound(&self) -> Duration {
         Duration::from_secs(u64::from(self.idle) + u64::from(self.interval) * u64::from(self.count))
