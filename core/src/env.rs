@@ -87,12 +87,61 @@ fn from_variable(name: &str, text: &str, err: Error) -> Error {
     }
 }
 
+/// What an operator door (the preload library, `tcp-keepalive run`) reads from the environment:
+/// the settings, plus the two switches only such a door has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorEnv {
+    /// The settings, exactly as [`KeepAlive::from_lookup`] reads them.
+    pub config: EnvConfig,
+    /// `TCP_KEEPALIVE_LOG`: one line on stderr per socket configured. Default off.
+    pub log: bool,
+    /// `TCP_KEEPALIVE_ENFORCE`: the operator's settings are a ceiling the program's own
+    /// `setsockopt` calls cannot exceed (see [`KeepAlive::enforce`]). Default on.
+    pub enforce: bool,
+}
+
+impl OperatorEnv {
+    /// Reads the process environment; see [`OperatorEnv::from_lookup`]. A value that is not UTF-8
+    /// is reported as invalid, never treated as unset.
+    pub fn from_env() -> Result<OperatorEnv, Error> {
+        Self::from_lookup(env_lookup)
+    }
+
+    /// Reads the settings ([`KeepAlive::from_lookup`]), then `TCP_KEEPALIVE_LOG` (default off) and
+    /// `TCP_KEEPALIVE_ENFORCE` (default on), both with the switch words of `TCP_KEEPALIVE` (`on`/
+    /// `off`, `1`/`0`, `true`/`false`, `yes`/`no`). An empty value counts as unset; an invalid one
+    /// is an [`Error::InvalidArgument`] naming the variable, the first found in that order.
+    pub fn from_lookup(
+        mut lookup: impl FnMut(&str) -> Option<String>,
+    ) -> Result<OperatorEnv, Error> {
+        let config = KeepAlive::from_lookup(&mut lookup)?;
+        let mut switch = |name: &str, default: bool| match lookup(name) {
+            Some(text) if !is_blank(&text) => parse_switch(name, &text),
+            _ => Ok(default),
+        };
+        Ok(OperatorEnv {
+            config,
+            log: switch("TCP_KEEPALIVE_LOG", false)?,
+            enforce: switch("TCP_KEEPALIVE_ENFORCE", true)?,
+        })
+    }
+}
+
+/// A variable of the process environment; a value that is not UTF-8 is passed on lossily (with
+/// U+FFFD), which no syntax accepts, so it is reported rather than silently treated as unset.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Empty or only ASCII whitespace: the variable counts as unset.
+fn is_blank(text: &str) -> bool {
+    text.trim_ascii().is_empty()
+}
+
 impl KeepAlive {
     /// Reads the settings from the process environment; see [`KeepAlive::from_lookup`].
     pub fn from_env() -> Result<EnvConfig, Error> {
-        // A value that is not UTF-8 is passed on lossily, so it is reported as invalid rather
-        // than silently treated as unset.
-        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+        Self::from_lookup(env_lookup)
     }
 
     /// Reads the settings through `lookup` (a variable's value, or `None` when unset).

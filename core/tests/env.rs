@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use tcp_keepalive::{parse_duration, EnvConfig, Error, KeepAlive};
+use tcp_keepalive::{parse_duration, EnvConfig, Error, KeepAlive, OperatorEnv};
 
 fn from(vars: &[(&str, &str)]) -> Result<EnvConfig, Error> {
     let map: HashMap<String, String> = vars
@@ -193,5 +193,69 @@ fn a_value_that_is_not_utf8_is_reported_not_ignored() {
     match got {
         Err(Error::InvalidArgument { name, .. }) => assert_eq!(name, "TCP_KEEPALIVE_INTERVAL"),
         other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+fn operator(vars: &[(&str, &str)]) -> Result<OperatorEnv, Error> {
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    OperatorEnv::from_lookup(|name| map.get(name).cloned())
+}
+
+#[test]
+fn operator_switches_default_to_log_off_and_enforce_on() {
+    let env = operator(&[]).unwrap();
+    assert_eq!(
+        (env.config, env.log, env.enforce),
+        (EnvConfig::Unset, false, true)
+    );
+    let env = operator(&[("TCP_KEEPALIVE_LOG", " "), ("TCP_KEEPALIVE_ENFORCE", "")]).unwrap();
+    assert_eq!((env.log, env.enforce), (false, true), "empty means unset");
+}
+
+#[test]
+fn operator_switches_take_the_switch_words() {
+    for (text, value) in [("1", true), ("on", true), ("YES", true), ("true", true)] {
+        let env = operator(&[("TCP_KEEPALIVE_LOG", text), ("TCP_KEEPALIVE_ENFORCE", text)]);
+        let env = env.unwrap();
+        assert_eq!((env.log, env.enforce), (value, value), "{text}");
+    }
+    for text in ["0", "off", "No", " false "] {
+        let env = operator(&[("TCP_KEEPALIVE_LOG", text), ("TCP_KEEPALIVE_ENFORCE", text)]);
+        let env = env.unwrap();
+        assert_eq!((env.log, env.enforce), (false, false), "{text}");
+    }
+    let env = operator(&[("TCP_KEEPALIVE_IDLE", "30"), ("TCP_KEEPALIVE_LOG", "1")]).unwrap();
+    assert_eq!(env.config, on(30, 10, 6, None));
+}
+
+#[test]
+fn an_invalid_operator_switch_is_an_error_naming_it() {
+    for name in ["TCP_KEEPALIVE_LOG", "TCP_KEEPALIVE_ENFORCE"] {
+        let err = operator(&[(name, "2")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("invalid {name}: \"2\" (allowed: on or off (also 1/0, true/false, yes/no))")
+        );
+    }
+    // The settings are checked first.
+    let err = operator(&[("TCP_KEEPALIVE_IDLE", "x"), ("TCP_KEEPALIVE_LOG", "2")]).unwrap_err();
+    assert!(err.to_string().contains("TCP_KEEPALIVE_IDLE"), "{err}");
+}
+
+#[test]
+fn a_non_utf8_operator_switch_is_reported_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let _guard = ENV_LOCK.lock().unwrap();
+    for name in ["TCP_KEEPALIVE_LOG", "TCP_KEEPALIVE_ENFORCE"] {
+        std::env::set_var(name, std::ffi::OsStr::from_bytes(b"1\xff"));
+        let got = OperatorEnv::from_env();
+        std::env::remove_var(name);
+        match got {
+            Err(Error::InvalidArgument { name: n, .. }) => assert_eq!(n, name),
+            other => panic!("{name}: expected InvalidArgument, got {other:?}"),
+        }
     }
 }
