@@ -135,7 +135,13 @@ fn env_lookup(name: &str) -> Option<String> {
 
 /// Empty or only ASCII whitespace: the variable counts as unset.
 fn is_blank(text: &str) -> bool {
-    text.trim_ascii().is_empty()
+    trim_ascii(text).is_empty()
+}
+
+/// `text` without surrounding ASCII whitespace (space, tab, LF, FF, CR); other whitespace, such as
+/// U+3000, stays and is refused by every syntax. (`str::trim_ascii` needs Rust 1.80.)
+pub(crate) fn trim_ascii(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_ascii_whitespace())
 }
 
 impl KeepAlive {
