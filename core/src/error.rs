@@ -59,6 +59,32 @@ impl fmt::Display for SocketOption {
     }
 }
 
+/// A value in double quotes as error messages show it, by a rule simple enough for every
+/// language to reproduce exactly: printable ASCII stays, except `"` and `\\` which get a
+/// backslash; tab, line feed and carriage return are `\t`, `\n`, `\r`; every other character
+/// (other controls, any non-ASCII character such as U+3000 or U+FFFD) is `\u{HEX}`, lowercase hex
+/// without leading zeros. So invisible and look-alike characters are visible in the message.
+pub(crate) fn quote(value: &str) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// Everything that can go wrong; each binding maps these variants once to its language's errors.
 ///
 /// Every message names the offending value and what is allowed or what the socket is.
@@ -67,7 +93,11 @@ impl fmt::Display for SocketOption {
 pub enum Error {
     /// A value outside Linux's limits, or an environment variable that does not parse.
     /// Raised before any system call, so the socket is untouched.
-    #[error("invalid {name}: {value:?} (allowed: {allowed})")]
+    ///
+    /// The message shows the value in double quotes: printable ASCII as it is, except `"` and `\\`
+    /// with a backslash before; tab, line feed, carriage return as `\t`, `\n`, `\r`; any other
+    /// character (controls, anything non-ASCII such as U+3000) as `\u{HEX}` in lowercase hex.
+    #[error("invalid {name}: {} (allowed: {allowed})", quote(.value))]
     InvalidArgument {
         /// The parameter or environment variable, e.g. `"idle"` or `"TCP_KEEPALIVE_IDLE"`.
         name: String,
