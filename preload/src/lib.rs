@@ -1,54 +1,77 @@
 //! `libkeepalive.so`: load it with `LD_PRELOAD` and every TCP socket an unmodified, dynamically
-//! linked program creates gets keep-alive, configured by `tcp-keepalive`'s core from the
-//! environment (`TCP_KEEPALIVE_IDLE`, ... and the classic `KEEPIDLE`, ...; see `README.md`).
+//! linked program creates gets keep-alive, configured from the environment by `tcp-keepalive`'s
+//! core ([`tcp_keepalive::OperatorEnv`]; see `README.md`), and the program cannot undo it.
 //!
-//! The library exports one symbol, `socket`. The hook calls the real `socket()` first and returns
-//! exactly what it returned, with `errno` as it left it. When the new socket is TCP (family
-//! `AF_INET`/`AF_INET6`, `(type & 0xf) == SOCK_STREAM`, so `SOCK_CLOEXEC` and `SOCK_NONBLOCK` are
-//! fine, and protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`) it is configured with
-//! [`tcp_keepalive::KeepAlive::apply_to_new_socket`]. Every other socket is left exactly as the
-//! kernel made it.
+//! Exported: `socket`, `setsockopt`, `accept`, `accept4`. Each calls the real function first and
+//! returns exactly what it returned, with `errno` as it left it.
+//! - `socket`: a new TCP socket (family `AF_INET`/`AF_INET6`, `(type & 0xf) == SOCK_STREAM`,
+//!   protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`) gets core's writes
+//!   ([`tcp_keepalive::KeepAlive::socket_options`]: the timings, then `SO_KEEPALIVE`), made
+//!   straight to libc's `setsockopt`; every other socket is left exactly as the kernel made it.
+//! - `setsockopt`: enforcement (DESIGN.md, "Who decides"). When the program's own write of a
+//!   keep-alive option on a socket we configured succeeded, the value now in force is read back
+//!   and, if core's [`tcp_keepalive::KeepAlive::enforce`] says it exceeds the operator's ceiling,
+//!   the ceiling is written over it. The program's pointer is never read (a bad one gets the
+//!   kernel's `EFAULT`), an invalid value fails in the kernel as it would have, and every other
+//!   call costs one bit test after the real call. `TCP_KEEPALIVE_ENFORCE=off` lets the program win.
+//! - `accept`, `accept4`: a connection accepted from a listener we configured is ours too (Linux
+//!   copied the listener's keep-alive to it), so it is enforced as well. See `tracked.rs` for how
+//!   descriptors are told apart.
 //!
-//! Never breaking the host program comes first:
-//! - the settings are read once, when the library is loaded (lazily on the first `socket()` call
-//!   if another library's constructor calls it before ours ran), without locks, so a `fork()`
-//!   from a threaded program can never leave the child waiting on one;
-//! - an invalid value is never replaced by a default: one line on stderr names the variable, the
-//!   value and what is allowed, and no socket is changed;
-//! - a failure to configure a socket is logged (with `TCP_KEEPALIVE_LOG=1`) and the socket is
-//!   returned anyway; no panic crosses the C boundary;
-//! - the real `socket` is looked up lazily with `dlsym(RTLD_NEXT)` (lock-free and thread-safe);
-//!   if that is not possible yet, the hook makes the system call itself.
+//! Never harming the host comes first:
+//! - The constructor does everything that may allocate or lock: it finds libc's functions
+//!   (`dlsym`, once; a failed lookup means raw system calls, never a retry), reads the
+//!   environment, precomputes the writes and the log text, and installs a silent panic hook.
+//!   After it, the hooks take no lock and allocate nothing (only a failure line with
+//!   `TCP_KEEPALIVE_LOG=1` formats core's error, which allocates): safe in a signal handler and in
+//!   the child of a threaded `fork`.
+//! - Before the constructor has run (another library's constructor calling `socket()` first),
+//!   the hooks make the raw system call and configure nothing.
+//! - No panic crosses the C boundary and none prints to the host's stderr; lines go out only as
+//!   `stderr.rs` allows (never into a descriptor that is no longer our stderr, never a `SIGPIPE`).
 #![warn(missing_docs)]
 
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
 compile_error!("libkeepalive.so is for Linux: it hooks glibc's socket() and uses Linux's options");
 
-use std::fmt::{self, Write as _};
-use std::os::fd::BorrowedFd;
+mod real;
+mod stderr;
+mod tracked;
+
+use std::fmt::Write as _;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
-use libc::c_int;
-use tcp_keepalive::KeepAlive;
+use libc::{c_int, c_void, sockaddr, socklen_t};
+use tcp_keepalive::{KeepAlive, OperatorEnv, SocketOption};
+
+use stderr::Line;
 
 /// `IPPROTO_MPTCP` (Linux 5.6+). Multipath TCP runs TCP subflows through the same middleboxes, and
 /// Linux passes keep-alive settings on to them, so such sockets are configured too.
 const IPPROTO_MPTCP: c_int = 262;
 
-/// The variable that switches the per-socket log line on.
-const LOG_VARIABLE: &str = "TCP_KEEPALIVE_LOG";
+/// Most writes a new socket gets: four options, then `SO_KEEPALIVE`.
+const MAX_WRITES: usize = 5;
 
-/// What the environment asked for, read once.
+/// What the environment asked for, read once by the constructor and never changed or freed.
 struct Config {
-    /// The settings to apply; `None` when switched off or when a value was invalid.
+    /// The operator's settings; `None` when switched off or when a value was invalid.
     keepalive: Option<KeepAlive>,
-    /// `TCP_KEEPALIVE_LOG=1`: one stderr line per socket configured (or not).
+    /// Core's `[level, option, value]` writes for a new socket, in its order.
+    writes: [[c_int; 3]; MAX_WRITES],
+    /// How many of `writes` to make; 0 when `keepalive` is `None`.
+    write_count: usize,
+    /// `TCP_KEEPALIVE_LOG`: one stderr line per socket configured (or not) and per write enforced.
     log: bool,
+    /// `TCP_KEEPALIVE_ENFORCE`: the operator's settings are a ceiling.
+    enforce: bool,
     /// A complete stderr line about an invalid variable, printed once, at the first TCP socket
     /// (so programs that never open one stay quiet).
     problem: Option<String>,
+    /// "keep-alive on, idle 60s, ...", formatted once for the log lines.
+    summary: String,
     /// Debug builds only: panic inside the hook, to test that no panic crosses the C boundary.
     #[cfg(debug_assertions)]
     test_panic: bool,
@@ -56,81 +79,101 @@ struct Config {
 
 impl Config {
     fn from_env() -> Config {
-        let mut problems = Vec::new();
-        let keepalive = match KeepAlive::from_env() {
-            Ok(env) => env.or_default(),
-            Err(err) => {
-                problems.push(format!(
+        let (keepalive, log, enforce, mut problem) = match OperatorEnv::from_env() {
+            Ok(env) => (env.config.or_default(), env.log, env.enforce, None),
+            Err(err) => (
+                None,
+                false,
+                false,
+                Some(format!(
                     "tcp-keepalive (libkeepalive.so): {err}; keep-alive is left off for every \
-                     socket of this process"
-                ));
-                None
-            }
+                     socket of this process\n"
+                )),
+            ),
         };
-        let log = match std::env::var(LOG_VARIABLE) {
-            Err(_) => false,
-            Ok(text) => match text.trim().to_ascii_lowercase().as_str() {
-                "" | "0" | "off" | "false" | "no" => false,
-                "1" | "on" | "true" | "yes" => true,
-                _ => {
-                    problems.push(format!(
-                        "tcp-keepalive (libkeepalive.so): invalid {LOG_VARIABLE}: {text:?} \
-                         (allowed: 1 or 0, on or off); logging stays off"
-                    ));
-                    false
+        let mut writes = [[0; 3]; MAX_WRITES];
+        let mut write_count = 0;
+        if let Some(k) = keepalive {
+            match k.socket_options() {
+                Ok(list) if (4..=MAX_WRITES).contains(&list.len()) => {
+                    for (slot, (level, name, value)) in writes.iter_mut().zip(&list) {
+                        *slot = [*level, *name, *value];
+                    }
+                    write_count = list.len();
                 }
-            },
-        };
+                Ok(_) => problem = Some("tcp-keepalive (libkeepalive.so): internal error\n".into()),
+                Err(err) => {
+                    problem = Some(format!(
+                        "tcp-keepalive (libkeepalive.so): {err}; keep-alive is left off for \
+                         every socket of this process\n"
+                    ))
+                }
+            }
+        }
         Config {
-            keepalive,
+            keepalive: keepalive.filter(|_| write_count > 0),
+            writes,
+            write_count,
             log,
-            problem: (!problems.is_empty()).then(|| problems.join("\n")),
+            enforce,
+            problem,
+            summary: keepalive.map_or_else(String::new, |k| format!("keep-alive on, {k}")),
             #[cfg(debug_assertions)]
             test_panic: std::env::var_os("TCP_KEEPALIVE_PRELOAD_TEST_PANIC").is_some(),
         }
     }
 }
 
-/// The configuration, published once with a compare-and-swap: no lock, so nothing can deadlock,
-/// not even in a child forked while another thread was reading the environment.
+/// The keep-alive options core knows, as bit masks of option numbers (below 64) at `SOL_SOCKET`
+/// and at `IPPROTO_TCP`, found once by the constructor with [`SocketOption::from_raw`]: the cheap
+/// test every `setsockopt` takes before anything else. Empty (nothing enforced) before it ran.
+static OPTIONS: [AtomicU64; 2] = [AtomicU64::new(0), AtomicU64::new(0)];
+
+/// Fills [`OPTIONS`]; constructor only.
+fn find_options() {
+    for (slot, level) in OPTIONS.iter().zip([libc::SOL_SOCKET, libc::IPPROTO_TCP]) {
+        let mask = (0..64)
+            .filter(|name| SocketOption::from_raw(level, *name).is_some())
+            .fold(0u64, |mask, name| mask | 1 << name);
+        slot.store(mask, Ordering::Relaxed);
+    }
+}
+
+/// Whether `(level, name)` is one of the options core enforces: a few compares, no call.
+#[inline(always)]
+fn is_keepalive_option(level: c_int, name: c_int) -> bool {
+    let mask = match level {
+        libc::SOL_SOCKET => OPTIONS[0].load(Ordering::Relaxed),
+        libc::IPPROTO_TCP => OPTIONS[1].load(Ordering::Relaxed),
+        _ => return false,
+    };
+    (0..64).contains(&name) && mask & (1u64 << name) != 0
+}
+
+/// The configuration, published once by the constructor; null before it ran.
 static CONFIG: AtomicPtr<Config> = AtomicPtr::new(ptr::null_mut());
 /// Whether [`Config::problem`] has been printed.
 static PROBLEM_REPORTED: AtomicBool = AtomicBool::new(false);
 
-#[inline]
-fn config() -> &'static Config {
-    let current = CONFIG.load(Ordering::Acquire);
-    if !current.is_null() {
-        // SAFETY: a published Config is never freed or changed.
-        return unsafe { &*current };
-    }
-    publish_config()
+/// The published configuration, or `None` before the constructor ran.
+#[inline(always)]
+fn config() -> Option<&'static Config> {
+    // SAFETY: a published Config is never freed or changed.
+    unsafe { CONFIG.load(Ordering::Acquire).as_ref() }
 }
 
-/// Reads the environment and publishes the result, unless another thread got there first.
-#[cold]
-#[inline(never)]
-fn publish_config() -> &'static Config {
-    let fresh = Box::into_raw(Box::new(Config::from_env()));
-    match CONFIG.compare_exchange(ptr::null_mut(), fresh, Ordering::AcqRel, Ordering::Acquire) {
-        // SAFETY: just published, never freed.
-        Ok(_) => unsafe { &*fresh },
-        Err(winner) => {
-            // SAFETY: `fresh` was never shared; `winner` is published and never freed.
-            unsafe {
-                drop(Box::from_raw(fresh));
-                &*winner
-            }
-        }
-    }
-}
-
-/// Reads the environment and finds the real `socket` when the library is loaded, before the
-/// program's threads (or signal handlers) exist.
+/// Runs when the library is loaded, before the program's `main` (and before any thread or signal
+/// handler of its own): everything that may allocate, lock or call `dlsym` happens here, once.
 extern "C" fn load() {
     let _ = panic::catch_unwind(|| {
-        config();
-        find_real_socket();
+        // First, so nothing below can print a panic to the host's stderr either.
+        // (A closure: the hook's argument type was renamed in Rust 1.81, after our MSRV.)
+        panic::set_hook(Box::new(|info| quiet_panic(info)));
+        real::resolve();
+        find_options();
+        stderr::remember();
+        let config = Box::into_raw(Box::new(Config::from_env()));
+        CONFIG.store(config, Ordering::Release);
     });
 }
 
@@ -138,47 +181,26 @@ extern "C" fn load() {
 #[link_section = ".init_array"]
 static LOAD: extern "C" fn() = load;
 
-type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
-
-/// The next `socket` after ours (libc's), or 0 until found.
-static REAL_SOCKET: AtomicUsize = AtomicUsize::new(0);
-
-/// The address of the next `socket` after ours, looked up on first use; 0 if the loader cannot
-/// tell yet.
-fn find_real_socket() -> usize {
-    let found = REAL_SOCKET.load(Ordering::Acquire);
-    if found != 0 {
-        return found;
-    }
-    // Racing threads all get the same answer from dlsym; storing it twice is harmless.
-    // SAFETY: dlsym with a NUL-terminated name.
-    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, b"socket\0".as_ptr().cast()) };
-    if next.is_null() || ptr::eq(next, socket as *const libc::c_void) {
-        return 0;
-    }
-    REAL_SOCKET.store(next as usize, Ordering::Release);
-    next as usize
-}
-
-/// Calls the real `socket()`.
-///
-/// # Safety
-/// Same contract as `socket(2)`.
-unsafe fn real_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    let found = find_real_socket();
-    if found != 0 {
-        // SAFETY: dlsym returned libc's `socket`, whose type this is.
-        let real: SocketFn = std::mem::transmute::<usize, SocketFn>(found);
-        real(domain, ty, protocol)
-    } else {
-        // The loader cannot answer yet: make the system call ourselves (it sets errno the same).
-        libc::syscall(libc::SYS_socket, domain, ty, protocol) as c_int
+/// The panic hook of this library's own copy of std (the host's is not touched): silent, unless
+/// `TCP_KEEPALIVE_LOG=1` asked for lines. The hook that panicked then returns as if it had not run.
+fn quiet_panic(info: &dyn std::fmt::Display) {
+    if config().is_some_and(|c| c.log) {
+        let mut line = Line::new();
+        let _ = write!(
+            line,
+            "tcp-keepalive (libkeepalive.so): internal error, caught; the call returned as without \
+             us: {info}"
+        );
+        line.flatten();
+        line.push(b"\n");
+        line.emit();
     }
 }
 
 /// Whether `socket(domain, ty, protocol)` made a TCP socket. `SOCK_CLOEXEC`/`SOCK_NONBLOCK` live
 /// in the bits above 0xf; `type & SOCK_STREAM` would also match `SOCK_RAW` (3) and
 /// `SOCK_SEQPACKET` (5).
+#[inline(always)]
 fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
     (domain == libc::AF_INET || domain == libc::AF_INET6)
         && (ty & 0xf) == libc::SOCK_STREAM
@@ -187,111 +209,292 @@ fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
 
 /// The `socket()` every program calls: the real one first, then keep-alive on TCP sockets.
 ///
-/// Returns exactly what the real call returned, with `errno` exactly as it left it.
+/// Returns exactly what the real call returned, with `errno` exactly as it left it (our own
+/// writes are bare system calls, which never touch `errno`).
 ///
 /// # Safety
 /// Same contract as `socket(2)`; called by C code.
 #[no_mangle]
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    let fd = real_socket(domain, ty, protocol);
-    if fd < 0 || !is_tcp(domain, ty, protocol) {
-        return fd;
+    let fd = real::socket(domain, ty, protocol);
+    if fd >= 0 {
+        match config() {
+            Some(config) if is_tcp(domain, ty, protocol) => {
+                // Nothing in `configure` should panic; if something does, the program must not
+                // notice.
+                if panic::catch_unwind(AssertUnwindSafe(|| configure(fd, domain, protocol, config)))
+                    .is_err()
+                {
+                    tracked::forget(fd);
+                }
+            }
+            // Not TCP, or before our constructor: as the kernel made it, and not ours.
+            _ => tracked::forget(fd),
+        }
     }
-    let errno = *libc::__errno_location();
-    // Nothing in `configure` should panic; if something does, the host program must not notice.
-    let _ = panic::catch_unwind(AssertUnwindSafe(|| configure(fd, domain, protocol)));
-    *libc::__errno_location() = errno;
     fd
 }
 
-/// Applies the configuration to a new TCP socket; logs when asked.
-fn configure(fd: c_int, domain: c_int, protocol: c_int) {
-    let config = config();
+/// Makes core's writes on a new TCP socket; logs when asked. The hot path: no call but the
+/// system calls, `errno` untouched.
+#[inline(always)]
+fn configure(fd: c_int, domain: c_int, protocol: c_int, config: &Config) {
     #[cfg(debug_assertions)]
     if config.test_panic {
         panic!("TCP_KEEPALIVE_PRELOAD_TEST_PANIC is set (debug builds only)");
     }
+    let writes = &config.writes;
+    // Unrolled (constant indices, no loop counter): each write is its system call and a test.
+    macro_rules! write {
+        ($i:literal) => {
+            let [level, name, value] = &writes[$i];
+            // SAFETY: a live c_int.
+            let rc = unsafe { real::set_int(fd, *level, *name, value) };
+            if rc != 0 {
+                return failed(fd, domain, protocol, config, $i, -rc as c_int);
+            }
+        };
+    }
+    match config.write_count {
+        // Three timings and SO_KEEPALIVE, or with the user timeout before SO_KEEPALIVE.
+        4 => {
+            write!(0);
+            write!(1);
+            write!(2);
+            write!(3);
+        }
+        5 => {
+            write!(0);
+            write!(1);
+            write!(2);
+            write!(3);
+            write!(4);
+        }
+        _ => return not_configured(fd, config),
+    }
+    tracked::remember(fd);
+    if config.log {
+        logged(fd, domain, protocol, config);
+    }
+}
+
+/// The log line of a configured socket.
+#[cold]
+#[inline(never)]
+fn logged(fd: c_int, domain: c_int, protocol: c_int, config: &Config) {
+    let mut line = Line::new();
+    let _ = write!(
+        line,
+        "tcp-keepalive: fd {fd} ({}): ",
+        describe(domain, protocol)
+    );
+    line.push(config.summary.as_bytes());
+    line.push(b"\n");
+    line.emit();
+}
+
+fn describe(domain: c_int, protocol: c_int) -> &'static str {
+    match (domain == libc::AF_INET6, protocol == IPPROTO_MPTCP) {
+        (false, false) => "AF_INET TCP",
+        (false, true) => "AF_INET MPTCP",
+        (true, false) => "AF_INET6 TCP",
+        (true, true) => "AF_INET6 MPTCP",
+    }
+}
+
+/// Switched off, or an invalid variable: say so once (the problem line), change nothing.
+#[cold]
+#[inline(never)]
+fn not_configured(fd: c_int, config: &Config) {
+    tracked::forget(fd);
     if let Some(problem) = &config.problem {
         if !PROBLEM_REPORTED.swap(true, Ordering::Relaxed) {
             let mut line = Line::new();
-            let _ = writeln!(line, "{problem}");
-            line.write_to_stderr();
+            line.push(problem.as_bytes());
+            line.emit();
         }
     }
-    let Some(keepalive) = config.keepalive else {
+}
+
+/// Write number `done` failed with `err`: undo what matters, as core's `apply_to_new_socket`
+/// does for a new socket (`SO_KEEPALIVE` is last, so it stayed off; a user timeout already
+/// written is reset to 0), and log when asked. No allocation unless logging.
+#[cold]
+#[inline(never)]
+fn failed(fd: c_int, domain: c_int, protocol: c_int, config: &Config, done: usize, err: c_int) {
+    tracked::forget(fd);
+    for [level, name, _] in &config.writes[..done] {
+        if SocketOption::from_raw(*level, *name) == Some(SocketOption::UserTimeout) {
+            let unset: c_int = 0;
+            // SAFETY: a live c_int; best effort.
+            unsafe { real::set_int(fd, *level, *name, &unset) };
+        }
+    }
+    if config.log {
+        let [level, name, _] = config.writes[done];
+        let mut line = Line::new();
+        let what = describe(domain, protocol);
+        let _ = match SocketOption::from_raw(level, name) {
+            Some(option) => writeln!(
+                line,
+                "tcp-keepalive: fd {fd} ({what}): keep-alive left off, socket returned anyway: {}",
+                tcp_keepalive::Error::Os {
+                    fd,
+                    option,
+                    source: std::io::Error::from_raw_os_error(err),
+                }
+            ),
+            None => writeln!(
+                line,
+                "tcp-keepalive: fd {fd} ({what}): keep-alive left off, socket returned anyway: \
+                 errno {err}"
+            ),
+        };
+        line.emit();
+    }
+}
+
+/// The `setsockopt()` every program calls: the real one first; then, when it set a keep-alive
+/// option on a socket we configured, the operator's ceiling (see the crate docs).
+///
+/// Returns exactly what the real call returned, with `errno` exactly as it left it.
+///
+/// # Safety
+/// Same contract as `setsockopt(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    // The cheap test first, so every other call is a jump to libc's.
+    if !(is_keepalive_option(level, name) && tracked::contains(fd)) {
+        return real::setsockopt(fd, level, name, value, len);
+    }
+    enforced_setsockopt(fd, level, name, value, len)
+}
+
+/// The program's write of a keep-alive option on one of our sockets: the real call, then
+/// [`enforce`] when it succeeded.
+#[cold]
+#[inline(never)]
+unsafe fn enforced_setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    let rc = real::setsockopt(fd, level, name, value, len);
+    if rc == 0 {
+        if let Some(config) = config() {
+            enforce(fd, level, name, config);
+        }
+    }
+    rc
+}
+
+/// The program's own successful write on one of our sockets: if it was a keep-alive option and
+/// left a value above the operator's ceiling, write the ceiling (core decides it).
+#[cold]
+#[inline(never)]
+fn enforce(fd: c_int, level: c_int, name: c_int, config: &Config) {
+    let Some(option) = SocketOption::from_raw(level, name) else {
         return;
     };
-    // SAFETY: `fd` was just returned by socket() and is open for the duration of this call.
-    let result = keepalive.apply_to_new_socket(unsafe { BorrowedFd::borrow_raw(fd) });
-    if config.log {
-        let family = if domain == libc::AF_INET6 {
-            "AF_INET6"
-        } else {
-            "AF_INET"
+    let Some(keepalive) = config.keepalive.filter(|_| config.enforce) else {
+        return;
+    };
+    // SAFETY: errno is thread-local; we put back what we found.
+    let errno = unsafe { libc::__errno_location() };
+    let saved = unsafe { *errno };
+    let _ = panic::catch_unwind(AssertUnwindSafe(|| {
+        // A TCP-level option succeeds only on a TCP socket; SO_KEEPALIVE succeeds on any socket,
+        // so a stale bit (see tracked.rs) is checked with the kernel first.
+        if option == SocketOption::KeepAlive && !is_tcp_socket(fd) {
+            tracked::forget(fd);
+            return;
+        }
+        let Some(in_force) = get_int(fd, level, name) else {
+            return;
         };
-        let kind = if protocol == IPPROTO_MPTCP {
-            "MPTCP"
-        } else {
-            "TCP"
-        };
-        let mut line = Line::new();
-        let _ = match &result {
-            Ok(()) => writeln!(
+        let ceiling = keepalive.enforce(option, in_force);
+        if ceiling == in_force {
+            return;
+        }
+        // SAFETY: a live c_int.
+        let rc = unsafe { real::set_int(fd, level, name, &ceiling) };
+        if config.log {
+            let mut line = Line::new();
+            let _ = writeln!(
                 line,
-                "tcp-keepalive: fd {fd} ({family} {kind}): keep-alive on, {keepalive}"
-            ),
-            Err(err) => writeln!(
-                line,
-                "tcp-keepalive: fd {fd} ({family} {kind}): keep-alive left off, socket \
-                 returned anyway: {err}"
-            ),
-        };
-        line.write_to_stderr();
+                "tcp-keepalive: fd {fd}: the program set {option} to {in_force}; {} {ceiling} \
+                 (the operator's ceiling; TCP_KEEPALIVE_ENFORCE=off lets the program win)",
+                if rc == 0 { "wrote" } else { "could not write" }
+            );
+            line.emit();
+        }
+    }));
+    // SAFETY: as above.
+    unsafe { *errno = saved };
+}
+
+/// One int option read back from the kernel.
+fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
+    let mut value: c_int = 0;
+    let mut len = std::mem::size_of::<c_int>() as socklen_t;
+    // SAFETY: a live c_int and its length.
+    let rc =
+        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) };
+    (rc == 0 && len as usize == std::mem::size_of::<c_int>()).then_some(value)
+}
+
+/// Whether `fd` is a TCP (or MPTCP) socket now, as the kernel says.
+fn is_tcp_socket(fd: c_int) -> bool {
+    get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
+        && matches!(
+            get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL),
+            Some(p) if p == libc::IPPROTO_TCP || p == IPPROTO_MPTCP
+        )
+}
+
+/// A connection accepted from one of our listeners is ours; any other socket at that number is not.
+#[inline(always)]
+fn accepted(listener: c_int, fd: c_int) {
+    if fd >= 0 {
+        if tracked::contains(listener) {
+            tracked::remember(fd);
+        } else {
+            tracked::forget(fd);
+        }
     }
 }
 
-/// A stderr line built on the stack (no allocation on the success path) and written with one
-/// `write(2)`, so lines from threads never interleave and no stdio lock is ever taken.
-struct Line {
-    buf: [u8; 512],
-    len: usize,
+/// The `accept()` every program calls: the real one, then one bit test (see [`accepted`]).
+///
+/// # Safety
+/// Same contract as `accept(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    let conn = real::accept(fd, addr, len);
+    accepted(fd, conn);
+    conn
 }
 
-impl Line {
-    fn new() -> Line {
-        Line {
-            buf: [0; 512],
-            len: 0,
-        }
-    }
-
-    fn write_to_stderr(&self) {
-        let mut rest = &self.buf[..self.len];
-        // Bounded: each round writes at least one byte or stops.
-        while !rest.is_empty() {
-            // SAFETY: the pointer and length describe initialised bytes of `buf`.
-            let n = unsafe { libc::write(2, rest.as_ptr().cast(), rest.len()) };
-            if n <= 0 {
-                break;
-            }
-            rest = &rest[n as usize..];
-        }
-    }
-}
-
-impl fmt::Write for Line {
-    /// Appends what fits; a line longer than the buffer is cut, keeping its final newline.
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        // One byte stays free for the newline of a line that had to be cut.
-        let room = (self.buf.len() - 1).saturating_sub(self.len);
-        let take = s.len().min(room);
-        self.buf[self.len..self.len + take].copy_from_slice(&s.as_bytes()[..take]);
-        self.len += take;
-        if take < s.len() {
-            let last = self.buf.len() - 1;
-            self.buf[last] = b'\n';
-            self.len = self.buf.len();
-        }
-        Ok(())
-    }
+/// The `accept4()` every program calls: the real one, then one bit test (see [`accepted`]).
+///
+/// # Safety
+/// Same contract as `accept4(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    let conn = real::accept4(fd, addr, len, flags);
+    accepted(fd, conn);
+    conn
 }

@@ -140,14 +140,44 @@ fn invalid_values_are_reported_once_and_change_no_socket() {
 }
 
 #[test]
-fn invalid_log_switch_is_reported_and_keepalive_still_applied() {
-    let bare = parse(&sockets(&["cases"], false, &[]).stdout);
+fn an_invalid_log_switch_is_reported_and_nothing_is_applied() {
+    // Parsed by core (OperatorEnv) like every other variable: invalid means nothing applied.
+    let bare = sockets(&["cases"], false, &[]).stdout;
     let out = sockets(&["cases"], true, &[("TCP_KEEPALIVE_LOG", "verbose")]);
-    check_cases(&bare, &parse(&out.stdout), ("1", "60", "10", "6", "0"));
+    assert_eq!(out.stdout, bare);
     let lines: Vec<_> = out.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{:?}", out.stderr);
     assert!(lines[0].contains("TCP_KEEPALIVE_LOG") && lines[0].contains("\"verbose\""));
     assert!(lines[0].contains("allowed"), "{}", lines[0]);
+}
+
+#[test]
+fn a_log_switch_that_is_not_utf8_is_reported_not_ignored() {
+    use std::os::unix::ffi::OsStrExt;
+    let bare = sockets(&["cases"], false, &[]).stdout;
+    let mut cmd = Command::new(common::sockets_program());
+    cmd.arg("cases")
+        .env("TCP_KEEPALIVE_LOG", std::ffi::OsStr::from_bytes(b"o\xffn"));
+    let out = common::run(cmd, true, &[], std::time::Duration::from_secs(60));
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(out.stdout, bare, "nothing applied");
+    let lines: Vec<_> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{:?}", out.stderr);
+    assert!(lines[0].contains("TCP_KEEPALIVE_LOG"), "{}", lines[0]);
+}
+
+#[test]
+fn an_empty_value_means_unset() {
+    let bare = parse(&sockets(&["cases"], false, &[]).stdout);
+    let env = [
+        ("TCP_KEEPALIVE_IDLE", ""),
+        ("KEEPIDLE", "91"),
+        ("TCP_KEEPALIVE_LOG", " "),
+        ("TCP_KEEPALIVE_ENFORCE", ""),
+    ];
+    let out = sockets(&["cases"], true, &env);
+    assert_eq!(out.stderr, "", "an empty TCP_KEEPALIVE_LOG is off");
+    check_cases(&bare, &parse(&out.stdout), ("1", "91", "10", "6", "0"));
 }
 
 #[test]
@@ -285,8 +315,10 @@ fn accepted_sockets_inherit_the_listeners_settings() {
 }
 
 #[test]
-fn a_socket_made_before_the_library_was_initialised_is_configured() {
+fn a_socket_made_before_the_library_was_initialised_is_left_alone() {
     // Constructors of preloaded libraries run last-listed first: early.so's runs before ours.
+    // Until our constructor ran, the hook makes the bare system call and configures nothing (no
+    // dlsym, no environment, no allocation); every socket after it is configured.
     let preload = format!(
         "{} {}",
         common::library().display(),
@@ -299,11 +331,16 @@ fn a_socket_made_before_the_library_was_initialised_is_configured() {
     let out = common::run(cmd, false, &env, std::time::Duration::from_secs(60));
     assert_eq!(out.code, Some(0), "{out:?}");
     let lines = parse(&out.stdout);
-    for name in ["early-constructor", "exec-child"] {
-        let l = line(&lines, name);
-        assert_eq!(l.get("errno"), "777", "{l:?}");
-        assert_eq!(l.keepalive(), ("1", "71", "13", "5", "45678"), "{name}");
-    }
+    let early = line(&lines, "early-constructor");
+    assert_eq!(
+        (early.get("ret"), early.get("errno")),
+        ("ok", "777"),
+        "{early:?}"
+    );
+    assert_eq!(early.get("ka"), "0", "{early:?}");
+    let later = line(&lines, "exec-child");
+    assert_eq!(later.get("errno"), "777", "{later:?}");
+    assert_eq!(later.keepalive(), ("1", "71", "13", "5", "45678"));
 }
 
 #[test]
@@ -314,16 +351,39 @@ fn a_panic_inside_the_hook_never_reaches_the_program() {
         eprintln!("the panic switch exists in debug builds of libkeepalive.so only");
         return;
     }
-    let env = [("TCP_KEEPALIVE_PRELOAD_TEST_PANIC", "1")];
     let bare = sockets(&["cases"], false, &[]).stdout;
     // `sockets` asserts exit code 0: the program ran to its end.
-    let out = sockets(&["cases"], true, &env);
+    let out = sockets(
+        &["cases"],
+        true,
+        &[("TCP_KEEPALIVE_PRELOAD_TEST_PANIC", "1")],
+    );
     assert_eq!(out.stdout, bare, "every socket returned, errno untouched");
-    assert!(out.stderr.contains("TCP_KEEPALIVE_PRELOAD_TEST_PANIC"));
+    assert_eq!(
+        out.stderr, "",
+        "a caught panic prints nothing to the host's stderr"
+    );
+    // With the log asked for, one line per caught panic says so (so the panic did happen).
+    let env = [
+        ("TCP_KEEPALIVE_PRELOAD_TEST_PANIC", "1"),
+        ("TCP_KEEPALIVE_LOG", "1"),
+    ];
+    let out = sockets(&["cases"], true, &env);
+    assert_eq!(out.stdout, bare);
+    assert!(
+        out.stderr.lines().count() >= 12
+            && out
+                .stderr
+                .lines()
+                .all(|l| l.contains("internal error, caught")
+                    && l.contains("TCP_KEEPALIVE_PRELOAD_TEST_PANIC")),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]
-fn only_the_hook_is_exported() {
+fn only_the_hooks_are_exported() {
     let out = Command::new("nm")
         .args(["-D", "--defined-only", "--format=just-symbols"])
         .arg(common::library())
@@ -332,5 +392,5 @@ fn only_the_hook_is_exported() {
     assert!(out.status.success());
     let symbols = String::from_utf8(out.stdout).unwrap();
     let symbols: Vec<_> = symbols.lines().collect();
-    assert_eq!(symbols, ["socket"]);
+    assert_eq!(symbols, ["accept", "accept4", "setsockopt", "socket"]);
 }

@@ -10,22 +10,19 @@ use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Every variable the preload reads; removed from each child's environment before a test sets
-/// its own, so the developer's shell cannot change a result.
-pub const VARIABLES: &[&str] = &[
-    "TCP_KEEPALIVE",
-    "TCP_KEEPALIVE_IDLE",
-    "TCP_KEEPALIVE_INTERVAL",
-    "TCP_KEEPALIVE_COUNT",
-    "TCP_KEEPALIVE_USER_TIMEOUT",
-    "TCP_KEEPALIVE_LOG",
-    "TCP_KEEPALIVE_PRELOAD_TEST_PANIC",
-    "KEEPALIVE",
-    "KEEPIDLE",
-    "KEEPINTVL",
-    "KEEPCNT",
-    "LD_PRELOAD",
-];
+/// Every variable the preload reads (core's list, the two operator switches, the debug panic
+/// switch) and LD_PRELOAD; removed from each child's environment before a test sets its own, so
+/// the developer's shell cannot change a result.
+pub fn variables() -> Vec<&'static str> {
+    let mut all = tcp_keepalive::ENV_VARIABLES.to_vec();
+    all.extend([
+        "TCP_KEEPALIVE_LOG",
+        "TCP_KEEPALIVE_ENFORCE",
+        "TCP_KEEPALIVE_PRELOAD_TEST_PANIC",
+        "LD_PRELOAD",
+    ]);
+    all
+}
 
 /// The libkeepalive.so cargo built for this test run: target/<profile>/deps/libkeepalive.so, next
 /// to the test binary (`cargo test` builds it there because the crate is also an rlib; it copies
@@ -118,9 +115,23 @@ pub struct Running {
 
 /// Starts `cmd` with the preload variables removed, then `env` added (`LD_PRELOAD` only when
 /// `preload`).
-pub fn spawn(mut cmd: Command, preload: bool, env: &[(&str, &str)]) -> Running {
-    for v in VARIABLES {
-        cmd.env_remove(v);
+pub fn spawn(cmd: Command, preload: bool, env: &[(&str, &str)]) -> Running {
+    spawn_with_stderr(cmd, preload, env, None)
+}
+
+/// [`spawn`] with the program's stderr given (`None`: a pipe this side reads).
+pub fn spawn_with_stderr(
+    mut cmd: Command,
+    preload: bool,
+    env: &[(&str, &str)],
+    stderr: Option<Stdio>,
+) -> Running {
+    // A variable the test set on `cmd` itself (e.g. a non-UTF-8 value) stays.
+    let own: Vec<_> = cmd.get_envs().map(|(k, _)| k.to_owned()).collect();
+    for v in variables() {
+        if !own.iter().any(|k| k == v) {
+            cmd.env_remove(v);
+        }
     }
     if preload {
         cmd.env("LD_PRELOAD", library());
@@ -128,28 +139,31 @@ pub fn spawn(mut cmd: Command, preload: bool, env: &[(&str, &str)]) -> Running {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let read_stderr = stderr.is_none();
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .stderr(stderr.unwrap_or_else(Stdio::piped));
     let what = format!("{cmd:?}");
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {what}: {e}"));
     let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
+    let err = child.stderr.take();
     let out = thread::spawn(move || {
         let mut s = String::new();
         let _ = out.read_to_string(&mut s);
         s
     });
-    let err = thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
+    let err = err.filter(|_| read_stderr).map(|mut err| {
+        thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        })
     });
     Running {
         child,
         what,
         out: Some(out),
-        err: Some(err),
+        err,
     }
 }
 
@@ -171,7 +185,11 @@ impl Running {
         Output {
             code: status.code(),
             stdout: self.out.take().unwrap().join().unwrap(),
-            stderr: self.err.take().unwrap().join().unwrap(),
+            stderr: self
+                .err
+                .take()
+                .map(|err| err.join().unwrap())
+                .unwrap_or_default(),
         }
     }
 }

@@ -2,7 +2,8 @@
    says about each socket (getsockopt), so a test can run it with and without libkeepalive.so and
    compare. It knows nothing about the preload.
 
-   Usage: sockets cases | one | threads N M | fork | listen | seccomp | emfile
+   Usage: sockets cases | one | threads N M | fork | listen | seccomp | emfile | enforce |
+                  stderr-closed | fd2-connection | sigpipe | signals N
 
    One line per socket:
    NAME ret=ok|fail errno=E ka=V idle=V intvl=V cnt=V ut=V cloexec=0|1 nonblock=0|1
@@ -16,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,6 +228,303 @@ static int fork_exec(const char *self) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 4;
 }
 
+/* ---- enforcement: the program's own setsockopt calls on its sockets ---- */
+
+/* One line after a program write: NAME set=ok|fail errno=E ka=.. idle=.. intvl=.. cnt=.. ut=..
+   (errno is 777 when the call left it alone). */
+static void report_set(const char *name, int fd, int rc, int err) {
+    char ka[16], idle[16], intvl[16], cnt[16], ut[16];
+    opt(ka, sizeof ka, fd, SOL_SOCKET, SO_KEEPALIVE);
+    opt(idle, sizeof idle, fd, IPPROTO_TCP, TCP_KEEPIDLE);
+    opt(intvl, sizeof intvl, fd, IPPROTO_TCP, TCP_KEEPINTVL);
+    opt(cnt, sizeof cnt, fd, IPPROTO_TCP, TCP_KEEPCNT);
+    opt(ut, sizeof ut, fd, IPPROTO_TCP, TCP_USER_TIMEOUT);
+    printf("%s set=%s errno=%d ka=%s idle=%s intvl=%s cnt=%s ut=%s\n", name, rc == 0 ? "ok" : "fail",
+           err, ka, idle, intvl, cnt, ut);
+}
+
+/* setsockopt with errno set to 777 first; returns rc, stores errno in *err. */
+static int try_set(int fd, int level, int name, const void *value, socklen_t len, int *err) {
+    errno = 777;
+    int rc = setsockopt(fd, level, name, value, len);
+    *err = errno;
+    return rc;
+}
+
+struct set_case { const char *name; int level; int option; int value; };
+
+static int enforce_cases(void) {
+    static const struct set_case all[] = {
+        {"ka-off", SOL_SOCKET, SO_KEEPALIVE, 0},
+        {"ka-on", SOL_SOCKET, SO_KEEPALIVE, 1},
+        {"ka-two", SOL_SOCKET, SO_KEEPALIVE, 2},
+        {"ka-negative", SOL_SOCKET, SO_KEEPALIVE, -1},
+        {"idle-longer", IPPROTO_TCP, TCP_KEEPIDLE, 7200},
+        {"idle-shorter", IPPROTO_TCP, TCP_KEEPIDLE, 30},
+        {"idle-max", IPPROTO_TCP, TCP_KEEPIDLE, 32767},
+        {"idle-zero", IPPROTO_TCP, TCP_KEEPIDLE, 0},
+        {"idle-too-big", IPPROTO_TCP, TCP_KEEPIDLE, 32768},
+        {"idle-negative", IPPROTO_TCP, TCP_KEEPIDLE, -5},
+        {"intvl-longer", IPPROTO_TCP, TCP_KEEPINTVL, 75},
+        {"intvl-shorter", IPPROTO_TCP, TCP_KEEPINTVL, 4},
+        {"intvl-zero", IPPROTO_TCP, TCP_KEEPINTVL, 0},
+        {"cnt-longer", IPPROTO_TCP, TCP_KEEPCNT, 9},
+        {"cnt-shorter", IPPROTO_TCP, TCP_KEEPCNT, 2},
+        {"cnt-too-big", IPPROTO_TCP, TCP_KEEPCNT, 128},
+        {"cnt-zero", IPPROTO_TCP, TCP_KEEPCNT, 0},
+        {"ut-zero", IPPROTO_TCP, TCP_USER_TIMEOUT, 0},
+        {"ut-longer", IPPROTO_TCP, TCP_USER_TIMEOUT, 100000},
+        {"ut-shorter", IPPROTO_TCP, TCP_USER_TIMEOUT, 1000},
+        {"ut-negative", IPPROTO_TCP, TCP_USER_TIMEOUT, -1},
+    };
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+        int fd = socket(i % 2 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), err;
+        int rc = try_set(fd, all[i].level, all[i].option, &all[i].value, sizeof(int), &err);
+        report_set(all[i].name, fd, rc, err);
+        close(fd);
+    }
+    int fd, err, rc, v;
+    /* Go's way after connect: SO_KEEPALIVE 1, then 15/15/9. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    static const int go[][3] = {{SOL_SOCKET, SO_KEEPALIVE, 1}, {IPPROTO_TCP, TCP_KEEPIDLE, 15},
+                                {IPPROTO_TCP, TCP_KEEPINTVL, 15}, {IPPROTO_TCP, TCP_KEEPCNT, 9}};
+    for (int i = 0; i < 4; i++) rc = try_set(fd, go[i][0], go[i][1], &go[i][2], sizeof(int), &err);
+    report_set("go-defaults", fd, rc, err);
+    close(fd);
+    /* A longer optval (8 bytes) is as valid as an int. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    long long wide = 0;
+    rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &wide, sizeof wide, &err);
+    report_set("ka-off-wide", fd, rc, err);
+    close(fd);
+    /* optlen < sizeof(int): the kernel's EINVAL, nothing changed. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    short narrow = 0;
+    rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &narrow, sizeof narrow, &err);
+    report_set("ka-off-narrow", fd, rc, err);
+    close(fd);
+    /* A bad pointer: the kernel's EFAULT, no crash (the hook never reads it). */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    rc = try_set(fd, IPPROTO_TCP, TCP_KEEPIDLE, (const void *)16, sizeof(int), &err);
+    report_set("idle-efault", fd, rc, err);
+    close(fd);
+    /* Another option on one of our sockets: untouched, read back. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    v = 1;
+    rc = try_set(fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof v, &err);
+    char nodelay[16];
+    opt(nodelay, sizeof nodelay, fd, IPPROTO_TCP, TCP_NODELAY);
+    printf("nodelay set=%s errno=%d nodelay=%s\n", rc == 0 ? "ok" : "fail", err, nodelay);
+    close(fd);
+    /* Not TCP: UDP, Unix-domain; SO_KEEPALIVE 1 then 0 must stay 0. */
+    static const int others[][2] = {{AF_INET, SOCK_DGRAM}, {AF_INET6, SOCK_DGRAM}, {AF_UNIX, SOCK_STREAM}};
+    static const char *other_names[] = {"udp4", "udp6", "unix-stream"};
+    for (int i = 0; i < 3; i++) {
+        fd = socket(others[i][0], others[i][1], 0);
+        v = 1;
+        try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        v = 0;
+        rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        char ka[16];
+        opt(ka, sizeof ka, fd, SOL_SOCKET, SO_KEEPALIVE);
+        int v2 = 7200, err2;
+        int rc2 = try_set(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v2, sizeof v2, &err2);
+        printf("%s-ka-off set=%s errno=%d ka=%s idle-set=%s idle-errno=%d\n", other_names[i],
+               rc == 0 ? "ok" : "fail", err, ka, rc2 == 0 ? "ok" : "fail", err2);
+        close(fd);
+    }
+    /* A TCP socket the hook never saw (a raw system call, as Go makes them): the program wins. */
+    fd = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    v = 0;
+    rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+    report_set("raw-syscall-ka-off", fd, rc, err);
+    close(fd);
+    /* A number reused: one of our sockets closed, a UDP socket made behind the hook's back gets
+       the same number; its SO_KEEPALIVE stays the program's. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    close(fd);
+    int reused = (int)syscall(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+    v = 1;
+    try_set(reused, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+    v = 0;
+    rc = try_set(reused, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+    char ka[16];
+    opt(ka, sizeof ka, reused, SOL_SOCKET, SO_KEEPALIVE);
+    printf("reused-by-udp same=%d set=%s errno=%d ka=%s\n", reused == fd, rc == 0 ? "ok" : "fail", err, ka);
+    close(reused);
+    /* Accepted sockets of one of our listeners, with accept and accept4. */
+    int l = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {0};
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    socklen_t al = sizeof a;
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4) ||
+        getsockname(l, (struct sockaddr *)&a, &al)) {
+        perror("listen");
+        return 2;
+    }
+    for (int i = 0; i < 2; i++) {
+        int c = (int)syscall(SYS_socket, AF_INET6, SOCK_STREAM, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 2; }
+        int s = i == 0 ? accept(l, NULL, NULL) : accept4(l, NULL, NULL, SOCK_CLOEXEC);
+        v = 0;
+        rc = try_set(s, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        report_set(i == 0 ? "accepted-ka-off" : "accepted4-ka-off", s, rc, err);
+        v = 7200;
+        rc = try_set(s, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v, &err);
+        report_set(i == 0 ? "accepted-idle-longer" : "accepted4-idle-longer", s, rc, err);
+        close(s);
+        close(c);
+    }
+    close(l);
+    return 0;
+}
+
+/* ---- never harm the host ---- */
+
+/* Bytes waiting on `fd` (non-blocking), after a short wait for stragglers. */
+static long pending_bytes(int fd) {
+    usleep(100 * 1000);
+    char buf[4096];
+    long total = 0;
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+        if (n <= 0) break;
+        total += n;
+    }
+    return total;
+}
+
+/* A connected pair on loopback: *client through socket() (the hook), *server accepted from a
+   listener made with a raw system call. */
+static int connected_pair(int *client, int *server) {
+    int l = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof a) || listen(l, 4) ||
+        getsockname(l, (struct sockaddr *)&a, &al))
+        return -1;
+    *client = socket(AF_INET, SOCK_STREAM, 0);
+    if (*client < 0 || connect(*client, (struct sockaddr *)&a, sizeof a)) return -1;
+    *server = (int)syscall(SYS_accept4, l, NULL, NULL, 0);
+    close(l);
+    return *server < 0 ? -1 : 0;
+}
+
+/* Started with fd 2 closed: the first TCP socket is fd 2. More sockets are made (each would get
+   a log line with TCP_KEEPALIVE_LOG=1); the peer must receive nothing and no SIGPIPE may kill
+   us. Prints "client-fd=N peer-received=N". */
+static int stderr_closed(void) {
+    int client, server;
+    /* Keep fd 2 free for the client: the raw listener takes the lowest number first, so make it
+       after reserving nothing; instead connect through a listener on a high number. */
+    int l = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    int high = fcntl(l, F_DUPFD, 50);
+    close(l);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t al = sizeof a;
+    if (high < 0 || bind(high, (struct sockaddr *)&a, sizeof a) || listen(high, 4) ||
+        getsockname(high, (struct sockaddr *)&a, &al)) { perror("listen"); return 2; }
+    client = socket(AF_INET, SOCK_STREAM, 0);
+    if (client < 0 || connect(client, (struct sockaddr *)&a, sizeof a)) { perror("connect"); return 2; }
+    server = (int)syscall(SYS_accept4, high, NULL, NULL, 0);
+    for (int i = 0; i < 3; i++) close(socket(AF_INET6, SOCK_STREAM, 0));
+    printf("client-fd=%d peer-received=%ld\n", client, pending_bytes(server));
+    return 0;
+}
+
+/* SIGPIPE ignored, then one of our connections put at fd 2 (dup2): the log lines of the next
+   sockets must not reach its peer. Prints "peer-received=N". */
+static int fd2_connection(void) {
+    int client, server;
+    signal(SIGPIPE, SIG_IGN);
+    if (connected_pair(&client, &server)) { perror("pair"); return 2; }
+    dup2(client, 2);
+    for (int i = 0; i < 3; i++) close(socket(AF_INET, SOCK_STREAM, 0));
+    printf("peer-received=%ld\n", pending_bytes(server));
+    return 0;
+}
+
+static int sigpipe_is_pending(void) {
+    sigset_t pending;
+    sigpending(&pending);
+    return sigismember(&pending, SIGPIPE);
+}
+
+/* stderr is a pipe whose reader is gone (the test arranges it). SIGPIPE keeps its default action
+   (death) for the first socket; then, with SIGPIPE blocked, a socket must leave none pending,
+   and one the program raised itself must still be pending afterwards.
+   Prints "survived=1 pending-after-ours=0 own-still-pending=1". */
+static int sigpipe(void) {
+    close(socket(AF_INET, SOCK_STREAM, 0));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    sigprocmask(SIG_BLOCK, &set, NULL);
+    close(socket(AF_INET, SOCK_STREAM, 0));
+    int ours = sigpipe_is_pending();
+    raise(SIGPIPE);
+    close(socket(AF_INET, SOCK_STREAM, 0));
+    int own = sigpipe_is_pending();
+    printf("survived=1 pending-after-ours=%d own-still-pending=%d\n", ours, own);
+    return 0;
+}
+
+/* ---- signal handlers ---- */
+
+static volatile sig_atomic_t handled, enforced_ok, stop_churn;
+
+/* socket() and setsockopt() from a signal handler, interrupting a thread that is inside malloc
+   and free most of the time: a hook that allocated or locked would deadlock here. */
+static void handler(int sig) {
+    (void)sig;
+    int saved = errno;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int off = 0, ka = 0;
+    socklen_t len = sizeof ka;
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &off, sizeof off);
+    getsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &ka, &len);
+    if (fd >= 0 && ka == 1) enforced_ok++;
+    close(fd);
+    handled++;
+    errno = saved;
+}
+
+static void *churn(void *arg) {
+    (void)arg;
+    while (!stop_churn) {
+        void *p[16];
+        for (int i = 0; i < 16; i++) p[i] = malloc(64 + i * 512);
+        for (int i = 0; i < 16; i++) free(p[i]);
+    }
+    return NULL;
+}
+
+static int signals(int n) {
+    struct sigaction sa = {0};
+    sa.sa_handler = handler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, churn, NULL);
+    for (int i = 0; i < n; i++) {
+        int before = handled;
+        pthread_kill(t, SIGUSR1);
+        /* Bounded wait for the handler (10 s per signal at most). */
+        for (int w = 0; handled == before && w < 100000; w++) usleep(100);
+        if (handled == before) { printf("signal %d not handled\n", i); return 3; }
+    }
+    stop_churn = 1;
+    pthread_join(t, NULL);
+    printf("handled=%d enforced=%d\n", (int)handled, (int)enforced_ok);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && !strcmp(argv[1], "cases")) return cases();
@@ -235,6 +534,12 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "listen")) return listen_accept();
     if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_denied();
     if (argc >= 2 && !strcmp(argv[1], "emfile")) return emfile();
-    fprintf(stderr, "usage: %s cases|one|threads N M|fork|listen|seccomp|emfile\n", argv[0]);
+    if (argc >= 2 && !strcmp(argv[1], "enforce")) return enforce_cases();
+    if (argc >= 2 && !strcmp(argv[1], "stderr-closed")) return stderr_closed();
+    if (argc >= 2 && !strcmp(argv[1], "fd2-connection")) return fd2_connection();
+    if (argc >= 2 && !strcmp(argv[1], "sigpipe")) return sigpipe();
+    if (argc >= 3 && !strcmp(argv[1], "signals")) return signals(atoi(argv[2]));
+    fprintf(stderr, "usage: %s cases|one|threads N M|fork|listen|seccomp|emfile|enforce|"
+                    "stderr-closed|fd2-connection|sigpipe|signals N\n", argv[0]);
     return 2;
 }

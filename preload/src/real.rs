@@ -1,0 +1,195 @@
+//! The functions our hooks stand in front of: libc's, found once by the constructor with
+//! `dlsym(RTLD_NEXT)`, never again (a failed lookup is not retried: `dlsym` takes the loader's
+//! lock, which a hook may not). Until the constructor has run, or when the lookup failed, each
+//! hook makes the system call itself; `syscall(2)` sets `errno` exactly like the libc wrapper.
+
+use std::mem;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use libc::{c_int, c_void, sockaddr, socklen_t};
+
+type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
+type SetsockoptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
+type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
+type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+
+/// Addresses of libc's functions; 0 = not found (yet): make the system call.
+static SOCKET: AtomicUsize = AtomicUsize::new(0);
+static SETSOCKOPT: AtomicUsize = AtomicUsize::new(0);
+static ACCEPT: AtomicUsize = AtomicUsize::new(0);
+static ACCEPT4: AtomicUsize = AtomicUsize::new(0);
+
+/// The next definition of `name` after ours, or 0. Constructor only.
+fn next(name: &'static [u8], ours: usize) -> usize {
+    // SAFETY: a NUL-terminated name; called from the constructor, where ld.so already holds (and
+    // may re-take) its lock for this thread.
+    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) };
+    if found.is_null() || found as usize == ours {
+        0
+    } else {
+        found as usize
+    }
+}
+
+/// Finds libc's functions; called once, by the constructor.
+pub(crate) fn resolve() {
+    SOCKET.store(
+        next(b"socket\0", crate::socket as *const () as usize),
+        Ordering::Relaxed,
+    );
+    SETSOCKOPT.store(
+        next(b"setsockopt\0", crate::setsockopt as *const () as usize),
+        Ordering::Relaxed,
+    );
+    ACCEPT.store(
+        next(b"accept\0", crate::accept as *const () as usize),
+        Ordering::Relaxed,
+    );
+    ACCEPT4.store(
+        next(b"accept4\0", crate::accept4 as *const () as usize),
+        Ordering::Relaxed,
+    );
+}
+
+// The system calls themselves, for when libc's function is not known: out of line, with the
+// hook's own argument order, so the hot path does not shuffle registers for them.
+
+#[cold]
+#[inline(never)]
+unsafe fn sys_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    libc::syscall(libc::SYS_socket, domain, ty, protocol) as c_int
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sys_setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len) as c_int
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sys_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+    libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int
+}
+
+/// libc's `socket`.
+///
+/// # Safety
+/// The contract of `socket(2)`.
+#[inline(always)]
+pub(crate) unsafe fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+    match SOCKET.load(Ordering::Relaxed) {
+        0 => sys_socket(domain, ty, protocol),
+        // SAFETY: dlsym found libc's `socket`, whose type this is.
+        found => mem::transmute::<usize, SocketFn>(found)(domain, ty, protocol),
+    }
+}
+
+/// libc's `setsockopt`.
+///
+/// # Safety
+/// The contract of `setsockopt(2)`.
+#[inline(always)]
+pub(crate) unsafe fn setsockopt(
+    fd: c_int,
+    level: c_int,
+    name: c_int,
+    value: *const c_void,
+    len: socklen_t,
+) -> c_int {
+    match SETSOCKOPT.load(Ordering::Relaxed) {
+        0 => sys_setsockopt(fd, level, name, value, len),
+        // SAFETY: dlsym found libc's `setsockopt`, whose type this is.
+        found => mem::transmute::<usize, SetsockoptFn>(found)(fd, level, name, value, len),
+    }
+}
+
+/// libc's `accept`.
+///
+/// # Safety
+/// The contract of `accept(2)`.
+#[inline(always)]
+pub(crate) unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    match ACCEPT.load(Ordering::Relaxed) {
+        0 => sys_accept4(fd, addr, len, 0),
+        // SAFETY: dlsym found libc's `accept`, whose type this is.
+        found => mem::transmute::<usize, AcceptFn>(found)(fd, addr, len),
+    }
+}
+
+/// libc's `accept4`.
+///
+/// # Safety
+/// The contract of `accept4(2)`.
+#[inline(always)]
+pub(crate) unsafe fn accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
+    match ACCEPT4.load(Ordering::Relaxed) {
+        0 => sys_accept4(fd, addr, len, flags),
+        // SAFETY: dlsym found libc's `accept4`, whose type this is.
+        found => mem::transmute::<usize, Accept4Fn>(found)(fd, addr, len, flags),
+    }
+}
+
+/// `setsockopt(fd, level, name, value, sizeof(int))` as a bare system call: returns 0 or
+/// `-errno` and leaves `errno` alone, so the hooks need not save and restore it around their own
+/// writes. For the writes this library makes itself (core's values on a new socket, a ceiling),
+/// never for the program's own call, which goes to libc's `setsockopt` untouched.
+///
+/// # Safety
+/// `value` points to a live `c_int`.
+#[inline(always)]
+pub(crate) unsafe fn set_int(fd: c_int, level: c_int, name: c_int, value: *const c_int) -> isize {
+    let len = mem::size_of::<c_int>();
+    #[cfg(target_arch = "x86_64")]
+    {
+        let ret: isize;
+        std::arch::asm!(
+            "syscall",
+            inlateout("rax") libc::SYS_setsockopt as isize => ret,
+            in("rdi") fd as isize,
+            in("rsi") level as isize,
+            in("rdx") name as isize,
+            in("r10") value,
+            in("r8") len,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+        ret
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        let ret: isize;
+        std::arch::asm!(
+            "svc 0",
+            in("x8") libc::SYS_setsockopt as isize,
+            inlateout("x0") fd as isize => ret,
+            in("x1") level as isize,
+            in("x2") name as isize,
+            in("x3") value,
+            in("x4") len,
+            options(nostack),
+        );
+        ret
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let rc = libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len);
+        let ret = if rc == 0 { 0 } else { -(*errno as isize) };
+        *errno = saved;
+        ret
+    }
+}

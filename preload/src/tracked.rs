@@ -1,0 +1,59 @@
+//! Which descriptors hold a TCP socket this library configured: one bit per descriptor number,
+//! in a fixed table (no allocation, no lock: safe in a signal handler and after `fork`).
+//!
+//! A bit is set when our `socket()` hook configured the socket, or when `accept()`/`accept4()`
+//! returned a connection of a listener whose bit is set (Linux copies the listener's keep-alive to
+//! it), and cleared whenever one of those hooks returns any other socket at that number. `close`
+//! is not hooked (it would tax every close of every file), so a bit can outlive its socket; the
+//! enforcement path therefore asks the kernel again before it writes (see `enforce` in lib.rs):
+//! a stale bit can at most mean enforcing on a TCP socket the process got at that number another
+//! way (`dup2`, `SCM_RIGHTS`, a raw system call), never touching anything that is not TCP.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use libc::c_int;
+
+/// 2^20 descriptors: Linux's default `fs.nr_open`, so every descriptor a default system can hand
+/// out. Higher numbers are never tracked (their sockets are configured, but not enforced).
+const WORDS: usize = 1 << 14;
+
+#[allow(clippy::declare_interior_mutable_const)]
+const CLEAR: AtomicU64 = AtomicU64::new(0);
+/// 128 KiB of zero pages; the kernel maps only the ones a process touches.
+static BITS: [AtomicU64; WORDS] = [CLEAR; WORDS];
+
+/// `(word, bit)` of a descriptor, or `None` outside the table.
+#[inline(always)]
+fn slot(fd: c_int) -> Option<(&'static AtomicU64, u64)> {
+    let index = fd as u32 as usize;
+    BITS.get(index / 64)
+        .map(|word| (word, 1u64 << (index % 64)))
+}
+
+/// Marks `fd` as a socket we configured.
+#[inline(always)]
+pub(crate) fn remember(fd: c_int) {
+    if let Some((word, bit)) = slot(fd) {
+        word.fetch_or(bit, Ordering::Relaxed);
+    }
+}
+
+/// Marks `fd` as not ours (a read first: most descriptors were never ours, and a plain load is
+/// cheaper than the locked instruction).
+#[inline(always)]
+pub(crate) fn forget(fd: c_int) {
+    if let Some((word, bit)) = slot(fd) {
+        if word.load(Ordering::Relaxed) & bit != 0 {
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether `fd` was marked by [`remember`].
+#[inline(always)]
+pub(crate) fn contains(fd: c_int) -> bool {
+    match slot(fd) {
+        Some((word, bit)) => word.load(Ordering::Relaxed) & bit != 0,
+        None => false,
+    }
+}
