@@ -26,6 +26,9 @@ Fields of Client:
              server logged the client's request (the client is connected and waiting); its
              environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
              row starts an unmodified client without keep-alive and turns it on from outside.
+  control_env  for the negative control (--control) of a preload row: instead of withholding
+             keep-alive, its "with" run keeps LD_PRELOAD and the scenario's settings and adds this
+             environment (e.g. TCP_KEEPALIVE_ENFORCE=off), which must make it miss again
   server     a row that judges a server, not its client (the scenarios of SERVER_SCENARIOS only):
              the server command of its "with" run, started in the server namespace with
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
@@ -55,6 +58,7 @@ class Client:
     build: Optional[str] = None
     after_request: Optional[Sequence[str]] = None
     server: Optional[Sequence[str]] = None
+    control_env: Optional[Dict[str, str]] = None
 
 
 CLIENTS = [
@@ -89,6 +93,21 @@ CLIENTS = [
         scenarios=("idle-drop", "idle-drop-v6", "black-hole"),
         preload=True,
         build="scripts/build-preload-java.sh",
+    ),
+    # Apache HttpClient 5 async (httpclient5 5.5 + httpcore5 5.3), unmodified, DEFAULT
+    # configuration: its I/O reactor calls setKeepAlive(false) on every socket before connecting,
+    # undoing a socket() hook. "with" holds only because the preload enforces the operator's
+    # settings on the program's own setsockopt: its negative control keeps the preload but sets
+    # TCP_KEEPALIVE_ENFORCE=off, and then it hangs again (e2e/clients/httpclient5-async).
+    # Not peer-vanishes: like HttpURLConnection it retries a GET that failed with an error once,
+    # on a new connection (measured: ETIMEDOUT after 8.2 s, 2 requests; bound 6 s).
+    Client(
+        name="httpclient5-preload",
+        argv=["java", "-jar", "{root}/e2e/clients/httpclient5-async/target/httpclient5-async-client.jar"],
+        scenarios=("idle-drop", "idle-drop-v6"),
+        preload=True,
+        build="scripts/build-httpclient5-client.sh",
+        control_env={"TCP_KEEPALIVE_ENFORCE": "off"},
     ),
     # Scala 2.13 + OkHttp 5, the seed's kind of client: OkHttp's socketFactory is a
     # KeepAliveSocketFactory with KeepAlive.fromEnv() when LAB_KEEPALIVE=on (examples/scala-client).

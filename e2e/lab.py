@@ -577,7 +577,12 @@ def client_env(run_: Run) -> Dict[str, str]:
         LAB_KEEPALIVE="on" if on else "off",
         TCP_KEEPALIVE="on" if on else "off",
     )
-    if run_.control:
+    if run_.control and client.control_env is not None:
+        # A preload row's own control: the preload and the settings, plus what must defeat them.
+        env.update(sc.keepalive)
+        env["LD_PRELOAD"] = os.path.join(ROOT, client_table.PRELOAD_LIB)
+        env.update(client.control_env)
+    elif run_.control:
         # The negative control: everything as "without", so the "with" expectation must fail.
         env.update(LAB_KEEPALIVE="off", TCP_KEEPALIVE="off")
     elif on:
@@ -928,6 +933,9 @@ def validate(rows) -> List[str]:
 
 
 def keepalive_column(r: Run) -> str:
+    if r.control and r.client.control_env is not None:
+        extra = " ".join(f"{k}={v}" for k, v in r.client.control_env.items())
+        return f"with LD_PRELOAD, CONTROL: {extra}"
     if r.control:
         return "with, CONTROL: keep-alive withheld"
     if r.mode == "without":

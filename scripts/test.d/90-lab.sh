@@ -2,8 +2,9 @@
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
 # scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
 # control: the "with" runs of the Rust, cli-rescue and python-server rows, keep-alive withheld, must
-# miss every expectation, proving the checks can fail. Needs root and network namespaces;
-# elsewhere it skips (fails under CI=true).
+# miss every expectation, proving the checks can fail; so must httpclient5-preload's, with the
+# preload loaded but TCP_KEEPALIVE_ENFORCE=off (enforcement is what saves it). Needs root and
+# network namespaces; elsewhere it skips (fails under CI=true).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
@@ -19,9 +20,11 @@ PY=/usr/bin/python3
 # What the control's rows run (--no-build there; the main lab's build step then finds them built).
 bash scripts/build-rust-client.sh
 bash scripts/build-python.sh
+bash scripts/build-httpclient5-client.sh
 control_log=$(mktemp)
 trap 'rm -f "$control_log"' EXIT
-"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server --no-build \
+"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server \
+    --only httpclient5-preload --no-build \
     >"$control_log" 2>&1 &
 control=$!
 
@@ -30,7 +33,8 @@ status=0
 control_status=0
 wait "$control" || control_status=1
 echo
-echo "==> negative control (keep-alive withheld from the rust, cli-rescue and python-server 'with' runs)"
+echo "==> negative control (keep-alive withheld from the rust, cli-rescue and python-server 'with' runs;"
+echo "    httpclient5-preload keeps the preload with TCP_KEEPALIVE_ENFORCE=off)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
 exit $status
