@@ -4,7 +4,8 @@
      bare     libc's own socket() (found with dlopen("libc.so.6")), then close()
      preload  socket() as the program sees it, i.e. libkeepalive.so's hook, then close()
      by hand  libc's socket() + the four setsockopt calls the hook makes (TCP_KEEPIDLE 60,
-              TCP_KEEPINTVL 10, TCP_KEEPCNT 6, SO_KEEPALIVE 1), then close()
+              TCP_KEEPINTVL 10, TCP_KEEPCNT 6, SO_KEEPALIVE 1) through libc's own setsockopt
+              (the program's `setsockopt` is the preload's hook now), then close()
    All three go through a function pointer, so call overhead is the same. Interleaving batches of
    a few thousand sockets spreads the noise of a shared machine evenly over the three kinds.
 
@@ -22,7 +23,9 @@
 #include <unistd.h>
 
 typedef int (*socket_fn)(int, int, int);
+typedef int (*setsockopt_fn)(int, int, int, const void *, socklen_t);
 static socket_fn libc_socket, program_socket;
+static setsockopt_fn libc_setsockopt;
 
 static double now_ns(void) {
     struct timespec ts;
@@ -31,7 +34,7 @@ static double now_ns(void) {
 }
 
 static int set(int fd, int level, int name, int value) {
-    return setsockopt(fd, level, name, &value, sizeof value);
+    return libc_setsockopt(fd, level, name, &value, sizeof value);
 }
 
 /* Creates one socket the way `kind` does; returns it open. */
@@ -54,8 +57,9 @@ int main(int argc, char **argv) {
     long rounds = atol(argv[1]), batch = atol(argv[2]);
     void *libc = dlopen("libc.so.6", RTLD_LAZY | RTLD_NOLOAD);
     libc_socket = libc ? (socket_fn)dlsym(libc, "socket") : NULL;
+    libc_setsockopt = libc ? (setsockopt_fn)dlsym(libc, "setsockopt") : NULL;
     program_socket = (socket_fn)dlsym(RTLD_DEFAULT, "socket");
-    if (!libc_socket || !program_socket || libc_socket == program_socket) {
+    if (!libc_socket || !libc_setsockopt || !program_socket || libc_socket == program_socket) {
         fprintf(stderr, "run me under LD_PRELOAD=libkeepalive.so\n");
         return 2;
     }
