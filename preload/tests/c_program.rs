@@ -102,6 +102,40 @@ fn classic_libkeepalive_names_are_read() {
 }
 
 #[test]
+fn the_other_preloads_names_are_read_in_their_own_units() {
+    // Replacing msantos/libkeepalive or libdontdie keeps a deployment's settings (core reads
+    // their names last; msantos's TCP_USER_TIMEOUT is milliseconds).
+    let bare = parse(&sockets(&["cases"], false, &[]).stdout);
+    let msantos = [
+        ("TCP_KEEPIDLE", "15"),
+        ("TCP_KEEPINTVL", "16"),
+        ("TCP_KEEPCNT", "9"),
+        ("TCP_USER_TIMEOUT", "150000"),
+    ];
+    let out = sockets(&["cases"], true, &msantos);
+    check_cases(&bare, &parse(&out.stdout), ("1", "15", "16", "9", "150000"));
+    let dontdie = [
+        ("DD_USE_KEEPALIVE", "1"),
+        ("DD_TCP_KEEPALIVE_TIME", "33"),
+        ("DD_TCP_KEEPALIVE_INTVL", "7"),
+        ("DD_TCP_KEEPALIVE_PROBES", "4"),
+    ];
+    let out = sockets(&["cases"], true, &dontdie);
+    check_cases(&bare, &parse(&out.stdout), ("1", "33", "7", "4", "0"));
+    // Ours win over theirs.
+    let both = [("TCP_KEEPIDLE", "15"), ("TCP_KEEPALIVE_IDLE", "71")];
+    let out = sockets(&["cases"], true, &both);
+    check_cases(&bare, &parse(&out.stdout), ("1", "71", "10", "6", "0"));
+    // libdontdie's off switch.
+    let out = sockets(&["cases"], true, &[("DD_USE_KEEPALIVE", "0")]);
+    assert_eq!(
+        parse(&out.stdout),
+        bare,
+        "DD_USE_KEEPALIVE=0 leaves every socket alone"
+    );
+}
+
+#[test]
 fn invalid_values_are_reported_once_and_change_no_socket() {
     let bare = sockets(&["cases"], false, &[]).stdout;
     let invalid = [
