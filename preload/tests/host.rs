@@ -123,3 +123,21 @@ fn socket_and_setsockopt_from_a_signal_handler_interrupting_malloc() {
     let bare = run(cmd, false, &[], Duration::from_secs(60));
     assert_eq!(field(&bare.stdout, "enforced"), "0", "{bare:?}");
 }
+
+#[test]
+fn the_failure_path_from_a_signal_handler_interrupting_malloc() {
+    // Every setsockopt denied (seccomp): each socket the handler makes takes the hook's failure
+    // path, with logging off, which must neither allocate nor lock either.
+    let mut cmd = Command::new(sockets_program());
+    cmd.args(["signals", "2000", "denied"]);
+    let out = run(
+        cmd,
+        true,
+        &[("TCP_KEEPALIVE_IDLE", "71")],
+        Duration::from_secs(60),
+    );
+    assert_eq!(out.code, Some(0), "{out:?}");
+    assert_eq!(field(&out.stdout, "handled"), "2000");
+    assert_eq!(field(&out.stdout, "enforced"), "0", "nothing could be set");
+    assert_eq!(out.stderr, "", "silent without TCP_KEEPALIVE_LOG");
+}

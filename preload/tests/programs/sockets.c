@@ -3,7 +3,7 @@
    compare. It knows nothing about the preload.
 
    Usage: sockets cases | one | threads N M | fork | listen | seccomp | emfile | enforce |
-                  stderr-closed | fd2-connection | sigpipe | signals N
+                  stderr-closed | fd2-connection | sigpipe | signals N [denied]
 
    One line per socket:
    NAME ret=ok|fail errno=E ka=V idle=V intvl=V cnt=V ut=V cloexec=0|1 nonblock=0|1
@@ -126,16 +126,10 @@ static int emfile(void) {
 
 /* setsockopt fails with EPERM for this process (a seccomp filter): the socket must still be
    returned, with errno as socket() left it. */
+static int deny_setsockopt(void);
+
 static int seccomp_denied(void) {
-    struct sock_filter filter[] = {
-        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setsockopt, 0, 1),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
-        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    };
-    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
-    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
-        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0) {
+    if (deny_setsockopt()) {
         perror("seccomp");
         return 2;
     }
@@ -478,6 +472,18 @@ static int sigpipe(void) {
 
 static volatile sig_atomic_t handled, enforced_ok, stop_churn;
 
+/* Makes every setsockopt of this process fail with EPERM (a seccomp filter). */
+static int deny_setsockopt(void) {
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_setsockopt, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof filter[0], filter};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog);
+}
+
 /* socket() and setsockopt() from a signal handler, interrupting a thread that is inside malloc
    and free most of the time: a hook that allocated or locked would deadlock here. */
 static void handler(int sig) {
@@ -504,7 +510,9 @@ static void *churn(void *arg) {
     return NULL;
 }
 
-static int signals(int n) {
+/* With `denied`, every setsockopt fails: the hook's failure path runs in the handler. */
+static int signals(int n, int denied) {
+    if (denied && deny_setsockopt()) { perror("seccomp"); return 2; }
     struct sigaction sa = {0};
     sa.sa_handler = handler;
     sigemptyset(&sa.sa_mask);
@@ -538,8 +546,9 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "stderr-closed")) return stderr_closed();
     if (argc >= 2 && !strcmp(argv[1], "fd2-connection")) return fd2_connection();
     if (argc >= 2 && !strcmp(argv[1], "sigpipe")) return sigpipe();
-    if (argc >= 3 && !strcmp(argv[1], "signals")) return signals(atoi(argv[2]));
+    if (argc >= 3 && !strcmp(argv[1], "signals"))
+        return signals(atoi(argv[2]), argc >= 4 && !strcmp(argv[3], "denied"));
     fprintf(stderr, "usage: %s cases|one|threads N M|fork|listen|seccomp|emfile|enforce|"
-                    "stderr-closed|fd2-connection|sigpipe|signals N\n", argv[0]);
+                    "stderr-closed|fd2-connection|sigpipe|signals N [denied]\n", argv[0]);
     return 2;
 }
