@@ -412,8 +412,8 @@ static int connected_pair(int *client, int *server) {
    us. Prints "client-fd=N peer-received=N". */
 static int stderr_closed(void) {
     int client, server;
-    /* Keep fd 2 free for the client: the raw listener takes the lowest number first, so make it
-       after reserving nothing; instead connect through a listener on a high number. */
+    /* The listener would take fd 2 itself (the lowest free number): move it up first, so the
+       client made through socket() is the one that becomes fd 2. */
     int l = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
     int high = fcntl(l, F_DUPFD, 50);
     close(l);
