@@ -176,6 +176,15 @@ ENV_NAMES = [
     "KEEPIDLE",
     "KEEPINTVL",
     "KEEPCNT",
+    # The other preloads' names, read last.
+    "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL",
+    "TCP_KEEPCNT",
+    "TCP_USER_TIMEOUT",
+    "DD_USE_KEEPALIVE",
+    "DD_TCP_KEEPALIVE_TIME",
+    "DD_TCP_KEEPALIVE_INTVL",
+    "DD_TCP_KEEPALIVE_PROBES",
 ]
 
 
