@@ -37,7 +37,10 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-pub use env::{parse_count, parse_duration, EnvConfig, OperatorEnv, ENV_VARIABLES};
+pub use env::{
+    parse_count, parse_duration, parse_seconds, parse_user_timeout, EnvConfig, OperatorEnv,
+    ENV_VARIABLES,
+};
 pub use error::{Error, SocketOption};
 
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
@@ -246,7 +249,11 @@ impl fmt::Display for KeepAlive {
 }
 
 /// Keep-alive settings of a socket as the kernel reports them.
+///
+/// `#[non_exhaustive]`: a field may be added (another option) without breaking callers; build
+/// one with `Settings::from(keepalive)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Settings {
     /// `SO_KEEPALIVE`: whether the kernel probes at all. The timings below apply only when true.
     pub enabled: bool,
@@ -258,6 +265,19 @@ pub struct Settings {
     pub count: u32,
     /// `TCP_USER_TIMEOUT`; `None` when unset (0) or on systems without it.
     pub user_timeout: Option<Duration>,
+}
+
+impl From<KeepAlive> for Settings {
+    /// What [`inspect`] reports for a socket these settings were applied to.
+    fn from(k: KeepAlive) -> Settings {
+        Settings {
+            enabled: true,
+            idle: k.idle(),
+            interval: k.interval(),
+            count: k.count(),
+            user_timeout: k.user_timeout(),
+        }
+    }
 }
 
 impl fmt::Display for Settings {
@@ -325,32 +345,35 @@ fn read(fd: RawFd, option: SocketOption) -> Result<libc::c_int, Error> {
 
 #[cfg(unix)]
 impl KeepAlive {
-    /// The TCP-level writes in the order they are made; `SO_KEEPALIVE` always comes after them, so
-    /// probing never starts with half-set timings.
+    /// The TCP-level writes in the order they are made. `SO_KEEPALIVE` always comes after them, so
+    /// probing never starts with half-set timings; the user timeout, when asked for, comes first:
+    /// it is the option a TCP-like socket may lack (MPTCP has no `TCP_USER_TIMEOUT`), and failing
+    /// on the first write leaves nothing to undo, on the 4-call path too.
+    /// Returns the four writes and where they start (1 without a user timeout).
     fn tcp_writes(&self) -> ([(SocketOption, libc::c_int); 4], usize) {
         let writes = [
-            (SocketOption::KeepIdle, self.idle as libc::c_int),
-            (SocketOption::KeepInterval, self.interval as libc::c_int),
-            (SocketOption::KeepCount, self.count as libc::c_int),
             (
                 SocketOption::UserTimeout,
                 self.user_timeout_ms.unwrap_or(0) as libc::c_int,
             ),
+            (SocketOption::KeepIdle, self.idle as libc::c_int),
+            (SocketOption::KeepInterval, self.interval as libc::c_int),
+            (SocketOption::KeepCount, self.count as libc::c_int),
         ];
-        let len = if self.user_timeout_ms.is_some() { 4 } else { 3 };
-        (writes, len)
+        let start = if self.user_timeout_ms.is_some() { 0 } else { 1 };
+        (writes, start)
     }
 
-    /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the timings,
-    /// then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
+    /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the user
+    /// timeout when set, the timings, then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
     /// socket options as plain numbers and set them on their own sockets (urllib3's and httpx's
     /// `socket_options`, a Python binding). Nothing is checked against a socket here.
     ///
     /// Fails with [`Error::Unsupported`] when a user timeout is asked for on a system without
     /// `TCP_USER_TIMEOUT`.
     pub fn socket_options(&self) -> Result<Vec<(libc::c_int, libc::c_int, libc::c_int)>, Error> {
-        let (writes, len) = self.tcp_writes();
-        writes[..len]
+        let (writes, start) = self.tcp_writes();
+        writes[start..]
             .iter()
             .copied()
             .chain([(SocketOption::KeepAlive, 1)])
@@ -375,12 +398,13 @@ impl KeepAlive {
     /// On Linux the settings of a listening socket are inherited by the sockets it accepts.
     pub fn apply(&self, fd: impl AsFd) -> Result<(), Error> {
         let fd = fd.as_fd().as_raw_fd();
-        let (writes, len) = self.tcp_writes();
+        let (all, start) = self.tcp_writes();
+        let writes = &all[start..];
         let mut before: [libc::c_int; 4] = [0; 4];
-        for (slot, (option, _)) in before.iter_mut().zip(&writes[..len]) {
+        for (slot, (option, _)) in before.iter_mut().zip(writes) {
             *slot = read(fd, *option)?;
         }
-        write_all(fd, &writes[..len], |done| {
+        write_all(fd, writes, |done| {
             // Best effort: the original error is what the caller needs to see.
             for ((option, _), old) in writes[..done].iter().zip(before) {
                 let _ = sys::set(fd, *option, old);
@@ -394,12 +418,14 @@ impl KeepAlive {
     ///
     /// A new socket has keep-alive off and no user timeout, so on failure this turns back what
     /// matters: `SO_KEEPALIVE` is written last and so stays off, and a user timeout already set is
-    /// reset to 0 (unset). Timings already written stay, but do nothing while keep-alive is off.
+    /// reset to 0 (unset). The user timeout is written first, so a socket that lacks it (MPTCP)
+    /// fails before anything changed. Timings written before a later failure (which a healthy
+    /// kernel never gives for valid values) stay, but do nothing while keep-alive is off.
     pub fn apply_to_new_socket(&self, fd: impl AsFd) -> Result<(), Error> {
         let fd = fd.as_fd().as_raw_fd();
-        let (writes, len) = self.tcp_writes();
-        write_all(fd, &writes[..len], |done| {
-            if done == 4 {
+        let (all, start) = self.tcp_writes();
+        write_all(fd, &all[start..], |done| {
+            if start == 0 && done > 0 {
                 let _ = sys::set(fd, SocketOption::UserTimeout, 0);
             }
         })
