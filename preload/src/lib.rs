@@ -6,8 +6,8 @@
 //! returns exactly what it returned, with `errno` as it left it.
 //! - `socket`: a new TCP socket (family `AF_INET`/`AF_INET6`, `(type & 0xf) == SOCK_STREAM`,
 //!   protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`) gets core's writes
-//!   ([`tcp_keepalive::KeepAlive::socket_options`]: the timings, then `SO_KEEPALIVE`), made
-//!   straight to libc's `setsockopt`; every other socket is left exactly as the kernel made it.
+//!   ([`tcp_keepalive::KeepAlive::socket_options`], in its order, `SO_KEEPALIVE` last), made as
+//!   bare system calls; every other socket is left exactly as the kernel made it.
 //! - `setsockopt`: enforcement (DESIGN.md, "Who decides"). When the program's own write of a
 //!   keep-alive option on a socket we configured succeeded, the value now in force is read back
 //!   and, if core's [`tcp_keepalive::KeepAlive::enforce`] says it exceeds the operator's ceiling,
@@ -59,7 +59,7 @@ const MAX_WRITES: usize = 5;
 struct Config {
     /// The operator's settings; `None` when switched off or when a value was invalid.
     keepalive: Option<KeepAlive>,
-    /// Core's `[level, option, value]` writes for a new socket, in its order.
+    /// Core's `[level, option, value]` writes for a new socket, in its order (`SO_KEEPALIVE` last).
     writes: [[c_int; 3]; MAX_WRITES],
     /// How many of `writes` to make; 0 when `keepalive` is `None`.
     write_count: usize,
@@ -256,7 +256,7 @@ fn configure(fd: c_int, domain: c_int, protocol: c_int, config: &Config) {
         };
     }
     match config.write_count {
-        // Three timings and SO_KEEPALIVE, or with the user timeout before SO_KEEPALIVE.
+        // Three timings and SO_KEEPALIVE, or with a user timeout too.
         4 => {
             write!(0);
             write!(1);
@@ -318,7 +318,8 @@ fn not_configured(fd: c_int, config: &Config) {
 
 /// Write number `done` failed with `err`: undo what matters, as core's `apply_to_new_socket`
 /// does for a new socket (`SO_KEEPALIVE` is last, so it stayed off; a user timeout already
-/// written is reset to 0), and log when asked. No allocation unless logging.
+/// written is reset to 0; timings do nothing while keep-alive is off), and log when asked. No
+/// allocation unless logging.
 #[cold]
 #[inline(never)]
 fn failed(fd: c_int, domain: c_int, protocol: c_int, config: &Config, done: usize, err: c_int) {
