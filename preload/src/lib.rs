@@ -473,7 +473,8 @@ fn accepted(listener: c_int, fd: c_int) {
     }
 }
 
-/// The `accept()` every program calls: the real one, then one bit test (see [`accepted`]).
+/// The `accept()` every program calls: the real one, then one bit test (a connection of one of
+/// our listeners is ours).
 ///
 /// # Safety
 /// Same contract as `accept(2)`; called by C code.
@@ -484,7 +485,8 @@ pub unsafe extern "C" fn accept(fd: c_int, addr: *mut sockaddr, len: *mut sockle
     conn
 }
 
-/// The `accept4()` every program calls: the real one, then one bit test (see [`accepted`]).
+/// The `accept4()` every program calls: the real one, then one bit test (a connection of one of
+/// our listeners is ours).
 ///
 /// # Safety
 /// Same contract as `accept4(2)`; called by C code.
