@@ -17,4 +17,4 @@ PYTHON=$(command -v python3) cargo test -p tcp-keepalive-preload -- --include-ig
 
 log "preload: C program tests against target/release/libkeepalive.so"
 PRELOAD_LIBRARY="$ROOT/target/release/libkeepalive.so" \
-    cargo test -p tcp-keepalive-preload --test c_program --test enforce --test host
+    cargo test -p tcp-keepalive-preload --test c_program --test enforce --test host --test env_table
