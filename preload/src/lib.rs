@@ -2,8 +2,8 @@
 //! linked program creates gets keep-alive, configured from the environment by `tcp-keepalive`'s
 //! core ([`tcp_keepalive::OperatorEnv`]; see `README.md`), and the program cannot undo it.
 //!
-//! Exported: `socket`, `setsockopt`, `accept`, `accept4`. Each calls the real function first and
-//! returns exactly what it returned, with `errno` as it left it.
+//! Exported: `socket`, `setsockopt`, `accept`, `accept4`, `dup`, `dup2`, `dup3`. Each calls the
+//! real function first and returns exactly what it returned, with `errno` as it left it.
 //! - `socket`: a new TCP socket (family `AF_INET`/`AF_INET6`, `(type & 0xf) == SOCK_STREAM`,
 //!   protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`) gets core's writes
 //!   ([`tcp_keepalive::KeepAlive::socket_options`], in its order, `SO_KEEPALIVE` last), made as
@@ -15,8 +15,9 @@
 //!   kernel's `EFAULT`), an invalid value fails in the kernel as it would have, and every other
 //!   call costs one bit test after the real call. `TCP_KEEPALIVE_ENFORCE=off` lets the program win.
 //! - `accept`, `accept4`: a connection accepted from a listener we configured is ours too (Linux
-//!   copied the listener's keep-alive to it), so it is enforced as well. See `tracked.rs` for how
-//!   descriptors are told apart.
+//!   copied the listener's keep-alive to it), so it is enforced as well.
+//! - `dup`, `dup2`, `dup3`: a duplicate of one of our sockets is ours, and a number they reuse
+//!   for anything else is not. See `tracked.rs` for how descriptors are told apart.
 //!
 //! Never harming the host comes first:
 //! - The constructor does everything that may allocate or lock: it finds libc's functions
@@ -500,4 +501,50 @@ pub unsafe extern "C" fn accept4(
     let conn = real::accept4(fd, addr, len, flags);
     accepted(fd, conn);
     conn
+}
+
+/// A duplicate is the same socket as its original: ours exactly when the original is.
+#[inline(always)]
+fn duplicated(old: c_int, new: c_int) {
+    if new >= 0 && new != old {
+        if tracked::contains(old) {
+            tracked::remember(new);
+        } else {
+            tracked::forget(new);
+        }
+    }
+}
+
+/// The `dup()` every program calls: the real one, then one bit copied (a duplicate of one of our
+/// sockets is ours; whatever held the new number before is not).
+///
+/// # Safety
+/// Same contract as `dup(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn dup(fd: c_int) -> c_int {
+    let new = real::dup(fd);
+    duplicated(fd, new);
+    new
+}
+
+/// The `dup2()` every program calls: the real one, then one bit copied (see `dup`).
+///
+/// # Safety
+/// Same contract as `dup2(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    let fd = real::dup2(old, new);
+    duplicated(old, fd);
+    fd
+}
+
+/// The `dup3()` every program calls: the real one, then one bit copied (see `dup`).
+///
+/// # Safety
+/// Same contract as `dup3(2)`; called by C code.
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    let fd = real::dup3(old, new, flags);
+    duplicated(old, fd);
+    fd
 }

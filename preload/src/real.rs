@@ -12,12 +12,18 @@ type SocketFn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 type SetsockoptFn = unsafe extern "C" fn(c_int, c_int, c_int, *const c_void, socklen_t) -> c_int;
 type Accept4Fn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t, c_int) -> c_int;
 type AcceptFn = unsafe extern "C" fn(c_int, *mut sockaddr, *mut socklen_t) -> c_int;
+type DupFn = unsafe extern "C" fn(c_int) -> c_int;
+type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
+type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 
 /// Addresses of libc's functions; 0 = not found (yet): make the system call.
 static SOCKET: AtomicUsize = AtomicUsize::new(0);
 static SETSOCKOPT: AtomicUsize = AtomicUsize::new(0);
 static ACCEPT: AtomicUsize = AtomicUsize::new(0);
 static ACCEPT4: AtomicUsize = AtomicUsize::new(0);
+static DUP: AtomicUsize = AtomicUsize::new(0);
+static DUP2: AtomicUsize = AtomicUsize::new(0);
+static DUP3: AtomicUsize = AtomicUsize::new(0);
 
 /// The next definition of `name` after ours, or 0. Constructor only.
 fn next(name: &'static [u8], ours: usize) -> usize {
@@ -49,6 +55,18 @@ pub(crate) fn resolve() {
         next(b"accept4\0", crate::accept4 as *const () as usize),
         Ordering::Relaxed,
     );
+    DUP.store(
+        next(b"dup\0", crate::dup as *const () as usize),
+        Ordering::Relaxed,
+    );
+    DUP2.store(
+        next(b"dup2\0", crate::dup2 as *const () as usize),
+        Ordering::Relaxed,
+    );
+    DUP3.store(
+        next(b"dup3\0", crate::dup3 as *const () as usize),
+        Ordering::Relaxed,
+    );
 }
 
 // The system calls themselves, for when libc's function is not known: out of line, with the
@@ -76,6 +94,26 @@ unsafe fn sys_setsockopt(
 #[inline(never)]
 unsafe fn sys_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
     libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sys_dup(fd: c_int) -> c_int {
+    libc::syscall(libc::SYS_dup, fd) as c_int
+}
+
+#[cold]
+#[inline(never)]
+unsafe fn sys_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old == new && flags == 0 {
+        // dup2(fd, fd): fd when it is open (aarch64 has no dup2 system call, and dup3 refuses it).
+        return if libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) < 0 {
+            -1
+        } else {
+            new
+        };
+    }
+    libc::syscall(libc::SYS_dup3, old, new, flags) as c_int
 }
 
 /// libc's `socket`.
@@ -138,6 +176,45 @@ pub(crate) unsafe fn accept4(
         0 => sys_accept4(fd, addr, len, flags),
         // SAFETY: dlsym found libc's `accept4`, whose type this is.
         found => mem::transmute::<usize, Accept4Fn>(found)(fd, addr, len, flags),
+    }
+}
+
+/// libc's `dup`.
+///
+/// # Safety
+/// The contract of `dup(2)`.
+#[inline(always)]
+pub(crate) unsafe fn dup(fd: c_int) -> c_int {
+    match DUP.load(Ordering::Relaxed) {
+        0 => sys_dup(fd),
+        // SAFETY: dlsym found libc's `dup`, whose type this is.
+        found => mem::transmute::<usize, DupFn>(found)(fd),
+    }
+}
+
+/// libc's `dup2`.
+///
+/// # Safety
+/// The contract of `dup2(2)`.
+#[inline(always)]
+pub(crate) unsafe fn dup2(old: c_int, new: c_int) -> c_int {
+    match DUP2.load(Ordering::Relaxed) {
+        0 => sys_dup3(old, new, 0),
+        // SAFETY: dlsym found libc's `dup2`, whose type this is.
+        found => mem::transmute::<usize, Dup2Fn>(found)(old, new),
+    }
+}
+
+/// libc's `dup3`.
+///
+/// # Safety
+/// The contract of `dup3(2)`.
+#[inline(always)]
+pub(crate) unsafe fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    match DUP3.load(Ordering::Relaxed) {
+        0 => sys_dup3(old, new, flags),
+        // SAFETY: dlsym found libc's `dup3`, whose type this is.
+        found => mem::transmute::<usize, Dup3Fn>(found)(old, new, flags),
     }
 }
 

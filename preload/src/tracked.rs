@@ -1,13 +1,14 @@
 //! Which descriptors hold a TCP socket this library configured: one bit per descriptor number,
 //! in a fixed table (no allocation, no lock: safe in a signal handler and after `fork`).
 //!
-//! A bit is set when our `socket()` hook configured the socket, or when `accept()`/`accept4()`
+//! A bit is set when our `socket()` hook configured the socket, when `accept()`/`accept4()`
 //! returned a connection of a listener whose bit is set (Linux copies the listener's keep-alive to
-//! it), and cleared whenever one of those hooks returns any other socket at that number. `close`
-//! is not hooked (it would tax every close of every file), so a bit can outlive its socket; the
-//! enforcement path therefore asks the kernel again before it writes (see `enforce` in lib.rs):
-//! a stale bit can at most mean enforcing on a TCP socket the process got at that number another
-//! way (`dup2`, `SCM_RIGHTS`, a raw system call), never touching anything that is not TCP.
+//! it), or when `dup()`/`dup2()`/`dup3()` duplicated a descriptor whose bit is set; it is cleared
+//! whenever one of those hooks returns anything else at that number. `close` is not hooked (it
+//! would tax every close of every file), so a bit can outlive its socket; the enforcement path
+//! therefore asks the kernel again before it writes (see `enforce` in lib.rs): a stale bit can at
+//! most mean enforcing on a TCP socket the process got at that number without any of our hooks
+//! (`SCM_RIGHTS`, `fcntl(F_DUPFD)`, a raw system call), never touching anything that is not TCP.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -426,5 +426,16 @@ fn only_the_hooks_are_exported() {
     assert!(out.status.success());
     let symbols = String::from_utf8(out.stdout).unwrap();
     let symbols: Vec<_> = symbols.lines().collect();
-    assert_eq!(symbols, ["accept", "accept4", "setsockopt", "socket"]);
+    assert_eq!(
+        symbols,
+        [
+            "accept",
+            "accept4",
+            "dup",
+            "dup2",
+            "dup3",
+            "setsockopt",
+            "socket"
+        ]
+    );
 }

@@ -50,6 +50,10 @@ const ENFORCED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("idle-efault", "1", "71", "13", "5", "45678"),
     // Go's 15/15/9 after SO_KEEPALIVE=1: the shorter idle stays, the rest capped.
     ("go-defaults", "1", "15", "13", "5", "45678"),
+    // A duplicate of one of our sockets (dup, dup2, dup3): ours too.
+    ("dup-ka-off", "1", "71", "13", "5", "45678"),
+    ("dup2-ka-off", "1", "71", "13", "5", "45678"),
+    ("dup3-ka-off", "1", "71", "13", "5", "45678"),
     // Accepted from our listener (accept and accept4): ours too.
     ("accepted-ka-off", "1", "71", "13", "5", "45678"),
     ("accepted-idle-longer", "1", "71", "13", "5", "45678"),
@@ -133,6 +137,7 @@ fn other_options_and_other_sockets_are_untouched() {
         "unix-stream-ka-off",
         "raw-syscall-ka-off",
         "reused-by-udp",
+        "dup2-over-ours-ka-off",
     ] {
         assert_eq!(
             bare[case], preloaded[case],
@@ -141,6 +146,7 @@ fn other_options_and_other_sockets_are_untouched() {
     }
     assert_eq!(preloaded["udp4-ka-off"].get("ka"), "0");
     assert_eq!(preloaded["raw-syscall-ka-off"].get("ka"), "0");
+    assert_eq!(preloaded["dup2-over-ours-ka-off"].get("ka"), "0");
     assert_eq!(
         preloaded["reused-by-udp"].get("same"),
         "1",

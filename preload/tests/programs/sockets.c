@@ -328,7 +328,10 @@ static int enforce_cases(void) {
         close(fd);
     }
     /* A TCP socket the hook never saw (a raw system call, as Go makes them): the program wins. */
-    fd = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    /* (At a number none of ours ever had: see tracked.rs on numbers reused behind our back.) */
+    int raw = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    fd = fcntl(raw, F_DUPFD, 62);
+    close(raw);
     v = 0;
     rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
     report_set("raw-syscall-ka-off", fd, rc, err);
@@ -346,6 +349,29 @@ static int enforce_cases(void) {
     opt(ka, sizeof ka, reused, SOL_SOCKET, SO_KEEPALIVE);
     printf("reused-by-udp same=%d set=%s errno=%d ka=%s\n", reused == fd, rc == 0 ? "ok" : "fail", err, ka);
     close(reused);
+    /* A duplicate of one of our sockets is ours (dup, dup2, dup3). */
+    for (int i = 0; i < 3; i++) {
+        static const char *dup_names[] = {"dup-ka-off", "dup2-ka-off", "dup3-ka-off"};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        int d = i == 0 ? dup(fd) : i == 1 ? dup2(fd, 40) : dup3(fd, 41, O_CLOEXEC);
+        v = 0;
+        rc = try_set(d, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        report_set(dup_names[i], d, rc, err);
+        close(d);
+        close(fd);
+    }
+    /* One of our numbers overwritten by dup2 with a TCP socket the hook never saw: not ours. */
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    /* Moved to a number no socket of ours ever had (the lowest free one may have had one). */
+    int made = (int)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
+    int foreign = fcntl(made, F_DUPFD, 60);
+    close(made);
+    dup2(foreign, fd);
+    close(foreign);
+    v = 0;
+    rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+    report_set("dup2-over-ours-ka-off", fd, rc, err);
+    close(fd);
     /* Accepted sockets of one of our listeners, with accept and accept4. */
     int l = socket(AF_INET6, SOCK_STREAM, 0);
     struct sockaddr_in6 a = {0};
