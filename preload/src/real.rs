@@ -3,6 +3,7 @@
 //! lock, which a hook may not). Until the constructor has run, or when the lookup failed, each
 //! hook makes the system call itself; `syscall(2)` sets `errno` exactly like the libc wrapper.
 
+use std::ffi::CStr;
 use std::mem;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -26,10 +27,10 @@ static DUP2: AtomicUsize = AtomicUsize::new(0);
 static DUP3: AtomicUsize = AtomicUsize::new(0);
 
 /// The next definition of `name` after ours, or 0. Constructor only.
-fn next(name: &'static [u8], ours: usize) -> usize {
+fn next(name: &'static CStr, ours: usize) -> usize {
     // SAFETY: a NUL-terminated name; called from the constructor, where ld.so already holds (and
     // may re-take) its lock for this thread.
-    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr().cast()) };
+    let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     if found.is_null() || found as usize == ours {
         0
     } else {
@@ -40,31 +41,31 @@ fn next(name: &'static [u8], ours: usize) -> usize {
 /// Finds libc's functions; called once, by the constructor.
 pub(crate) fn resolve() {
     SOCKET.store(
-        next(b"socket\0", crate::socket as *const () as usize),
+        next(c"socket", crate::socket as *const () as usize),
         Ordering::Relaxed,
     );
     SETSOCKOPT.store(
-        next(b"setsockopt\0", crate::setsockopt as *const () as usize),
+        next(c"setsockopt", crate::setsockopt as *const () as usize),
         Ordering::Relaxed,
     );
     ACCEPT.store(
-        next(b"accept\0", crate::accept as *const () as usize),
+        next(c"accept", crate::accept as *const () as usize),
         Ordering::Relaxed,
     );
     ACCEPT4.store(
-        next(b"accept4\0", crate::accept4 as *const () as usize),
+        next(c"accept4", crate::accept4 as *const () as usize),
         Ordering::Relaxed,
     );
     DUP.store(
-        next(b"dup\0", crate::dup as *const () as usize),
+        next(c"dup", crate::dup as *const () as usize),
         Ordering::Relaxed,
     );
     DUP2.store(
-        next(b"dup2\0", crate::dup2 as *const () as usize),
+        next(c"dup2", crate::dup2 as *const () as usize),
         Ordering::Relaxed,
     );
     DUP3.store(
-        next(b"dup3\0", crate::dup3 as *const () as usize),
+        next(c"dup3", crate::dup3 as *const () as usize),
         Ordering::Relaxed,
     );
 }
