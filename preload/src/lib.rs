@@ -13,7 +13,8 @@
 //!   and, if core's [`tcp_keepalive::KeepAlive::enforce`] says it exceeds the operator's ceiling,
 //!   the ceiling is written over it. The program's pointer is never read (a bad one gets the
 //!   kernel's `EFAULT`), an invalid value fails in the kernel as it would have, and every other
-//!   call costs one bit test after the real call. `TCP_KEEPALIVE_ENFORCE=off` lets the program win.
+//!   call costs a mask test and a bit test, then a jump to libc's. `TCP_KEEPALIVE_ENFORCE=off`
+//!   lets the program win.
 //! - `accept`, `accept4`: a connection accepted from a listener we configured is ours too (Linux
 //!   copied the listener's keep-alive to it), so it is enforced as well.
 //! - `dup`, `dup2`, `dup3`: a duplicate of one of our sockets is ours, and a number they reuse
