@@ -993,6 +993,49 @@ fn run_refuses_a_file_that_is_no_preload_library() -> Result<(), String> {
     Ok(())
 }
 
+/// `run` checks the environment the program inherits as the library will read it, the operator
+/// switches too: an invalid or non-UTF-8 value exits 2 and the program never runs.
+fn run_refuses_invalid_inherited_operator_variables() -> Result<(), String> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempdir("run-bad-env");
+    let marker = dir.join("the-program-ran");
+    let cases: [(&str, &OsStr, &str); 4] = [
+        (
+            "TCP_KEEPALIVE_LOG",
+            OsStr::new("2"),
+            "invalid TCP_KEEPALIVE_LOG: \"2\"",
+        ),
+        (
+            "TCP_KEEPALIVE_LOG",
+            OsStr::from_bytes(b"1\xff"),
+            "invalid TCP_KEEPALIVE_LOG: \"1\\u{fffd}\"",
+        ),
+        (
+            "TCP_KEEPALIVE_ENFORCE",
+            OsStr::new("maybe"),
+            "invalid TCP_KEEPALIVE_ENFORCE: \"maybe\" (allowed: on or off",
+        ),
+        (
+            "TCP_KEEPIDLE",
+            OsStr::new("+5"),
+            "invalid TCP_KEEPIDLE: \"+5\"",
+        ),
+    ];
+    for (name, value, needle) in cases {
+        let out = Command::new(cli_exe())
+            .args(["run", "--preload", "/dev/null", "--", "touch"])
+            .arg(&marker)
+            .env(name, value)
+            .output()
+            .unwrap();
+        expect_fail(&out, 2, &[needle]);
+        assert!(!marker.exists(), "{name}: the program ran");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
 /// `inspect --pid 1` as root without CAP_SYS_PTRACE names the missing capability. PID 1 is that
 /// of a PID namespace of the test's own (`unshare`), never this machine's init; the command runs
 /// there under `setpriv` without CAP_SYS_PTRACE in its bounding set.
@@ -1547,6 +1590,10 @@ fn main() {
         (
             "run_refuses_a_file_that_is_no_preload_library",
             run_refuses_a_file_that_is_no_preload_library,
+        ),
+        (
+            "run_refuses_invalid_inherited_operator_variables",
+            run_refuses_invalid_inherited_operator_variables,
         ),
         (
             "inspect_pid_1_without_cap_sys_ptrace_names_the_capability",
