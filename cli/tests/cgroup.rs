@@ -126,7 +126,12 @@ fn child_main() {
                     value.parse().unwrap(),
                     len.parse().unwrap(),
                 );
-                serde_json::json!({ "ret": ret, "client": readings(fd), "nodelay": raw_get(fd, TCP, libc::TCP_NODELAY) })
+                serde_json::json!({
+                    "ret": ret,
+                    "client": readings(fd),
+                    "nodelay": raw_get(fd, TCP, libc::TCP_NODELAY),
+                    "value": raw_get(fd, level.parse().unwrap(), name.parse().unwrap()),
+                })
             }
             _ => serde_json::json!({ "error": line }),
         };
@@ -504,6 +509,62 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
     assert_eq!(ints(&r["client"])[4], 10000, "{r}");
     let r = p.ask(&format!("set 0 {TCP} {USER_TIMEOUT} 0 4"));
     assert_eq!(ints(&r["client"])[4], 0, "{r}");
+    Ok(())
+}
+
+/// The shared table of contract C1 (`core/tests/data/enforce-cases.tsv`, core's own cases):
+/// each row's requested value set inside the cgroup must do exactly what the expected value
+/// does on a socket outside it (the same return, the same value read back).
+fn shared_enforce_table() -> Outcome {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/enforce-cases.tsv");
+    let Ok(table) = std::fs::read_to_string(&path) else {
+        println!(
+            "  ({} is not in this tree yet: the table above covers C1)",
+            path.display()
+        );
+        return Ok(());
+    };
+    let s = Scratch::new();
+    let mut p = Peer::start(Some(&s.cgroup));
+    p.ask("pair4");
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let control = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let control_fd = std::os::fd::AsRawFd::as_raw_fd(&control);
+    let mut attached_with = String::new();
+    let mut rows = 0;
+    for line in table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert!(f.len() >= 9, "bad row {line:?}");
+        let settings = format!("{} {} {} {}", f[0], f[1], f[2], f[3]);
+        if settings != attached_with {
+            let mut args = vec!["--idle", f[0], "--interval", f[1], "--count", f[2]];
+            let ut = format!("{}ms", f[3]);
+            if f[3] != "-" {
+                args.extend(["--user-timeout", ut.as_str()]);
+            }
+            s.attach(&args);
+            attached_with = settings;
+        }
+        let (level, name): (i32, i32) = (f[4].parse().unwrap(), f[5].parse().unwrap());
+        let (requested, expected): (i32, i32) = (f[7].parse().unwrap(), f[8].parse().unwrap());
+        let want_ret = raw_set(control_fd, level, name, expected, 4);
+        let r = p.ask(&format!("set 0 {level} {name} {requested} 4"));
+        assert_eq!(r["ret"].as_i64(), Some(want_ret), "row {line:?}: {r}");
+        if want_ret == 0 {
+            assert_eq!(
+                r["value"].as_i64(),
+                Some(raw_get(control_fd, level, name)),
+                "row {line:?}: {r}"
+            );
+        }
+        rows += 1;
+    }
+    assert!(rows > 0, "no rows in {}", path.display());
+    println!("  {rows} rows of {}", path.display());
     Ok(())
 }
 
@@ -967,7 +1028,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (
             "new_connections_inside_get_the_settings",
             new_connections_inside_get_the_settings,
@@ -976,6 +1037,7 @@ fn main() {
             "enforcement_caps_the_programs_own_writes",
             enforcement_caps_the_programs_own_writes,
         ),
+        ("shared_enforce_table", shared_enforce_table),
         ("static_go_program", static_go_program),
         ("children_reattach_and_detach", children_reattach_and_detach),
         (
