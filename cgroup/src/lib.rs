@@ -232,6 +232,9 @@ pub struct Status {
     pub capped: u64,
     /// Whether both program links are still pinned.
     pub links_pinned: bool,
+    /// Whether both links are attached to this cgroup (false once the cgroup was removed: its
+    /// links are then defunct and only the pins remain; `detach` cleans them up).
+    pub linked: bool,
 }
 
 /// The kernel's release (`uname -r`) and whether it is at least [`MIN_KERNEL`].
@@ -533,6 +536,19 @@ impl Attachments {
         Ok(s)
     }
 
+    /// Removes the pins of attachments whose cgroup is gone (their links are defunct: the
+    /// kernel reports them attached to no cgroup). Returns the cgroup ids cleaned up.
+    pub fn remove_defunct(&self) -> Result<Vec<u64>, Error> {
+        let mut removed = Vec::new();
+        for s in self.list()? {
+            if s.links_pinned && !s.linked {
+                self.detach_id(s.cgroup_id)?;
+                removed.push(s.cgroup_id);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every attachment under the pin root, by cgroup id. A missing pin root means none.
     pub fn list(&self) -> Result<Vec<Status>, Error> {
         let entries = match std::fs::read_dir(&self.pin_root) {
@@ -671,6 +687,11 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         configured,
         capped,
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
+        linked: [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
+            sys::obj_get(&dir.join(name))
+                .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
+                .is_ok_and(|id| id == cgroup_id)
+        }),
     })
 }
 

@@ -945,6 +945,33 @@ fn agent_attaches_at_kubepods() -> Outcome {
     let pod = s.child("kubepods/burstable/pod-test");
     let kubepods = s.cgroup.join("kubepods");
     let status = |s: &Scratch| s.cli(&["cgroup", "status", kubepods.to_str().unwrap(), "--json"]);
+    // An attachment whose cgroup was removed: its links are defunct, its pins stay, and the
+    // agent clears them when it starts.
+    let gone = s.child("gone");
+    let out = s.cli(&["cgroup", "attach", gone.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    std::fs::remove_dir(&gone).unwrap();
+    // The kernel releases a removed cgroup's programs asynchronously (bounded wait).
+    let start = Instant::now();
+    let v = loop {
+        let out = s.cli(&["cgroup", "status", "--json"]);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        if v["attachments"][0]["linked"] == false || start.elapsed() > Duration::from_secs(10) {
+            break v;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let listed = &v["attachments"][0];
+    assert_eq!(
+        (
+            &listed["linked"],
+            &listed["links_pinned"],
+            &listed["cgroup"]
+        ),
+        (&Value::Bool(false), &Value::Bool(true), &Value::Null),
+        "{v}"
+    );
+    let gone_pins = PathBuf::from(listed["pins"].as_str().unwrap());
     // (--keep-on-exit, idle, what the agent says first, attached after SIGTERM): the third
     // run is a restart over the attachment the second one kept.
     let runs = [
@@ -994,6 +1021,7 @@ fn agent_attaches_at_kubepods() -> Outcome {
             "agent said: {}",
             text(&out)
         );
+        assert!(!gone_pins.exists(), "agent left {}", gone_pins.display());
         assert_eq!(
             code(&status(&s)),
             if stays { 0 } else { 12 },
