@@ -425,7 +425,7 @@ impl Attachments {
         check_kernel()?;
         self.ensure_bpffs()?;
         let dir = self.pins_of(cgroup);
-        if PINS.iter().all(|p| dir.join(p).exists()) {
+        if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             let map = open_map(&dir, PIN_SETTINGS)?;
             let mut array: Array<MapData, MapSettings> = Array::try_from(map)
                 .map_err(|e| Error::other("opening the pinned settings map", e))?;
@@ -434,7 +434,7 @@ impl Attachments {
                 .map_err(|e| Error::from_bpf("updating the pinned settings map", e))?;
             return Ok(Attached::Updated);
         }
-        // A directory with only some of the pins (a crash mid-way, or a cgroup id reused):
+        // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
         remove_pins(&dir)?;
 
@@ -687,11 +687,16 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         configured,
         capped,
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
-        linked: [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
-            sys::obj_get(&dir.join(name))
-                .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
-                .is_ok_and(|id| id == cgroup_id)
-        }),
+        linked: links_attached(dir, cgroup_id),
+    })
+}
+
+/// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).
+fn links_attached(dir: &Path, cgroup_id: u64) -> bool {
+    [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
+        sys::obj_get(&dir.join(name))
+            .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
+            .is_ok_and(|id| id == cgroup_id)
     })
 }
 
