@@ -927,6 +927,24 @@ fn bad_input() -> Outcome {
     assert_eq!(code(&out), 9, "as nobody: {}", text(&out));
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
+    // Root without capabilities: the bounding set emptied before exec leaves uid 0 with none,
+    // so the kernel's own EPERM on loading is what is reported.
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(["cgroup", "attach", &cg])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: only prctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            for cap in 0..64 {
+                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 9, "root without capabilities: {}", text(&out));
+    assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
+    assert!(attached_names(&s.cgroup).is_empty());
     // A relative pin root is refused.
     let out = Command::new(cli_exe())
         .args(["cgroup", "attach", &cg])
