@@ -184,7 +184,7 @@ impl Cgroup {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     return Err(Error::other(
-                        format!("reading {}/cgroup.procs", dir.display()),
+                        format!("read {}/cgroup.procs", dir.display()),
                         e,
                     ))
                 }
@@ -291,25 +291,25 @@ fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
     raise_memlock();
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
-        .map_err(|e| Error::from_bpf("loading the BPF object (creating its maps)", e))?;
+        .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
     {
         let map = ebpf
             .map_mut(PIN_SETTINGS)
-            .ok_or_else(|| Error::other("finding the settings map", "missing in the object"))?;
+            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
         let mut array: Array<&mut MapData, MapSettings> =
-            Array::try_from(map).map_err(|e| Error::other("opening the settings map", e))?;
+            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
         array
             .set(0, settings, 0)
-            .map_err(|e| Error::from_bpf("writing the settings map", e))?;
+            .map_err(|e| Error::from_bpf("write the settings map", e))?;
     }
     let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
     sock_ops
         .load()
-        .map_err(|e| Error::from_bpf("loading the sock_ops program", e))?;
+        .map_err(|e| Error::from_bpf("load the sock_ops program", e))?;
     let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
     setsockopt
         .load()
-        .map_err(|e| Error::from_bpf("loading the cgroup/setsockopt program", e))?;
+        .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
     Ok(ebpf)
 }
 
@@ -319,9 +319,9 @@ where
 {
     let p = ebpf
         .program_mut(name)
-        .ok_or_else(|| Error::other(format!("finding program {name}"), "missing in the object"))?;
+        .ok_or_else(|| Error::other(format!("find program {name}"), "missing in the object"))?;
     p.try_into()
-        .map_err(|e| Error::other(format!("opening program {name}"), e))
+        .map_err(|e| Error::other(format!("open program {name}"), e))
 }
 
 /// Checks that this machine and this process can run the kernel door: the kernel's version,
@@ -428,10 +428,10 @@ impl Attachments {
         if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             let map = open_map(&dir, PIN_SETTINGS)?;
             let mut array: Array<MapData, MapSettings> = Array::try_from(map)
-                .map_err(|e| Error::other("opening the pinned settings map", e))?;
+                .map_err(|e| Error::other("open the pinned settings map", e))?;
             array
                 .set(0, settings, 0)
-                .map_err(|e| Error::from_bpf("updating the pinned settings map", e))?;
+                .map_err(|e| Error::from_bpf("update the pinned settings map", e))?;
             return Ok(Attached::Updated);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
@@ -440,7 +440,7 @@ impl Attachments {
 
         let mut ebpf = load(&settings)?;
         let cgroup_dir = File::open(&cgroup.path)
-            .map_err(|e| Error::other(format!("opening {}", cgroup.path.display()), e))?;
+            .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
             let what = format!("attach the {program} program to {}", cgroup.path.display());
             match e.raw_os_error() {
@@ -460,14 +460,14 @@ impl Attachments {
         let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
         let prog = sock_ops
             .fd()
-            .map_err(|e| Error::other("the sock_ops program's descriptor", e))?;
+            .map_err(|e| Error::other("get the sock_ops program's descriptor", e))?;
         let sock_ops_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SOCK_OPS)
                 .map_err(|e| attach_error("sock_ops", e))?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
         let prog = setsockopt
             .fd()
-            .map_err(|e| Error::other("the setsockopt program's descriptor", e))?;
+            .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
         let setsockopt_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SETSOCKOPT)
                 .map_err(|e| attach_error("setsockopt", e))?;
@@ -478,7 +478,7 @@ impl Attachments {
             for name in [PIN_SETTINGS, PIN_COUNTERS] {
                 let map = ebpf
                     .map(name)
-                    .ok_or_else(|| Error::other(format!("finding map {name}"), "missing"))?;
+                    .ok_or_else(|| Error::other(format!("find map {name}"), "missing"))?;
                 map_data(map)
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
@@ -560,12 +560,7 @@ impl Attachments {
                     source: e,
                 })
             }
-            Err(e) => {
-                return Err(Error::other(
-                    format!("reading {}", self.pin_root.display()),
-                    e,
-                ))
-            }
+            Err(e) => return Err(Error::other(format!("read {}", self.pin_root.display()), e)),
         };
         let mut ids: Vec<u64> = entries
             .flatten()
@@ -621,7 +616,7 @@ fn map_data(map: &Map) -> &MapData {
 
 fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
     let data = MapData::from_pin(dir.join(name))
-        .map_err(|e| Error::from_bpf(&format!("opening {}", dir.join(name).display()), e))?;
+        .map_err(|e| Error::from_bpf(&format!("open {}", dir.join(name).display()), e))?;
     Map::from_map_data(data).map_err(|e| Error::BadMap {
         pins: dir.to_path_buf(),
         reason: e.to_string(),
@@ -658,7 +653,7 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
     let settings = array
         .get(&0, 0)
-        .map_err(|e| Error::from_bpf("reading the settings map", e))?;
+        .map_err(|e| Error::from_bpf("read the settings map", e))?;
     if settings.layout != map::SETTINGS_LAYOUT {
         return Err(bad(format!(
             "layout {} where {} was expected",
