@@ -426,12 +426,7 @@ impl Attachments {
         self.ensure_bpffs()?;
         let dir = self.pins_of(cgroup);
         if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
-            let map = open_map(&dir, PIN_SETTINGS)?;
-            let mut array: Array<MapData, MapSettings> = Array::try_from(map)
-                .map_err(|e| Error::other("open the pinned settings map", e))?;
-            array
-                .set(0, settings, 0)
-                .map_err(|e| Error::from_bpf("update the pinned settings map", e))?;
+            write_settings(&dir, settings)?;
             return Ok(Attached::Updated);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
@@ -472,9 +467,18 @@ impl Attachments {
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SETSOCKOPT)
                 .map_err(|e| attach_error("setsockopt", e))?;
 
+        // The directory is the lock: whoever makes it pins. Another attach of the same cgroup
+        // at the same moment finds it taken, drops its links (detaching them) and updates the
+        // winner's map once its pins are complete.
+        if let Err(e) = std::fs::create_dir(&dir) {
+            drop((sock_ops_link, setsockopt_link));
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(pin_error(&dir, e));
+            }
+            return self.update_when_pinned(&dir, cgroup, settings);
+        }
         // Until every pin is made, dropping the links detaches them again.
         let pinned = (|| -> Result<(), Error> {
-            std::fs::create_dir(&dir).map_err(|e| pin_error(&dir, e))?;
             for name in [PIN_SETTINGS, PIN_COUNTERS] {
                 let map = ebpf
                     .map(name)
@@ -497,6 +501,29 @@ impl Attachments {
             return Err(e);
         }
         Ok(Attached::New)
+    }
+
+    /// The concurrent attach's pins, once complete (bounded wait), get our settings.
+    fn update_when_pinned(
+        &self,
+        dir: &Path,
+        cgroup: &Cgroup,
+        settings: MapSettings,
+    ) -> Result<Attached, Error> {
+        for _ in 0..100 {
+            if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+                write_settings(dir, settings)?;
+                return Ok(Attached::Updated);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(Error::other(
+            format!("attach to {}", cgroup.path.display()),
+            format!(
+                "{} appeared while attaching and is still incomplete (another tcp-keepalive attaching at the same time?); run attach again",
+                dir.display()
+            ),
+        ))
     }
 
     /// Detaches our programs from `cgroup` and removes its pins; other programs stay attached.
@@ -684,6 +711,16 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
         linked: links_attached(dir, cgroup_id),
     })
+}
+
+/// Writes the one entry of the pinned settings map: an update in place.
+fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
+    let map = open_map(dir, PIN_SETTINGS)?;
+    let mut array: Array<MapData, MapSettings> =
+        Array::try_from(map).map_err(|e| Error::other("open the pinned settings map", e))?;
+    array
+        .set(0, settings, 0)
+        .map_err(|e| Error::from_bpf("update the pinned settings map", e))
 }
 
 /// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).

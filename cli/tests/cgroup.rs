@@ -682,6 +682,37 @@ fn children_reattach_and_detach() -> Outcome {
     Ok(())
 }
 
+/// Attaches of one cgroup at the same moment: one set of programs, the others update it.
+fn concurrent_attaches() -> Outcome {
+    let s = Scratch::new();
+    let cg = s.cgroup.to_str().unwrap().to_string();
+    let runs: Vec<Child> = (1..=6)
+        .map(|idle| {
+            Command::new(cli_exe())
+                .args(["cgroup", "attach", &cg, "--idle", &idle.to_string()])
+                .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut new = 0;
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        new += usize::from(text(&out).starts_with("attached to "));
+    }
+    assert_eq!(new, 1, "exactly one attach makes the programs");
+    let mut names = attached_names(&s.cgroup);
+    names.sort();
+    assert_eq!(names, ["enforce_keepalive", "set_keepalive"]);
+    let idle = s.status()["attachments"][0]["idle_s"].as_i64().unwrap();
+    let mut p = Peer::start(Some(&s.cgroup));
+    assert_eq!(ints(&p.ask("pair4")["client"])[1], idle);
+    Ok(())
+}
+
 /// Connections open before `attach` are changed by its sweep, in the cgroup and below.
 fn attach_sweeps_open_connections() -> Outcome {
     let s = Scratch::new();
@@ -1088,7 +1119,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cases: [Case; 9] = [
+    let cases: &[Case] = &[
         (
             "new_connections_inside_get_the_settings",
             new_connections_inside_get_the_settings,
@@ -1105,11 +1136,12 @@ fn main() {
             attach_sweeps_open_connections,
         ),
         ("other_programs_stay_attached", other_programs_stay_attached),
+        ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, case) in &cases {
+    for (name, case) in cases {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
