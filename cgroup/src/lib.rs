@@ -465,13 +465,26 @@ impl Attachments {
             .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
         let setsockopt_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SETSOCKOPT)
-                .map_err(|e| attach_error("setsockopt", e))?;
+                .map_err(|e| {
+                    // Nothing half-attached, and at once (not when the kernel frees the link).
+                    let _ = sys::link_detach(sock_ops_link.as_fd());
+                    attach_error("setsockopt", e)
+                })?;
 
         // The directory is the lock: whoever makes it pins. Another attach of the same cgroup
         // at the same moment finds it taken, drops its links (detaching them) and updates the
         // winner's map once its pins are complete.
+        let links = [
+            (PIN_SOCK_OPS, sock_ops_link),
+            (PIN_SETSOCKOPT, setsockopt_link),
+        ];
+        let undo_links = || {
+            for (_, link) in &links {
+                let _ = sys::link_detach(link.as_fd());
+            }
+        };
         if let Err(e) = std::fs::create_dir(&dir) {
-            drop((sock_ops_link, setsockopt_link));
+            undo_links();
             if e.kind() != io::ErrorKind::AlreadyExists {
                 return Err(pin_error(&dir, e));
             }
@@ -487,16 +500,13 @@ impl Attachments {
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
             }
-            let links = [
-                (PIN_SOCK_OPS, sock_ops_link),
-                (PIN_SETSOCKOPT, setsockopt_link),
-            ];
-            for (name, link) in links {
+            for (name, link) in &links {
                 sys::pin(link.as_fd(), &dir.join(name)).map_err(|e| pin_error(&dir, e))?;
             }
             Ok(())
         })();
         if let Err(e) = pinned {
+            undo_links();
             let _ = remove_pins(&dir);
             return Err(e);
         }
@@ -526,7 +536,8 @@ impl Attachments {
         ))
     }
 
-    /// Detaches our programs from `cgroup` and removes its pins; other programs stay attached.
+    /// Detaches our programs from `cgroup` (at once) and removes its pins; other programs stay
+    /// attached.
     /// New connections then get the system defaults again; existing ones keep their settings.
     pub fn detach(&self, cgroup: &Cgroup) -> Result<(), Error> {
         let dir = self.pins_of(cgroup);
@@ -657,7 +668,13 @@ fn remove_pins(dir: &Path) -> Result<(), Error> {
     }
     for name in PINS {
         let path = dir.join(name);
-        // A link pin's removal detaches the link once no descriptor holds it.
+        // Detached now, not when the kernel gets round to freeing the link; a pin that is no
+        // link (or a kernel before 5.9) is just removed.
+        if name == PIN_SOCK_OPS || name == PIN_SETSOCKOPT {
+            if let Ok(link) = sys::obj_get(&path) {
+                let _ = sys::link_detach(link.as_fd());
+            }
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
