@@ -34,7 +34,7 @@ mod sys;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -409,6 +409,19 @@ impl Attachments {
         })
     }
 
+    /// An exclusive lock on the pin root, held while pins are checked, made or removed, so
+    /// attaches and detaches by several processes (an agent restarting while someone attaches
+    /// by hand) take turns. Released when the returned descriptor is dropped.
+    fn lock(&self) -> Result<File, Error> {
+        let dir = File::open(&self.pin_root).map_err(|e| pin_error(&self.pin_root, e))?;
+        // SAFETY: flock on a descriptor we own; it blocks until the other holder is done
+        // (they hold it for the few milliseconds an attach takes).
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(pin_error(&self.pin_root, io::Error::last_os_error()));
+        }
+        Ok(dir)
+    }
+
     /// Attaches both programs to `cgroup` with these settings, or, when already attached,
     /// updates its settings map in place (links stay, no connection is missed). Enforcement on
     /// caps the programs' own keep-alive writes (see the crate's README).
@@ -424,6 +437,7 @@ impl Attachments {
         let settings = MapSettings::new(keepalive, enforce);
         check_kernel()?;
         self.ensure_bpffs()?;
+        let _lock = self.lock()?;
         let dir = self.pins_of(cgroup);
         if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             write_settings(&dir, settings)?;
@@ -471,9 +485,8 @@ impl Attachments {
                     attach_error("setsockopt", e)
                 })?;
 
-        // The directory is the lock: whoever makes it pins. Another attach of the same cgroup
-        // at the same moment finds it taken, drops its links (detaching them) and updates the
-        // winner's map once its pins are complete.
+        // Under the lock nobody else makes this directory; should a process that ignores it
+        // (an older version) have made it meanwhile, ours go and its attachment is updated.
         let links = [
             (PIN_SOCK_OPS, sock_ops_link),
             (PIN_SETSOCKOPT, setsockopt_link),
@@ -551,6 +564,11 @@ impl Attachments {
     }
 
     fn detach_dir(&self, dir: &Path, what: &Path) -> Result<(), Error> {
+        let _lock = if self.pin_root.is_dir() {
+            Some(self.lock()?)
+        } else {
+            None
+        };
         if !dir.is_dir() {
             return Err(Error::NotAttached {
                 path: what.to_path_buf(),
