@@ -682,6 +682,53 @@ fn children_reattach_and_detach() -> Outcome {
     Ok(())
 }
 
+/// The command with only these capabilities (root's bounding set cut down before exec).
+fn cli_with_caps(s: &Scratch, args: &[&str], keep: &'static [u32]) -> Output {
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(args).env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: only prctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for cap in 0..64u32 {
+                if !keep.contains(&cap) {
+                    libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
+                }
+            }
+            Ok(())
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// CAP_BPF and CAP_NET_ADMIN are enough: the verifier takes both programs without CAP_PERFMON
+/// or CAP_SYS_ADMIN (the pin root already exists, as on a node whose bpffs is mounted).
+fn least_privileges() -> Outcome {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_BPF: u32 = 39;
+    let s = Scratch::new();
+    std::fs::create_dir_all(&s.pins).unwrap();
+    let cg = s.cgroup.to_str().unwrap();
+    let out = cli_with_caps(
+        &s,
+        &["cgroup", "attach", cg, "--idle", "9"],
+        &[CAP_BPF, CAP_NET_ADMIN],
+    );
+    assert_eq!(
+        code(&out),
+        0,
+        "with CAP_BPF + CAP_NET_ADMIN: {}",
+        text(&out)
+    );
+    let mut p = Peer::start(Some(&s.cgroup));
+    assert_eq!(ints(&p.ask("pair4")["client"])[..2], [1, 9]);
+    let out = cli_with_caps(&s, &["cgroup", "detach", cg], &[CAP_BPF, CAP_NET_ADMIN]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = cli_with_caps(&s, &["cgroup", "attach", cg], &[CAP_NET_ADMIN]);
+    assert_eq!(code(&out), 9, "without CAP_BPF: {}", text(&out));
+    assert!(attached_names(&s.cgroup).is_empty());
+    Ok(())
+}
+
 /// Two cgroups, two attachments, each with its own settings; detaching one leaves the other.
 fn one_attachment_per_cgroup() -> Outcome {
     let s = Scratch::new();
@@ -991,19 +1038,7 @@ fn bad_input() -> Outcome {
     assert!(attached_names(&s.cgroup).is_empty());
     // Root without capabilities: the bounding set emptied before exec leaves uid 0 with none,
     // so the kernel's own EPERM on loading is what is reported.
-    let mut cmd = Command::new(cli_exe());
-    cmd.args(["cgroup", "attach", &cg])
-        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
-    // SAFETY: only prctl between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            for cap in 0..64 {
-                libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0);
-            }
-            Ok(())
-        });
-    }
-    let out = cmd.output().unwrap();
+    let out = cli_with_caps(&s, &["cgroup", "attach", &cg], &[]);
     assert_eq!(code(&out), 9, "root without capabilities: {}", text(&out));
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
@@ -1168,6 +1203,7 @@ fn main() {
         ),
         ("other_programs_stay_attached", other_programs_stay_attached),
         ("one_attachment_per_cgroup", one_attachment_per_cgroup),
+        ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
