@@ -218,7 +218,7 @@ pub fn run_apply(
     let mut outcomes: Vec<Outcome> = Vec::new();
     // One duplicate at a time: any number of sockets under any open-file limit.
     let total = process.each_tcp_socket(|s| {
-        if peer.map_or(true, |p| p.matches(s.entry.peer())) {
+        if peer.is_none_or(|p| p.matches(s.entry.peer())) {
             let (before, after, error) = apply_one(&keepalive, &s);
             outcomes.push(Outcome {
                 socket: Listed::of(&s),

@@ -21,7 +21,8 @@ pub struct Timings {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<String>,
     /// How long sent data may stay unacknowledged (TCP_USER_TIMEOUT): 1ms to 2147483647ms
-    /// [default: apply keeps the socket's own; run sets none unless TCP_KEEPALIVE_USER_TIMEOUT is set]
+    /// [default: apply keeps the socket's own; run sets none unless TCP_KEEPALIVE_USER_TIMEOUT is set;
+    /// cgroup sets none, so programs' own stay]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub user_timeout: Option<String>,
 }
@@ -123,7 +124,7 @@ impl Peer {
             None => false,
             Some(p) => {
                 canonical(p.ip()) == canonical(self.ip)
-                    && self.port.map_or(true, |port| port == p.port())
+                    && self.port.is_none_or(|port| port == p.port())
             }
         }
     }
