@@ -978,7 +978,7 @@ fn bad_input() -> Outcome {
         (
             vec!["attach".into(), cg.clone(), "--idle".into(), "0".into()],
             2,
-            "invalid idle: \"0s\"",
+            "invalid idle: \"0\"",
         ),
         (
             vec!["attach".into(), cg.clone(), "--count".into(), "128".into()],
