@@ -36,6 +36,7 @@ rust_checks() {
     # python3-dev: the Python binding's unit tests link libpython (pyo3 embeds an interpreter).
     need_packages build-essential pkg-config python3-dev &&
         cargo fmt --all --check &&
+        python3 scripts/check-rust-version.py &&
         cargo clippy --workspace --all-targets -- -D warnings &&
         RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps &&
         cargo test --workspace &&

@@ -152,7 +152,7 @@ fn find_real_socket() -> usize {
     }
     // Racing threads all get the same answer from dlsym; storing it twice is harmless.
     // SAFETY: dlsym with a NUL-terminated name.
-    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, b"socket\0".as_ptr().cast()) };
+    let next = unsafe { libc::dlsym(libc::RTLD_NEXT, c"socket".as_ptr()) };
     if next.is_null() || ptr::eq(next, socket as *const libc::c_void) {
         return 0;
     }
