@@ -3,6 +3,7 @@
 
 mod doctor;
 mod fail;
+mod install;
 mod process;
 mod run;
 mod sockets;
@@ -34,7 +35,7 @@ Exit codes:
   3    no such process (ESRCH)
   4    not permitted (needs CAP_SYS_PTRACE, or the same user under kernel.yama.ptrace_scope)
   5    the kernel has no pidfd_getfd (ENOSYS: needs Linux 5.6)
-  6    run: libkeepalive.so not found (pass --preload PATH)
+  6    run, install-preload: libkeepalive.so not found (pass --preload PATH)
   7    apply: no TCP socket of the process matched (nothing was changed)
   126  run: the command could not be executed
   127  run: the command was not found
@@ -130,6 +131,24 @@ enum Cmd {
         )]
         command: Vec<OsString>,
     },
+    /// Copy libkeepalive.so into DIR (an init container filling a volume shared with the app).
+    ///
+    /// Copies the library that ships beside this binary (in the image:
+    /// /usr/local/lib/libkeepalive.so) to DIR/libkeepalive.so, mode 0644, atomically (a
+    /// temporary file renamed over the old one). The application's container then sets
+    /// LD_PRELOAD=DIR/libkeepalive.so.
+    #[command(
+        name = "install-preload",
+        after_help = "Example (Kubernetes init container, image tcp-keepalive:0.1.0):\n  args: [\"install-preload\", \"/shared\"]"
+    )]
+    InstallPreload {
+        /// An existing directory, e.g. the shared volume's mount point.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The library to copy [default: libkeepalive.so next to this binary, or ../lib/].
+        #[arg(long, value_name = "PATH")]
+        preload: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -155,6 +174,7 @@ fn main() {
             log,
             command,
         } => run::run_run(timings, preload.as_deref(), *log, command),
+        Cmd::InstallPreload { dir, preload } => install::run_install(dir, preload.as_deref()),
     };
     let code = match result {
         Ok(code) => code,
