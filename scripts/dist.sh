@@ -150,6 +150,7 @@ image() {
         "${b[@]}" copy --chmod 0644 "$ctr" "$DIST/linux-$arch/lib/libkeepalive.so" /usr/local/lib/libkeepalive.so >/dev/null
         "${b[@]}" config --arch "$oci_arch" --os linux \
             --entrypoint '["/usr/local/bin/tcp-keepalive"]' --cmd '["--help"]' \
+            --created-by "scripts/dist.sh (tcp-keepalive $VERSION)" \
             --label "org.opencontainers.image.title=tcp-keepalive" \
             --label "org.opencontainers.image.version=$VERSION" \
             --label "org.opencontainers.image.licenses=MIT OR Apache-2.0" "$ctr"

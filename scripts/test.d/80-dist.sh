@@ -11,7 +11,8 @@
 #     in Debian's arm64 Python (apt-get download + dpkg-deb -x), values read back with getsockopt;
 #   - the image read back with skopeo, each arch unpacked with umoci, its files and config checked,
 #     and its command run from the unpacked root with chroot as user 65534 (arm64 through
-#     qemu-aarch64-static copied into the root): --version and install-preload into a directory.
+#     qemu-aarch64-static copied into the root): --version and install-preload into a directory;
+#   - cargo publish --dry-run for the crates that are published.
 # Containers themselves cannot run on this machine (see FACTS.md); chroot is the closest.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -236,6 +237,13 @@ PY
     echo "$oci_arch: install-preload /shared copied the library, mode 0644, as user 65534"
 }
 
+# crates.io's own packaging check: the core alone, and the command together with it (it cannot
+# resolve tcp-keepalive 0.1.0 from crates.io before the core is published).
+publish_dry_run() {
+    cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive &&
+        cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive -p tcp-keepalive-cli
+}
+
 image() {
     local index
     index=$(skopeo inspect --raw "oci-archive:$DIST/tcp-keepalive-$VERSION.oci.tar:tcp-keepalive:$VERSION") || return 1
@@ -262,6 +270,7 @@ if [ ${#failed_parts[@]} -eq 0 ]; then
     part "arm64 libkeepalive.so under an arm64 C program (qemu-user)" preload_arm64
     part "arm64 wheel in Debian's arm64 Python (qemu-user)" wheel_arm64
     part "the image: index, files, command run from the unpacked roots" image
+    part "cargo publish --dry-run: tcp-keepalive, and tcp-keepalive-cli with it" publish_dry_run
 fi
 echo
 echo "dist: ${passed} parts passed, ${#failed_parts[@]} failed ($((SECONDS - start)) s)"
