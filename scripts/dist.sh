@@ -139,6 +139,8 @@ image() {
     local store=$ROOT/target/dist-buildah
     local b=(buildah --root "$store/root" --runroot "$store/run" --storage-driver vfs)
     local list=localhost/$IMAGE
+    # Working containers a failed run left behind; this storage is ours alone.
+    "${b[@]}" rm --all >/dev/null 2>&1 || true
     "${b[@]}" manifest rm "$list" >/dev/null 2>&1 || true
     "${b[@]}" manifest create "$list" >/dev/null
     for arch in "${ARCHES[@]}"; do
