@@ -37,6 +37,7 @@ rust_checks() {
     # clang, libbpf-dev, linux-libc-dev: the kernel door's build.rs compiles its BPF programs.
     need_packages build-essential pkg-config python3-dev clang libbpf-dev linux-libc-dev &&
         cargo fmt --all --check &&
+        python3 scripts/check-rust-version.py &&
         cargo clippy --workspace --all-targets -- -D warnings &&
         RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps &&
         cargo test --workspace &&

@@ -14,7 +14,7 @@ pub mod code {
     pub const PERMISSION: i32 = 4;
     /// The kernel has no `pidfd_open`/`pidfd_getfd` (ENOSYS: before Linux 5.6).
     pub const NO_PIDFD: i32 = 5;
-    /// `run`: `libkeepalive.so` was not found.
+    /// `run`, `install-preload`: `libkeepalive.so` was not found.
     pub const NO_PRELOAD: i32 = 6;
     /// `apply`: no TCP socket of the process matched.
     pub const NO_MATCH: i32 = 7;

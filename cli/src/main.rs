@@ -5,6 +5,7 @@ mod cgroup;
 mod doctor;
 mod elf;
 mod fail;
+mod install;
 mod process;
 mod run;
 mod sockets;
@@ -37,7 +38,7 @@ Exit codes:
   3    no such process (ESRCH)
   4    not permitted (needs CAP_SYS_PTRACE, or the same user under kernel.yama.ptrace_scope)
   5    the kernel has no pidfd_getfd (ENOSYS: needs Linux 5.6)
-  6    run: libkeepalive.so not found, or not a preload library this machine can load
+  6    run, install-preload: libkeepalive.so not found, or not a preload library this machine can load
   7    apply: no TCP socket of the process matched (nothing was changed)
   8    cgroup: not a cgroup v2 directory (not a directory, cgroup v1, a plain directory)
   9    cgroup: not permitted to use BPF (needs CAP_BPF and CAP_NET_ADMIN, or root)
@@ -147,6 +148,24 @@ enum Cmd {
     /// or lengthening it. Linux 5.9+, cgroup v2, CAP_BPF + CAP_NET_ADMIN (root).
     #[command(subcommand)]
     Cgroup(cgroup::CgroupCmd),
+    /// Copy libkeepalive.so into DIR (an init container filling a volume shared with the app).
+    ///
+    /// Copies the library that ships beside this binary (in the image:
+    /// /usr/local/lib/libkeepalive.so) to DIR/libkeepalive.so, mode 0644, atomically (a
+    /// temporary file renamed over the old one). The application's container then sets
+    /// LD_PRELOAD=DIR/libkeepalive.so.
+    #[command(
+        name = "install-preload",
+        after_help = "Example (Kubernetes init container, image tcp-keepalive:0.1.0):\n  args: [\"install-preload\", \"/shared\"]"
+    )]
+    InstallPreload {
+        /// An existing directory, e.g. the shared volume's mount point.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// The library to copy [default: libkeepalive.so next to this binary, or ../lib/].
+        #[arg(long, value_name = "PATH")]
+        preload: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -173,6 +192,7 @@ fn main() {
             command,
         } => run::run_run(timings, preload.as_deref(), *log, command),
         Cmd::Cgroup(cmd) => cgroup::run_cgroup(cmd),
+        Cmd::InstallPreload { dir, preload } => install::run_install(dir, preload.as_deref()),
     };
     let code = match result {
         Ok(code) => code,
