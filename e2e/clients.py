@@ -26,6 +26,10 @@ Fields of Client:
              server logged the client's request (the client is connected and waiting); its
              environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
              row starts an unmodified client without keep-alive and turns it on from outside.
+  cgroup     True: the kernel door. Each run is started in a cgroup v2 of its own that the lab
+             makes; a "with" run's cgroup is attached first with `tcp-keepalive cgroup attach` and
+             the scenario's timings (the program is unmodified and ignores LAB_KEEPALIVE), a
+             "without" run's is left unattached. In a server row the cgroup holds the server.
   server     a row that judges a server, not its client (the scenarios of SERVER_SCENARIOS only):
              the server command of its "with" run, started in the server namespace with
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
@@ -42,6 +46,9 @@ SCENARIOS = ("idle-drop", "idle-drop-v6", "peer-vanishes", "black-hole")
 SERVER_SCENARIOS = ("server-vanished-client",)
 
 PRELOAD_LIB = "target/release/libkeepalive.so"
+# The command the cgroup rows attach with, and the script that builds it.
+CLI = "target/release/tcp-keepalive"
+CLI_BUILD = "scripts/build-cli.sh"
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,7 @@ class Client:
     build: Optional[str] = None
     after_request: Optional[Sequence[str]] = None
     server: Optional[Sequence[str]] = None
+    cgroup: bool = False
 
 
 CLIENTS = [
@@ -134,5 +142,33 @@ CLIENTS = [
         scenarios=SERVER_SCENARIOS,
         server=["{venv}/bin/python", "e2e/server.py", "--keepalive"],
         build="scripts/build-python.sh",
+    ),
+    # The kernel door: an unmodified static Go client (CGO_ENABLED=0, plain net/http with its
+    # default transport), which no preload reaches. Go turns keep-alive on itself after connect
+    # (idle 30 s, interval 15 s, count 9 on Go 1.23+), far too late for the middlebox; in the
+    # attached cgroup the BPF program sets the scenario's timings and, enforcing, caps Go's own.
+    Client(
+        name="go-static-cgroup",
+        argv=["target/lab/go-client"],
+        cgroup=True,
+        build="scripts/build-go-client.sh",
+    ),
+    # The kernel door: an unmodified static C client (gcc -static, socket/connect/send/recv).
+    Client(
+        name="c-static-cgroup",
+        argv=["target/lab/c-static-client"],
+        cgroup=True,
+        build="scripts/build-c-client.sh",
+    ),
+    # The kernel door, server side: the seed's plain server (no --keepalive, it never imports the
+    # package) started in an attached cgroup; its accepted sockets get keep-alive from the BPF
+    # program. "without" is the lab's plain server.
+    Client(
+        name="server-plain-cgroup",
+        argv=["{python}", "e2e/clients/vanishing_client.py"],
+        scenarios=SERVER_SCENARIOS,
+        server=["{python}", "e2e/server.py"],
+        cgroup=True,
+        build=CLI_BUILD,
     ),
 ]

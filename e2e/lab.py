@@ -35,6 +35,7 @@ Python 3 standard library only. Every wait is bounded; namespaces and processes 
 
 import argparse
 import atexit
+import json
 import os
 import re
 import secrets
@@ -399,9 +400,14 @@ table inet lab {
                    check=False)
         return bool(done.stdout.strip())
 
-    def spawn(self, ns: str, argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
+    def spawn(self, ns: str, argv: List[str], env: Dict[str, str],
+              cgroup: Optional[str] = None) -> subprocess.Popen:
+        # A cgroup is joined before `ip netns exec`, which mounts a /sys of its own: a shell
+        # writes its PID into cgroup.procs and execs the rest (the PID stays the client's).
+        join = [] if cgroup is None else [
+            "sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "lab-join-cgroup", cgroup]
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns] + argv,
+            join + ["ip", "netns", "exec", ns] + argv,
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -428,6 +434,128 @@ table inet lab {
 
 
 # --------------------------------------------------------------------------------------------
+# The kernel door's cgroups
+
+
+def cgroup2_mount() -> Optional[str]:
+    """Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host."""
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "cgroup2":
+                    return fields[1]
+    except OSError:
+        pass
+    return None
+
+
+def cli_path() -> str:
+    return os.path.join(ROOT, client_table.CLI)
+
+
+class Cgroups:
+    """A phase's cgroups: one per run of a cgroup row (and per cgroup server), below
+    tkl-<run id>-<phase> at the cgroup v2 root. `down` detaches what was attached, kills the lab's
+    processes still inside (only the lab puts processes there) and removes the directories."""
+
+    def __init__(self, run_id: str, phase: str):
+        self.root = cgroup2_mount()
+        self.parent = os.path.join(self.root or "/nonexistent", f"tkl-{run_id}-{phase}")
+        self._made: List[str] = []
+        self._attached: List[str] = []
+
+    def make(self, name: str) -> str:
+        if self.root is None:
+            raise RuntimeError("no cgroup v2 mount in /proc/mounts")
+        if not self._made:
+            CLEANUP.add(self.down)
+            os.mkdir(self.parent)
+            self._made.append(self.parent)
+        path = os.path.join(self.parent, re.sub(r"[^a-z0-9-]", "-", name))
+        os.mkdir(path)
+        self._made.append(path)
+        return path
+
+    def attach(self, path: str, keepalive: Dict[str, str]) -> str:
+        """`tcp-keepalive cgroup attach` with the scenario's timings; its last line."""
+        argv = [cli_path(), "cgroup", "attach", path,
+                "--idle", keepalive["TCP_KEEPALIVE_IDLE"],
+                "--interval", keepalive["TCP_KEEPALIVE_INTERVAL"],
+                "--count", keepalive["TCP_KEEPALIVE_COUNT"]]
+        if "TCP_KEEPALIVE_USER_TIMEOUT" in keepalive:
+            argv += ["--user-timeout", keepalive["TCP_KEEPALIVE_USER_TIMEOUT"]]
+        self._attached.append(path)  # before the call: a failed attach is detached too
+        done = run(argv, check=False)
+        if done.returncode != 0:
+            said = done.stderr.strip().splitlines() or done.stdout.strip().splitlines()
+            raise RuntimeError(f"tcp-keepalive cgroup attach failed (exit {done.returncode}): "
+                               f"{said[0][:160] if said else 'nothing said'}")
+        said = done.stdout.strip().splitlines()
+        return said[-1][:160] if said else ""
+
+    def down(self):
+        for path in reversed(self._attached):
+            run([cli_path(), "cgroup", "detach", path], check=False)
+        self._attached.clear()
+        for path in reversed(self._made):
+            for _ in range(50):  # bounded: 5 s for the killed processes to leave
+                try:
+                    with open(os.path.join(path, "cgroup.procs")) as procs:
+                        pids = [int(p) for p in procs.read().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                print(f"lab: could not remove cgroup {path}", file=sys.stderr)
+        self._made.clear()
+
+
+def keepalive_of_client(pid: int, client_port: int) -> str:
+    """The client socket's keep-alive as the kernel has it (`tcp-keepalive inspect --pid`):
+    `off`, or `idle/interval/count` in seconds with `+ut<ms>` for a user timeout."""
+    done = run([cli_path(), "inspect", "--pid", str(pid), "--json"], check=False)
+    if done.returncode != 0:
+        said = (done.stdout + done.stderr).strip().splitlines()
+        return f"? (inspect exit {done.returncode}: {said[-1][:80] if said else ''})"
+    for sock in json.loads(done.stdout).get("sockets", []):
+        if sock.get("local", "").rsplit(":", 1)[-1] == str(client_port):
+            k = sock["keepalive"]
+            if not k["enabled"]:
+                return "off"
+            text = f"{k['idle_s']}/{k['interval_s']}/{k['count']}"
+            return text + (f"+ut{k['user_timeout_ms']}" if k.get("user_timeout_ms") is not None else "")
+    return f"? (no socket from port {client_port})"
+
+
+def within_ceiling(seen: str, keepalive: Dict[str, str]) -> bool:
+    """Whether what the kernel has is on and no longer than the scenario's timings: the kernel
+    door's enforcement lets a program choose shorter ones (Go's count 9 becomes min(9, 6))."""
+    m = re.fullmatch(r"(\d+)/(\d+)/(\d+)(?:\+ut(\d+))?", seen)
+    if not m:
+        return False
+    idle, interval, count = (int(m.group(i)) for i in (1, 2, 3))
+    if (idle > int(keepalive["TCP_KEEPALIVE_IDLE"]) or interval > int(keepalive["TCP_KEEPALIVE_INTERVAL"])
+            or count > int(keepalive["TCP_KEEPALIVE_COUNT"])):
+        return False
+    if "TCP_KEEPALIVE_USER_TIMEOUT" in keepalive:
+        wanted = int(keepalive["TCP_KEEPALIVE_USER_TIMEOUT"]) * 1000
+        return m.group(4) is not None and int(m.group(4)) <= wanted
+    return True
+
+
+# --------------------------------------------------------------------------------------------
 # The server and its events
 
 
@@ -436,8 +564,9 @@ class Server:
     on arrival. By default the plain server, run by the lab's own python, on PORT."""
 
     def __init__(self, net: Network, on_request, port: int = PORT, argv: Optional[List[str]] = None,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, cgroup: Optional[str] = None):
         self.net = net
+        self.cgroup = cgroup  # a cgroup row's server runs in it
         self.on_request = on_request
         self.port = port
         self.argv = (argv or [sys.executable, os.path.join(HERE, "server.py")]) + ["--port", str(port)]
@@ -451,7 +580,7 @@ class Server:
 
     def start(self):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = self.net.spawn(self.net.server, self.argv, env)
+        self.proc = self.net.spawn(self.net.server, self.argv, env, cgroup=self.cgroup)
         threading.Thread(target=self._read, daemon=True).start()
         until = time.monotonic() + 15
         while not self.ready.wait(0.1):
@@ -551,6 +680,9 @@ class Run:
     server_keepalive: str = "?"  # its listening socket's keep-alive (READY)
     server_waiting: Optional[bool] = None  # server scenario: ss at the deadline showed the flow
     observed: Optional[float] = None  # when the lab looked (request + deadline)
+    cgroup: Optional[str] = None  # a cgroup row's run: its cgroup
+    attached: Optional[str] = None  # what `tcp-keepalive cgroup attach` said ("with" runs)
+    client_keepalive: Optional[str] = None  # a cgroup row's client socket at the request (kernel)
 
     @property
     def kill_after(self) -> float:
@@ -608,6 +740,15 @@ def client_argv(client, argv=None) -> List[str]:
 def judge(r: Run):
     """Holds one run to its scenario's expectation; a control run must miss it."""
     _judge(r)
+    if r.verdict and r.client.cgroup and r.mode == "with" and not r.control:
+        # The kernel door must be why it passed: the socket had keep-alive on, within the
+        # scenario's timings, read from the kernel (the client's socket by `tcp-keepalive
+        # inspect`, the server's accepted socket by the server itself).
+        seen = str(r.ev.get("keepalive", "?")) if r.client.server else (r.client_keepalive or "?")
+        if not within_ceiling(seen, r.scenario.keepalive):
+            r.verdict = False
+            r.why = (f"the socket's keep-alive in the kernel was {seen}, not on within "
+                     f"{r.scenario.keepalive_text}")
     if r.control and not r.error and not r.killed:
         r.verdict = not r.verdict
         r.why = "" if r.verdict else "met the expectation with keep-alive withheld: the check cannot fail"
@@ -734,7 +875,9 @@ def _judge_server(r: Run):
 def build(clients) -> Dict[str, str]:
     """Runs each build script once; returns {script: error} for those that failed."""
     failed = {}
-    for script in sorted({c.build for c in clients if c.build}):
+    scripts = {c.build for c in clients if c.build}
+    scripts |= {client_table.CLI_BUILD for c in clients if c.cgroup}  # they attach with the CLI
+    for script in sorted(scripts):
         path = os.path.join(ROOT, script)
         if not os.path.exists(path):
             failed[script] = f"build script {script} is missing"
@@ -753,12 +896,16 @@ def build(clients) -> Dict[str, str]:
 
 def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
     net = Network(run_id, phase, conntrack_timeout)
+    cgroups = Cgroups(run_id, phase)
     by_tag = {r.tag: r for r in runs}
 
     def on_request(tag, port, first):
         r = by_tag.get(tag)
         if r is None:
             return
+        if first and r.client.cgroup and not r.client.server and r.pid is not None:
+            # The evidence: what the kernel has on the client's socket once it sent its request.
+            threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
         if first and r.mode == "with" and not r.control and r.client.after_request:
             after_request(r)
         if not r.scenario.cut:
@@ -794,6 +941,12 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         except Exception as e:
             r.hook = f"failed: {e}"
 
+    def look_at_client(r: Run, port: int):
+        try:
+            r.client_keepalive = keepalive_of_client(r.pid, port)
+        except Exception as e:
+            r.client_keepalive = f"? ({e})"
+
     def look_at_retransmissions(r: Run, port: int):
         try:
             r.retransmitting = net.unacked(port)
@@ -822,9 +975,15 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
                 rows.append(r.client)
         for i, row in enumerate(rows):
             mine = [r for r in runs if r.client is row and r.mode == "with" and not r.error]
-            own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
-                         env=server_env(mine[0]))
             try:
+                cgroup = cgroups.make(f"{row.name}-server") if row.cgroup else None
+                attached = None
+                if cgroup and not mine[0].control:
+                    attached = cgroups.attach(cgroup, mine[0].scenario.keepalive)
+                own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
+                             env=server_env(mine[0]), cgroup=cgroup)
+                for r in mine:
+                    r.cgroup, r.attached = cgroup, attached
                 own.start()
             except Exception as e:
                 for r in mine:
@@ -839,9 +998,17 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         for r in runs:
             if r.error:
                 continue
+            try:
+                if r.client.cgroup and not r.client.server:
+                    r.cgroup = cgroups.make(r.tag)
+                    if r.mode == "with" and not r.control:
+                        r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive)
+            except Exception as e:
+                r.error = f"cgroup: {e}"
+                continue
             r.started = time.monotonic()
             try:
-                proc = net.spawn(net.client, client_argv(r.client), client_env(r))
+                proc = net.spawn(net.client, client_argv(r.client), client_env(r), cgroup=r.cgroup)
             except OSError as e:
                 r.error = f"could not start: {e}"
                 continue
@@ -872,6 +1039,8 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             timer.cancel()
         CLEANUP.discard(net.down)
         net.down()
+        CLEANUP.discard(cgroups.down)
+        cgroups.down()
 
 
 def preflight() -> Optional[str]:
@@ -922,6 +1091,11 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: server must be a non-empty argv list")
         if c.server and set(c.scenarios) - server_side:
             problems.append(f"{c.name}: a server row runs only {list(client_table.SERVER_SCENARIOS)}")
+        if not isinstance(c.cgroup, bool):
+            problems.append(f"{c.name}: cgroup must be True or False")
+        if c.cgroup and (c.preload or c.after_request):
+            problems.append(f"{c.name}: a cgroup row's keep-alive comes from the kernel door alone: "
+                            "no preload, no after_request")
         if not c.server and server_side:
             problems.append(f"{c.name}: {sorted(server_side)} judge a server: the row needs `server`")
     return problems
@@ -931,8 +1105,13 @@ def keepalive_column(r: Run) -> str:
     if r.control:
         return "with, CONTROL: keep-alive withheld"
     if r.mode == "without":
+        if r.client.cgroup:
+            return "without: the lab's plain server" if r.client.server else "without: own cgroup, not attached"
         return "without"
     how = r.scenario.keepalive_text
+    if r.client.cgroup:
+        # The BPF program sets the accepted socket itself; the listener stays as it was.
+        return f"with cgroup BPF: {how.removesuffix(' on the listener')}"
     if r.client.server:
         return f"with: {how}"
     if r.client.after_request:
@@ -986,6 +1165,12 @@ def table(runs: List[Run], details: bool):
                 print(f"      FAIL because {r.why}")
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
+            if r.cgroup and not r.error and (details or not r.verdict):
+                said = f"attached ({r.attached})" if r.attached is not None else "not attached"
+                print(f"      cgroup {r.cgroup}: {said}")
+                if not r.client.server:
+                    print(f"      client socket at the request (tcp-keepalive inspect): "
+                          f"{r.client_keepalive or 'not seen'}")
             if sc.judges == "server" and not r.error and (details or not r.verdict):
                 print(f"      server: listening socket keep-alive {r.server_keepalive}, accepted socket "
                       f"{r.ev.get('keepalive', '?')} (getsockopt); failed read: {r.ev.get('failure', 'none')}")
@@ -1021,7 +1206,7 @@ def main(argv=None) -> int:
     if args.list:
         for c in client_table.CLIENTS:
             print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
-                  f"{'  (preload)' if c.preload else ''}{'  build: ' + c.build if c.build else ''}"
+                  f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  build: ' + c.build if c.build else ''}"
                   f"{'  server: ' + ' '.join(c.server) if c.server else ''}")
         return 0
     if not clients:
@@ -1036,6 +1221,16 @@ def main(argv=None) -> int:
             return 1
         print(f"lab: SKIP: {reason}")
         return 0
+    kernel_rows = [c.name for c in clients if c.cgroup]
+    if kernel_rows and cgroup2_mount() is None:
+        reason = "no cgroup v2 mount in /proc/mounts: the kernel door needs cgroup v2"
+        if ci:
+            print(f"lab: FAIL (CI=true, cannot run {', '.join(kernel_rows)}): {reason}", file=sys.stderr)
+            return 1
+        print(f"lab: SKIP rows {', '.join(kernel_rows)}: {reason}")
+        clients = [c for c in clients if not c.cgroup]
+        if not clients:
+            return 0
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -1056,6 +1251,8 @@ def main(argv=None) -> int:
                             control=args.control)
                     if c.build in broken:
                         r.error = broken[c.build]
+                    elif c.cgroup and client_table.CLI_BUILD in broken:
+                        r.error = broken[client_table.CLI_BUILD]
                     elif c.preload and m == "with" and not args.control and not os.path.exists(
                         os.path.join(ROOT, client_table.PRELOAD_LIB)
                     ):
