@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
 # scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
-# control: the "with" runs of the Rust, cli-rescue and python-server rows, keep-alive withheld, must
-# miss every expectation, proving the checks can fail. Needs root and network namespaces;
+# control: the "with" runs of the Rust, cli-rescue, python-server and go-static-cgroup rows (the
+# kernel door's: its cgroup joined but not attached, Go's own keep-alive left alone), keep-alive
+# withheld, must miss every expectation, proving the checks can fail. Needs root and network namespaces;
 # elsewhere it skips (fails under CI=true).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -19,9 +20,12 @@ PY=/usr/bin/python3
 # What the control's rows run (--no-build there; the main lab's build step then finds them built).
 bash scripts/build-rust-client.sh
 bash scripts/build-python.sh
+bash scripts/build-cli.sh
+bash scripts/build-go-client.sh
 control_log=$(mktemp)
 trap 'rm -f "$control_log"' EXIT
-"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server --no-build \
+"$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server \
+    --only go-static-cgroup --no-build \
     >"$control_log" 2>&1 &
 control=$!
 
@@ -30,7 +34,7 @@ status=0
 control_status=0
 wait "$control" || control_status=1
 echo
-echo "==> negative control (keep-alive withheld from the rust, cli-rescue and python-server 'with' runs)"
+echo "==> negative control (keep-alive withheld from the rust, cli-rescue, python-server and go-static-cgroup 'with' runs)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
 exit $status
