@@ -34,7 +34,8 @@ FILTER=("$@")
 
 rust_checks() {
     # python3-dev: the Python binding's unit tests link libpython (pyo3 embeds an interpreter).
-    need_packages build-essential pkg-config python3-dev &&
+    # clang, libbpf-dev, linux-libc-dev: the kernel door's build.rs compiles its BPF programs.
+    need_packages build-essential pkg-config python3-dev clang libbpf-dev linux-libc-dev &&
         cargo fmt --all --check &&
         cargo clippy --workspace --all-targets -- -D warnings &&
         RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps &&

@@ -18,6 +18,20 @@ pub mod code {
     pub const NO_PRELOAD: i32 = 6;
     /// `apply`: no TCP socket of the process matched.
     pub const NO_MATCH: i32 = 7;
+    /// `cgroup`: the path is no cgroup v2 directory (not a directory, cgroup v1, a plain directory).
+    pub const NOT_CGROUP2: i32 = 8;
+    /// `cgroup`: not permitted to load or attach BPF programs (needs CAP_BPF + CAP_NET_ADMIN).
+    pub const BPF_PERMISSION: i32 = 9;
+    /// `cgroup`: the kernel cannot (older than 5.9, no BPF or cgroup BPF).
+    pub const KERNEL_UNSUPPORTED: i32 = 10;
+    /// `cgroup`: no BPF file system for the pins, and none could be mounted.
+    pub const NO_BPFFS: i32 = 11;
+    /// `cgroup detach/status`: not attached to that cgroup.
+    pub const NOT_ATTACHED: i32 = 12;
+    /// `cgroup`: another program holds the cgroup exclusively (attached without multi).
+    pub const EXCLUSIVE: i32 = 13;
+    /// `cgroup agent`: neither kubepods.slice nor kubepods under the cgroup root.
+    pub const NO_KUBEPODS: i32 = 14;
     /// `run`: the command exists but could not be executed.
     pub const CANNOT_EXECUTE: i32 = 126;
     /// `run`: the command was not found.
@@ -44,6 +58,10 @@ pub enum Failure {
         command: String,
         error: std::io::Error,
     },
+    /// The kernel door failed.
+    Kernel(tcp_keepalive_cgroup::Error),
+    /// `cgroup agent` found no kubepods cgroup.
+    NoKubepods { root: std::path::PathBuf },
     /// Anything else.
     Other(String),
 }
@@ -65,6 +83,21 @@ impl Failure {
                     code::CANNOT_EXECUTE
                 }
             }
+            Failure::Kernel(e) => {
+                use tcp_keepalive_cgroup::Error as K;
+                match e {
+                    K::NotADirectory { .. } | K::CgroupV1 { .. } | K::NotCgroup { .. } => {
+                        code::NOT_CGROUP2
+                    }
+                    K::Permission { .. } => code::BPF_PERMISSION,
+                    K::KernelUnsupported { .. } => code::KERNEL_UNSUPPORTED,
+                    K::Bpffs { .. } => code::NO_BPFFS,
+                    K::NotAttached { .. } => code::NOT_ATTACHED,
+                    K::Exclusive { .. } => code::EXCLUSIVE,
+                    _ => code::OTHER,
+                }
+            }
+            Failure::NoKubepods { .. } => code::NO_KUBEPODS,
             Failure::Other(_) => code::OTHER,
         }
     }
@@ -121,6 +154,12 @@ impl fmt::Display for Failure {
             Failure::Exec { command, error } => write!(
                 f,
                 "cannot run {command}: {error}; check the command name and that it is executable"
+            ),
+            Failure::Kernel(e) => write!(f, "{e}"),
+            Failure::NoKubepods { root } => write!(
+                f,
+                "neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) under {}: is this a Kubernetes node, and is --cgroup-root the cgroup v2 mount?",
+                root.display()
             ),
             Failure::Other(msg) => write!(f, "{msg}"),
         }

@@ -1,6 +1,7 @@
 //! `tcp-keepalive`: see and fix the TCP keep-alive of running processes, run programs with
 //! keep-alive, and check what the system's defaults mean against middleboxes.
 
+mod cgroup;
 mod doctor;
 mod fail;
 mod process;
@@ -23,6 +24,7 @@ Examples:
   sudo tcp-keepalive apply --pid 4242 --idle 60 --interval 10 --count 6
   sudo tcp-keepalive apply --pid 4242 --peer 10.0.0.5:5432 --idle 30s --user-timeout 2m
   tcp-keepalive run --idle 60 -- java -jar client.jar
+  sudo tcp-keepalive cgroup attach /sys/fs/cgroup/kubepods.slice --idle 60
 
 Durations: 90, 90s, 2m, 1h, 1500ms. Limits: idle and interval 1 to 32767 s, count 1 to 127,
 user timeout 1 ms to 2147483647 ms.
@@ -36,6 +38,13 @@ Exit codes:
   5    the kernel has no pidfd_getfd (ENOSYS: needs Linux 5.6)
   6    run: libkeepalive.so not found (pass --preload PATH)
   7    apply: no TCP socket of the process matched (nothing was changed)
+  8    cgroup: not a cgroup v2 directory (not a directory, cgroup v1, a plain directory)
+  9    cgroup: not permitted to use BPF (needs CAP_BPF and CAP_NET_ADMIN, or root)
+  10   cgroup: the kernel cannot (older than 5.9, no BPF or cgroup BPF)
+  11   cgroup: no BPF file system for the pins (mount -t bpf bpf /sys/fs/bpf)
+  12   cgroup detach/status: not attached to that cgroup
+  13   cgroup: another program holds the cgroup exclusively (attached without multi)
+  14   cgroup agent: no kubepods.slice or kubepods under the cgroup root
   126  run: the command could not be executed
   127  run: the command was not found
   run: otherwise the program's own exit status (it replaces tcp-keepalive)";
@@ -130,6 +139,13 @@ enum Cmd {
         )]
         command: Vec<OsString>,
     },
+    /// The kernel door: keep-alive for every TCP connection of a cgroup v2, any language.
+    ///
+    /// BPF programs attached to the cgroup set keep-alive on every connection made or accepted
+    /// there (static Go binaries too) and, enforced by default, keep programs from turning it off
+    /// or lengthening it. Linux 5.9+, cgroup v2, CAP_BPF + CAP_NET_ADMIN (root).
+    #[command(subcommand)]
+    Cgroup(cgroup::CgroupCmd),
 }
 
 fn main() {
@@ -155,6 +171,7 @@ fn main() {
             log,
             command,
         } => run::run_run(timings, preload.as_deref(), *log, command),
+        Cmd::Cgroup(cmd) => cgroup::run_cgroup(cmd),
     };
     let code = match result {
         Ok(code) => code,

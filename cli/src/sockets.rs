@@ -192,7 +192,7 @@ pub fn run_apply(
     let total = all.len();
     let chosen: Vec<Socket> = all
         .into_iter()
-        .filter(|s| peer.map_or(true, |p| p.matches(s.entry.peer())))
+        .filter(|s| peer.is_none_or(|p| p.matches(s.entry.peer())))
         .collect();
     if chosen.is_empty() {
         let detail = match (peer, total) {

@@ -128,7 +128,7 @@ impl Peer {
             None => false,
             Some(p) => {
                 canonical(p.ip()) == canonical(self.ip)
-                    && self.port.map_or(true, |port| port == p.port())
+                    && self.port.is_none_or(|port| port == p.port())
             }
         }
     }

@@ -721,7 +721,7 @@ fn no_permission() -> Result<(), String> {
 
     // The remedy: the same user may (where kernel.yama.ptrace_scope allows it).
     let scope = std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope").ok();
-    if scope.as_deref().map_or(true, |s| s.trim() == "0") {
+    if scope.as_deref().is_none_or(|s| s.trim() == "0") {
         let out = as_nobody(&["apply", "--pid", &pid, "--idle", "5"]);
         expect_ok(&out);
         let changed: Vec<(&str, _)> = initial()

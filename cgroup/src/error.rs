@@ -1,0 +1,140 @@
+//! Every way attaching, detaching or reading an attachment can fail, each with its remedy.
+
+use std::io;
+use std::path::PathBuf;
+
+/// An error of the kernel door. Each message names the value and what to do.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The path does not exist or is not a directory.
+    #[error("{path}: not a directory ({reason}); give a cgroup v2 directory, e.g. {hint}")]
+    NotADirectory {
+        /// The path as given.
+        path: PathBuf,
+        /// What it is instead.
+        reason: String,
+        /// Where cgroup v2 is mounted here, or a typical path.
+        hint: String,
+    },
+    /// A directory of a cgroup v1 hierarchy (a hybrid system's controller directories).
+    #[error("{path} is a cgroup v1 directory; cgroup BPF needs cgroup v2: use the same cgroup under the v2 mount ({hint})")]
+    CgroupV1 {
+        /// The path as given.
+        path: PathBuf,
+        /// Where cgroup v2 is mounted here.
+        hint: String,
+    },
+    /// A directory that is no cgroup at all.
+    #[error("{path} is not a cgroup v2 directory (its file system is {fs}); give one under the cgroup v2 mount ({hint})")]
+    NotCgroup {
+        /// The path as given.
+        path: PathBuf,
+        /// The file system's magic number, as hex.
+        fs: String,
+        /// Where cgroup v2 is mounted here.
+        hint: String,
+    },
+    /// EPERM/EACCES from the kernel while loading, attaching or pinning.
+    #[error("not permitted to {what} ({source}): needs CAP_BPF and CAP_NET_ADMIN (or root), e.g. `sudo tcp-keepalive cgroup ...`")]
+    Permission {
+        /// What was refused.
+        what: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// The kernel is older than 5.9 or lacks BPF / cgroup BPF.
+    #[error("this kernel cannot run the kernel door: {reason}; it needs Linux 5.9 or later with CONFIG_BPF_SYSCALL and CONFIG_CGROUP_BPF (use `tcp-keepalive run` or `apply` instead)")]
+    KernelUnsupported {
+        /// What is missing, e.g. `"Linux 5.4.0 is older than 5.9"`.
+        reason: String,
+    },
+    /// No BPF file system for the pins, and none could be mounted.
+    #[error("the BPF file system is not available at {path}: {reason}; mount it (`mount -t bpf bpf /sys/fs/bpf`) or set TCP_KEEPALIVE_PIN_ROOT to a directory on one")]
+    Bpffs {
+        /// The pin directory.
+        path: PathBuf,
+        /// Why not.
+        reason: String,
+    },
+    /// Another program holds the cgroup exclusively (attached without BPF_F_ALLOW_MULTI).
+    #[error("{path} already has a {program} program attached exclusively (without BPF_F_ALLOW_MULTI), so no other may join ({source}); detach it or attach it with `multi`")]
+    Exclusive {
+        /// The cgroup.
+        path: PathBuf,
+        /// `sock_ops` or `setsockopt`.
+        program: &'static str,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// `detach` or `status` of a cgroup we are not attached to.
+    #[error("tcp-keepalive is not attached to {path} (no pins in {pins})")]
+    NotAttached {
+        /// The cgroup.
+        path: PathBuf,
+        /// The pin directory looked at.
+        pins: PathBuf,
+    },
+    /// A pinned settings map that does not hold valid settings (made by another version?).
+    #[error("the settings pinned at {pins} are not valid ({reason}); `tcp-keepalive cgroup detach` and attach again")]
+    BadMap {
+        /// The pin directory.
+        pins: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Anything else, with what was being done.
+    #[error("{what} failed: {source}")]
+    Other {
+        /// What was being done.
+        what: String,
+        /// The cause.
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// The first `io::Error` in an error's chain, if any.
+pub(crate) fn io_cause<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a io::Error> {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io);
+        }
+        next = e.source();
+    }
+    None
+}
+
+impl Error {
+    /// Classifies a loader error by the kernel's errno: permission, a kernel without BPF, else
+    /// `Other` with `what`.
+    pub(crate) fn from_bpf(
+        what: &str,
+        err: impl std::error::Error + Send + Sync + 'static,
+    ) -> Error {
+        let errno = io_cause(&err).and_then(io::Error::raw_os_error);
+        match errno {
+            Some(libc::EPERM | libc::EACCES) => Error::Permission {
+                what: what.to_string(),
+                source: io::Error::from_raw_os_error(errno.unwrap_or(libc::EPERM)),
+            },
+            Some(libc::ENOSYS) => Error::KernelUnsupported {
+                reason: format!("the bpf() system call is missing ({what}: ENOSYS)"),
+            },
+            _ => Error::Other {
+                what: what.to_string(),
+                source: Box::new(err),
+            },
+        }
+    }
+
+    pub(crate) fn other(
+        what: impl Into<String>,
+        source: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Error {
+        Error::Other {
+            what: what.into(),
+            source: source.into(),
+        }
+    }
+}
