@@ -478,7 +478,7 @@ class Cgroups:
         return path
 
     def attach(self, path: str, keepalive: Dict[str, str]) -> str:
-        """`tcp-keepalive cgroup attach` with the scenario's timings; its last line."""
+        """`tcp-keepalive cgroup attach` with the scenario's timings; its first line."""
         argv = [cli_path(), "cgroup", "attach", path,
                 "--idle", keepalive["TCP_KEEPALIVE_IDLE"],
                 "--interval", keepalive["TCP_KEEPALIVE_INTERVAL"],
@@ -492,7 +492,7 @@ class Cgroups:
             raise RuntimeError(f"tcp-keepalive cgroup attach failed (exit {done.returncode}): "
                                f"{said[0][:160] if said else 'nothing said'}")
         said = done.stdout.strip().splitlines()
-        return said[-1][:160] if said else ""
+        return said[0][:160] if said else ""  # "attached to ... (cgroup id N): <settings>, enforce on"
 
     def down(self):
         for path in reversed(self._attached):
