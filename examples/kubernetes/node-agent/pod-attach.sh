@@ -108,7 +108,7 @@ spec:
             runAsUser: 0
             capabilities:
               drop: ["ALL"]
-              add: ["BPF", "NET_ADMIN", "SYS_PTRACE"]
+              add: ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
             seccompProfile:
               type: Unconfined
           volumeMounts:
