@@ -477,7 +477,7 @@ class Cgroups:
         self._made.append(path)
         return path
 
-    def attach(self, path: str, keepalive: Dict[str, str]) -> str:
+    def attach(self, path: str, keepalive: Dict[str, str], enforce: bool = True) -> str:
         """`tcp-keepalive cgroup attach` with the scenario's timings; its first line."""
         argv = [cli_path(), "cgroup", "attach", path,
                 "--idle", keepalive["TCP_KEEPALIVE_IDLE"],
@@ -485,6 +485,8 @@ class Cgroups:
                 "--count", keepalive["TCP_KEEPALIVE_COUNT"]]
         if "TCP_KEEPALIVE_USER_TIMEOUT" in keepalive:
             argv += ["--user-timeout", keepalive["TCP_KEEPALIVE_USER_TIMEOUT"]]
+        if not enforce:
+            argv.append("--no-enforce")
         self._attached.append(path)  # before the call: a failed attach is detached too
         done = run(argv, check=False)
         if done.returncode != 0:
@@ -667,6 +669,7 @@ class Run:
     killed: bool = False
     error: Optional[str] = None  # the lab could not run it (build failed, ...)
     control: bool = False  # a "with" run whose keep-alive is withheld: it must fail
+    no_enforce: bool = False  # a control of a cgroup row: attached, but with --no-enforce
     ev: Dict[str, object] = field(default_factory=dict)
     verdict: bool = False
     outcome: str = ""
@@ -978,8 +981,9 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             try:
                 cgroup = cgroups.make(f"{row.name}-server") if row.cgroup else None
                 attached = None
-                if cgroup and not mine[0].control:
-                    attached = cgroups.attach(cgroup, mine[0].scenario.keepalive)
+                if cgroup and (not mine[0].control or mine[0].no_enforce):
+                    attached = cgroups.attach(cgroup, mine[0].scenario.keepalive,
+                                              enforce=not mine[0].no_enforce)
                 own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
                              env=server_env(mine[0]), cgroup=cgroup)
                 for r in mine:
@@ -1001,8 +1005,9 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             try:
                 if r.client.cgroup and not r.client.server:
                     r.cgroup = cgroups.make(r.tag)
-                    if r.mode == "with" and not r.control:
-                        r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive)
+                    if r.mode == "with" and (not r.control or r.no_enforce):
+                        r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive,
+                                                    enforce=not r.no_enforce)
             except Exception as e:
                 r.error = f"cgroup: {e}"
                 continue
@@ -1102,6 +1107,8 @@ def validate(rows) -> List[str]:
 
 
 def keepalive_column(r: Run) -> str:
+    if r.control and r.no_enforce:
+        return "with, CONTROL: attached --no-enforce"
     if r.control:
         return "with, CONTROL: keep-alive withheld"
     if r.mode == "without":
@@ -1153,7 +1160,9 @@ def table(runs: List[Run], details: bool):
     print("time: from the request reaching the server to the client's exit. middlebox: what its")
     print("conntrack table held when the server's answer left (conntrack -L), or that the lab cut it.")
     if any(r.control for r in runs):
-        print("CONTROL run: keep-alive withheld from every 'with' run; each must miss its expectation")
+        how = ("cgroups attached with --no-enforce, so programs' own keep-alive wins"
+               if any(r.no_enforce for r in runs) else "keep-alive withheld from every 'with' run")
+        print(f"CONTROL run: {how}; each must miss its expectation")
     for (sc, mine), cells in zip(groups, cells_by_group):
         print()
         print(f"{sc.number}. {sc.title}: {sc.story}.")
@@ -1166,8 +1175,7 @@ def table(runs: List[Run], details: bool):
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
             if r.cgroup and not r.error and (details or not r.verdict):
-                said = f"attached ({r.attached})" if r.attached is not None else "not attached"
-                print(f"      cgroup {r.cgroup}: {said}")
+                print(f"      cgroup: {r.attached}" if r.attached else f"      cgroup {r.cgroup}: not attached")
                 if not r.client.server:
                     print(f"      client socket at the request (tcp-keepalive inspect): "
                           f"{r.client_keepalive or 'not seen'}")
@@ -1193,6 +1201,10 @@ def main(argv=None) -> int:
     parser.add_argument("--control", action="store_true",
                         help="negative control: run only the 'with' runs, keep-alive withheld; "
                         "each must miss its expectation (proves the checks can fail)")
+    parser.add_argument("--no-enforce", action="store_true",
+                        help="with --control: attach the cgroup rows' cgroups with --no-enforce "
+                        "instead of not at all; a program that sets its own keep-alive (Go) must "
+                        "then miss (proves enforcement is what helps it)")
     parser.add_argument("--no-build", action="store_true", help="skip the rows' build scripts")
     args = parser.parse_args(argv)
 
@@ -1209,6 +1221,9 @@ def main(argv=None) -> int:
                   f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  build: ' + c.build if c.build else ''}"
                   f"{'  server: ' + ' '.join(c.server) if c.server else ''}")
         return 0
+    if args.no_enforce and not args.control:
+        print("lab: --no-enforce is a negative control: use it with --control", file=sys.stderr)
+        return 2
     if not clients:
         print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}", file=sys.stderr)
         return 2
@@ -1248,7 +1263,7 @@ def main(argv=None) -> int:
                     if m not in c.modes or (args.control and m != "with"):
                         continue
                     r = Run(client=c, scenario=sc, mode=m, tag=f"{c.name}.{m}.{sc.key}",
-                            control=args.control)
+                            control=args.control, no_enforce=args.no_enforce)
                     if c.build in broken:
                         r.error = broken[c.build]
                     elif c.cgroup and client_table.CLI_BUILD in broken:
