@@ -166,8 +166,8 @@ impl Cgroup {
         self.id
     }
 
-    /// The PIDs in this cgroup and every cgroup below it (`cgroup.procs`), at most `limit`
-    /// directories deep-first; processes that move meanwhile may be missed or seen twice.
+    /// The PIDs in this cgroup and every cgroup below it (`cgroup.procs`, as this process's PID
+    /// namespace sees them), sorted; processes that move meanwhile may be missed.
     pub fn processes(&self) -> Result<Vec<i32>, Error> {
         let mut pids = Vec::new();
         let mut dirs = vec![self.path.clone()];
@@ -245,12 +245,19 @@ pub fn kernel_release() -> (String, bool) {
     let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
         .to_string_lossy()
         .into_owned();
+    let ok = release_at_least(&release, MIN_KERNEL);
+    (release, ok)
+}
+
+/// `"6.1.0-13-amd64"` against `(5, 9)`: the first two numbers decide.
+fn release_at_least(release: &str, min: (u32, u32)) -> bool {
     let mut parts = release
         .split(|c: char| !c.is_ascii_digit())
-        .filter_map(|p| p.parse::<u32>().ok());
-    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
-    let ok = version >= MIN_KERNEL;
-    (release, ok)
+        .map(|p| p.parse::<u32>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= min,
+        _ => false,
+    }
 }
 
 fn check_kernel() -> Result<(), Error> {
@@ -700,6 +707,18 @@ fn find_cgroups(ids: &[u64]) -> std::collections::HashMap<u64, PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert!(release_at_least("5.9.0", (5, 9)));
+        assert!(release_at_least("6.1.0-13-amd64", (5, 9)));
+        assert!(release_at_least("6.18.44-fc-v1045", (5, 9)));
+        assert!(release_at_least("10.0", (5, 9)));
+        assert!(!release_at_least("5.8.18", (5, 9)));
+        assert!(!release_at_least("4.14.326-245.539.amzn2.x86_64", (5, 9)));
+        assert!(!release_at_least("garbage", (5, 9)));
+        assert!(!release_at_least("", (5, 9)));
+    }
 
     #[test]
     fn mount_escapes() {

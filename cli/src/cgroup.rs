@@ -137,20 +137,13 @@ fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Re
     );
     let swept = sweep(cgroup, keepalive)?;
     println!(
-        "open connections: changed {} of {} TCP sockets in {} processes{}",
-        swept.changed,
-        swept.sockets,
-        swept.processes,
-        if swept.failed.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {} failed: {}",
-                swept.failed.len(),
-                swept.failed.join("; ")
-            )
-        }
+        "open connections: changed {} of {} TCP sockets in {} processes",
+        swept.changed, swept.sockets, swept.processes,
     );
+    // The attachment stands (every new connection is covered), so these are warnings.
+    for failure in &swept.failed {
+        eprintln!("tcp-keepalive: sweep: {failure}");
+    }
     Ok(())
 }
 

@@ -34,6 +34,10 @@ const FIXES: &[(&str, &str)] = &[
         "Go and static binaries (no libc socket())",
         "tcp-keepalive apply --pid PID, or the program's own keep-alive setting",
     ),
+    (
+        "every program of a cgroup, a pod or a node, any language (Linux 5.9+, cgroup v2)",
+        "sudo tcp-keepalive cgroup attach /sys/fs/cgroup/CGROUP (the kernel door)",
+    ),
 ];
 
 fn read_number(path: &str) -> Option<u64> {
@@ -70,6 +74,46 @@ struct Fix {
     fix: &'static str,
 }
 
+/// Whether the kernel door (`cgroup attach`) works on this machine, and why not.
+#[derive(Serialize)]
+struct KernelDoor {
+    kernel: String,
+    kernel_at_least_5_9: bool,
+    cgroup2_mount: Option<String>,
+    bpffs: String,
+    /// Loading both BPF programs (nothing attached) succeeded: kernel, BPF and permissions.
+    works: bool,
+    problem: Option<String>,
+}
+
+fn kernel_door() -> KernelDoor {
+    let (kernel, kernel_ok) = tcp_keepalive_cgroup::kernel_release();
+    let cgroup2 = tcp_keepalive_cgroup::cgroup2_mount();
+    let bpffs = match std::fs::read_to_string("/proc/mounts") {
+        Ok(m)
+            if m.lines()
+                .any(|l| l.split_whitespace().nth(2) == Some("bpf")) =>
+        {
+            "mounted".to_string()
+        }
+        Ok(_) => "not mounted (cgroup attach mounts it at /sys/fs/bpf)".to_string(),
+        Err(e) => format!("unknown: {e}"),
+    };
+    let problem = match (&cgroup2, tcp_keepalive_cgroup::probe()) {
+        (None, _) => Some("no cgroup v2 mount in /proc/mounts".to_string()),
+        (Some(_), Err(e)) => Some(e.to_string()),
+        (Some(_), Ok(())) => None,
+    };
+    KernelDoor {
+        kernel,
+        kernel_at_least_5_9: kernel_ok,
+        cgroup2_mount: cgroup2.map(|p| p.display().to_string()),
+        bpffs,
+        works: problem.is_none(),
+        problem,
+    }
+}
+
 #[derive(Serialize)]
 struct Report {
     sysctl: Sysctl,
@@ -80,6 +124,7 @@ struct Report {
     pidfd_getfd: bool,
     ptrace_scope: Option<u64>,
     preload: Option<String>,
+    kernel_door: KernelDoor,
     fixes: Vec<Fix>,
 }
 
@@ -120,6 +165,7 @@ pub fn run_doctor(json: bool) -> Result<i32, Failure> {
         preload: crate::run::find_preload(None)
             .ok()
             .map(|p| p.display().to_string()),
+        kernel_door: kernel_door(),
         fixes: FIXES
             .iter()
             .map(|(situation, fix)| Fix { situation, fix })
@@ -245,6 +291,40 @@ fn print_report(r: &Report) {
                 r.preload
                     .clone()
                     .unwrap_or_else(|| "not found next to this binary: pass --preload".into()),
+            ],
+        ],
+    );
+    println!();
+    println!("The kernel door (cgroup attach):");
+    let k = &r.kernel_door;
+    table::print(
+        &["CHECK", "RESULT"],
+        &[
+            vec![
+                "kernel".into(),
+                format!(
+                    "{} ({})",
+                    k.kernel,
+                    if k.kernel_at_least_5_9 {
+                        "5.9 or later: keep-alive from BPF"
+                    } else {
+                        "OLDER THAN 5.9: bpf_setsockopt cannot set keep-alive"
+                    }
+                ),
+            ],
+            vec![
+                "cgroup v2 mount".into(),
+                k.cgroup2_mount
+                    .clone()
+                    .unwrap_or_else(|| "NONE: cgroup BPF needs cgroup v2".into()),
+            ],
+            vec!["BPF file system".into(), k.bpffs.clone()],
+            vec![
+                "loading the BPF programs".into(),
+                match &k.problem {
+                    None => "works".into(),
+                    Some(p) => format!("FAILS: {p}"),
+                },
             ],
         ],
     );
