@@ -524,6 +524,29 @@ class Cgroups:
         self._made.clear()
 
 
+# `tcp-keepalive cgroup` exit codes that mean this machine cannot run the kernel door at all
+# (cli/src/fail.rs): not permitted to load BPF, a kernel without it (or older than 5.9), no bpffs.
+KERNEL_DOOR_MISSING = {9: "no permission for BPF", 10: "the kernel cannot", 11: "no BPF file system"}
+
+
+def kernel_door_missing(run_id: str) -> Optional[str]:
+    """Why the kernel door cannot work here (a probe attach on a cgroup of its own), or None;
+    other attach failures are left to the runs, which then fail."""
+    cgroups = Cgroups(run_id, "probe")
+    try:
+        path = cgroups.make("probe")
+        cgroups.attach(path, {"TCP_KEEPALIVE_IDLE": "60", "TCP_KEEPALIVE_INTERVAL": "10",
+                              "TCP_KEEPALIVE_COUNT": "6"})
+    except RuntimeError as e:
+        code = re.search(r"exit (\d+)", str(e))
+        if code and int(code.group(1)) in KERNEL_DOOR_MISSING:
+            return f"{KERNEL_DOOR_MISSING[int(code.group(1))]}: {e}"
+    finally:
+        CLEANUP.discard(cgroups.down)
+        cgroups.down()
+    return None
+
+
 def keepalive_of_client(pid: int, client_port: int) -> str:
     """The client socket's keep-alive as the kernel has it (`tcp-keepalive inspect --pid`):
     `off`, or `idle/interval/count` in seconds with `+ut<ms>` for a user timeout."""
@@ -1254,6 +1277,15 @@ def main(argv=None) -> int:
     wanted = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
     try:
         broken = {} if args.no_build else build(clients)
+        if any(c.cgroup for c in clients) and client_table.CLI_BUILD not in broken:
+            reason = kernel_door_missing(run_id)
+            if reason:
+                names = ", ".join(c.name for c in clients if c.cgroup)
+                if ci:
+                    print(f"lab: FAIL (CI=true, cannot run {names}): {reason}", file=sys.stderr)
+                    return 1
+                print(f"lab: SKIP rows {names}: {reason}")
+                clients = [c for c in clients if not c.cgroup]
         runs: List[Run] = []
         for sc in wanted:
             for c in clients:
