@@ -28,6 +28,11 @@ Scenarios (each client row runs with and without keep-alive, concurrently):
                  with ETIMEDOUT within 4 s + slack; without, its thread is still blocked at the
                  deadline.
 
+Rows of the kernel door (cgroup=True in clients.py) run each client, or a server row's server, in
+a cgroup v2 of its own, joined before `ip netns exec`; "with" attaches it first with `tcp-keepalive
+cgroup attach` and the scenario's timings, and passes only if the kernel then had keep-alive within
+them on the socket.
+
 Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
 Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
 `finally`/atexit, also on failure and Ctrl-C.
