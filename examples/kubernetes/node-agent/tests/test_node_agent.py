@@ -489,3 +489,52 @@ def test_each_added_capability_is_needed(node, listener, missing):
         assert not any("changed 1 of" in line for line in said), said
         assert keepalive_of(node, holder.pid)[0] is False
         stop(proc)
+
+
+def job_args(*facts):
+    done = pod_attach(*facts)
+    assert done.returncode == 0, done.stderr
+    (job,) = yaml.safe_load_all(done.stdout)
+    return container(job)["args"]
+
+
+def test_pod_attach_jobs_attach_and_detach_a_real_pod_cgroup(node, listener):
+    facts = ["--uid", UID, "--qos", "Burstable", "--node", "n", "--driver", node.layout]
+    pod = os.path.dirname(node.pod())  # the pod's cgroup; its container's is below
+    attach = [a.replace("/host/sys/fs/cgroup", node.root) for a in job_args(*facts)]
+    assert attach[2] == pod
+    done = node.cli(*attach)
+    assert done.returncode == 0, done.stderr
+    assert connect_from(node, node.pod(), listener) == "on 60 10 6"
+    # The node's other pods are not covered.
+    other = os.path.join(node.kubepods, "other-pod")
+    os.makedirs(other)
+    assert connect_from(node, other, listener).startswith("off ")
+    detach = [a.replace("/host/sys/fs/cgroup", node.root) for a in job_args("--detach", *facts)]
+    done = node.cli(*detach)
+    assert done.returncode == 0, done.stderr
+    assert connect_from(node, node.pod(), listener).startswith("off ")
+
+
+def test_pod_attach_reads_the_pod_and_the_kubelets_driver_with_kubectl(tmp_path):
+    # kubectl is not available here: a stand-in that records its arguments and answers what
+    # kubectl answers for these two queries (jsonpath text, the kubelet's compact configz JSON).
+    log = tmp_path / "kubectl.log"
+    fake = tmp_path / "kubectl"
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {log}\n'
+        'case "$*" in\n'
+        f'  "get pod web-0 -n shop -o jsonpath="*) printf "%s Guaranteed node-3" {UID} ;;\n'
+        '  "get --raw /api/v1/nodes/node-3/proxy/configz") '
+        """printf '{"kubeletconfig":{"cgroupRoot":"/","cgroupDriver":"cgroupfs","maxPods":110}}' ;;\n"""
+        '  *) exit 1 ;;\n'
+        "esac\n")
+    fake.chmod(0o755)
+    done = subprocess.run(["sh", POD_ATTACH, "web-0", "-n", "shop"], capture_output=True, text=True,
+                          timeout=WAIT, env=dict(os.environ, PATH=f"{tmp_path}:{os.environ['PATH']}"))
+    assert done.returncode == 0, done.stderr
+    (job,) = yaml.safe_load_all(done.stdout)
+    assert job["spec"]["template"]["spec"]["nodeName"] == "node-3"
+    assert container(job)["args"][2] == f"/host/sys/fs/cgroup/kubepods/pod{UID}"
+    assert len(log.read_text().splitlines()) == 2
