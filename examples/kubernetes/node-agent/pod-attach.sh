@@ -101,6 +101,8 @@ spec:
         - name: $action
           image: $image
           args: [$args]
+          env:
+            - {name: TCP_KEEPALIVE_PIN_ROOT, value: /host/sys/fs/bpf/tcp-keepalive}
           securityContext:
             privileged: false
             allowPrivilegeEscalation: false
@@ -113,7 +115,7 @@ spec:
               type: Unconfined
           volumeMounts:
             - {name: cgroup, mountPath: /host/sys/fs/cgroup, readOnly: true}
-            - {name: bpffs, mountPath: /sys/fs/bpf}
+            - {name: bpffs, mountPath: /host/sys/fs/bpf}
       volumes:
         - {name: cgroup, hostPath: {path: /sys/fs/cgroup, type: Directory}}
         - {name: bpffs, hostPath: {path: /sys/fs/bpf, type: Directory}}

@@ -111,10 +111,13 @@ def test_daemonset_points_the_agent_at_the_mounted_node_cgroup_root_and_bpffs():
     mounts = {m["name"]: m["mountPath"] for m in container(ds)["volumeMounts"]}
     args = container(ds)["args"]
     assert arg_after(args, "--cgroup-root") == mounts[by_host["/sys/fs/cgroup"]]
-    # The CLI pins under /sys/fs/bpf/tcp-keepalive unless TCP_KEEPALIVE_PIN_ROOT moves it: the
-    # node's bpffs must be mounted there, or the pins would die with the container.
-    assert mounts[by_host["/sys/fs/bpf"]] == "/sys/fs/bpf"
-    assert "TCP_KEEPALIVE_PIN_ROOT" not in {e["name"] for e in container(ds).get("env", [])}
+    # The pins must land on the node's bpffs (or they would die with the container), in the
+    # directory the CLI on the node uses by default (/sys/fs/bpf/tcp-keepalive), and not below
+    # /sys/fs/ in the container, where the default AppArmor profile denies writes.
+    env = {e["name"]: e["value"] for e in container(ds)["env"]}
+    bpffs = mounts[by_host["/sys/fs/bpf"]]
+    assert not bpffs.startswith("/sys/")
+    assert env["TCP_KEEPALIVE_PIN_ROOT"] == bpffs + "/tcp-keepalive"
 
 
 def test_rolling_update_never_runs_two_agents_that_detach_on_exit():
@@ -159,6 +162,9 @@ def test_pod_attach_targets_the_pods_cgroup(driver, qos):
     assert spec["nodeName"] == "node-7" and spec["hostPID"] is True
     c = container(job)
     assert c["args"][:3] == ["cgroup", "attach", "/host/sys/fs/cgroup/" + POD_PATHS[driver, qos]]
+    assert c["env"] == container(daemonset())["env"]
+    assert c["volumeMounts"] == [{"name": m["name"], "mountPath": m["mountPath"], **(
+        {"readOnly": True} if m.get("readOnly") else {})} for m in container(daemonset())["volumeMounts"]]
     assert c["args"][3:] == ["--idle", "60s", "--interval", "10s", "--count", "6"]
     # The same image and privileges as the DaemonSet.
     ds = container(daemonset())
