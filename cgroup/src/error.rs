@@ -84,9 +84,9 @@ pub enum Error {
         reason: String,
     },
     /// Anything else, with what was being done.
-    #[error("{what} failed: {source}")]
+    #[error("cannot {what}: {source}")]
     Other {
-        /// What was being done.
+        /// What was being done, e.g. `"load the sock_ops program"`.
         what: String,
         /// The cause.
         source: Box<dyn std::error::Error + Send + Sync>,

@@ -184,7 +184,7 @@ impl Cgroup {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
                     return Err(Error::other(
-                        format!("reading {}/cgroup.procs", dir.display()),
+                        format!("read {}/cgroup.procs", dir.display()),
                         e,
                     ))
                 }
@@ -232,6 +232,9 @@ pub struct Status {
     pub capped: u64,
     /// Whether both program links are still pinned.
     pub links_pinned: bool,
+    /// Whether both links are attached to this cgroup (false once the cgroup was removed: its
+    /// links are then defunct and only the pins remain; `detach` cleans them up).
+    pub linked: bool,
 }
 
 /// The kernel's release (`uname -r`) and whether it is at least [`MIN_KERNEL`].
@@ -288,25 +291,25 @@ fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
     raise_memlock();
     let mut ebpf = EbpfLoader::new()
         .load(OBJECT)
-        .map_err(|e| Error::from_bpf("loading the BPF object (creating its maps)", e))?;
+        .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
     {
         let map = ebpf
             .map_mut(PIN_SETTINGS)
-            .ok_or_else(|| Error::other("finding the settings map", "missing in the object"))?;
+            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
         let mut array: Array<&mut MapData, MapSettings> =
-            Array::try_from(map).map_err(|e| Error::other("opening the settings map", e))?;
+            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
         array
             .set(0, settings, 0)
-            .map_err(|e| Error::from_bpf("writing the settings map", e))?;
+            .map_err(|e| Error::from_bpf("write the settings map", e))?;
     }
     let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
     sock_ops
         .load()
-        .map_err(|e| Error::from_bpf("loading the sock_ops program", e))?;
+        .map_err(|e| Error::from_bpf("load the sock_ops program", e))?;
     let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
     setsockopt
         .load()
-        .map_err(|e| Error::from_bpf("loading the cgroup/setsockopt program", e))?;
+        .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
     Ok(ebpf)
 }
 
@@ -316,9 +319,9 @@ where
 {
     let p = ebpf
         .program_mut(name)
-        .ok_or_else(|| Error::other(format!("finding program {name}"), "missing in the object"))?;
+        .ok_or_else(|| Error::other(format!("find program {name}"), "missing in the object"))?;
     p.try_into()
-        .map_err(|e| Error::other(format!("opening program {name}"), e))
+        .map_err(|e| Error::other(format!("open program {name}"), e))
 }
 
 /// Checks that this machine and this process can run the kernel door: the kernel's version,
@@ -422,22 +425,22 @@ impl Attachments {
         check_kernel()?;
         self.ensure_bpffs()?;
         let dir = self.pins_of(cgroup);
-        if PINS.iter().all(|p| dir.join(p).exists()) {
+        if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             let map = open_map(&dir, PIN_SETTINGS)?;
             let mut array: Array<MapData, MapSettings> = Array::try_from(map)
-                .map_err(|e| Error::other("opening the pinned settings map", e))?;
+                .map_err(|e| Error::other("open the pinned settings map", e))?;
             array
                 .set(0, settings, 0)
-                .map_err(|e| Error::from_bpf("updating the pinned settings map", e))?;
+                .map_err(|e| Error::from_bpf("update the pinned settings map", e))?;
             return Ok(Attached::Updated);
         }
-        // A directory with only some of the pins (a crash mid-way, or a cgroup id reused):
+        // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
         remove_pins(&dir)?;
 
         let mut ebpf = load(&settings)?;
         let cgroup_dir = File::open(&cgroup.path)
-            .map_err(|e| Error::other(format!("opening {}", cgroup.path.display()), e))?;
+            .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
             let what = format!("attach the {program} program to {}", cgroup.path.display());
             match e.raw_os_error() {
@@ -457,14 +460,14 @@ impl Attachments {
         let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
         let prog = sock_ops
             .fd()
-            .map_err(|e| Error::other("the sock_ops program's descriptor", e))?;
+            .map_err(|e| Error::other("get the sock_ops program's descriptor", e))?;
         let sock_ops_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SOCK_OPS)
                 .map_err(|e| attach_error("sock_ops", e))?;
         let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
         let prog = setsockopt
             .fd()
-            .map_err(|e| Error::other("the setsockopt program's descriptor", e))?;
+            .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
         let setsockopt_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SETSOCKOPT)
                 .map_err(|e| attach_error("setsockopt", e))?;
@@ -475,7 +478,7 @@ impl Attachments {
             for name in [PIN_SETTINGS, PIN_COUNTERS] {
                 let map = ebpf
                     .map(name)
-                    .ok_or_else(|| Error::other(format!("finding map {name}"), "missing"))?;
+                    .ok_or_else(|| Error::other(format!("find map {name}"), "missing"))?;
                 map_data(map)
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
@@ -533,6 +536,19 @@ impl Attachments {
         Ok(s)
     }
 
+    /// Removes the pins of attachments whose cgroup is gone (their links are defunct: the
+    /// kernel reports them attached to no cgroup). Returns the cgroup ids cleaned up.
+    pub fn remove_defunct(&self) -> Result<Vec<u64>, Error> {
+        let mut removed = Vec::new();
+        for s in self.list()? {
+            if s.links_pinned && !s.linked {
+                self.detach_id(s.cgroup_id)?;
+                removed.push(s.cgroup_id);
+            }
+        }
+        Ok(removed)
+    }
+
     /// Every attachment under the pin root, by cgroup id. A missing pin root means none.
     pub fn list(&self) -> Result<Vec<Status>, Error> {
         let entries = match std::fs::read_dir(&self.pin_root) {
@@ -544,12 +560,7 @@ impl Attachments {
                     source: e,
                 })
             }
-            Err(e) => {
-                return Err(Error::other(
-                    format!("reading {}", self.pin_root.display()),
-                    e,
-                ))
-            }
+            Err(e) => return Err(Error::other(format!("read {}", self.pin_root.display()), e)),
         };
         let mut ids: Vec<u64> = entries
             .flatten()
@@ -605,7 +616,7 @@ fn map_data(map: &Map) -> &MapData {
 
 fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
     let data = MapData::from_pin(dir.join(name))
-        .map_err(|e| Error::from_bpf(&format!("opening {}", dir.join(name).display()), e))?;
+        .map_err(|e| Error::from_bpf(&format!("open {}", dir.join(name).display()), e))?;
     Map::from_map_data(data).map_err(|e| Error::BadMap {
         pins: dir.to_path_buf(),
         reason: e.to_string(),
@@ -642,7 +653,7 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
     let settings = array
         .get(&0, 0)
-        .map_err(|e| Error::from_bpf("reading the settings map", e))?;
+        .map_err(|e| Error::from_bpf("read the settings map", e))?;
     if settings.layout != map::SETTINGS_LAYOUT {
         return Err(bad(format!(
             "layout {} where {} was expected",
@@ -671,6 +682,16 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         configured,
         capped,
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
+        linked: links_attached(dir, cgroup_id),
+    })
+}
+
+/// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).
+fn links_attached(dir: &Path, cgroup_id: u64) -> bool {
+    [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
+        sys::obj_get(&dir.join(name))
+            .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
+            .is_ok_and(|id| id == cgroup_id)
     })
 }
 

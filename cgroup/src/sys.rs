@@ -12,6 +12,8 @@ pub const BPF_CGROUP_SOCK_OPS: u32 = 3;
 /// `enum bpf_attach_type`.
 pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
 
 /// `union bpf_attr` is at most this big for the commands used here; zeroed beyond.
@@ -64,6 +66,33 @@ pub fn pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
     attr.0[0..8].copy_from_slice(&(c.as_ptr() as u64).to_ne_bytes());
     put_u32(&mut attr, 8, fd.as_raw_fd() as u32);
     bpf(BPF_OBJ_PIN, &mut attr).map(drop)
+}
+
+/// BPF_OBJ_GET: opens the object pinned at `path`.
+pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let mut attr = Attr([0; 128]);
+    // struct { __aligned_u64 pathname; __u32 bpf_fd; __u32 file_flags; ... }
+    attr.0[0..8].copy_from_slice(&(c.as_ptr() as u64).to_ne_bytes());
+    let fd = bpf(BPF_OBJ_GET, &mut attr)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The cgroup id a cgroup link is attached to: 0 once its cgroup has been removed (the link
+/// is then defunct).
+pub fn link_cgroup_id(link: BorrowedFd<'_>) -> io::Result<u64> {
+    // struct bpf_link_info { __u32 type; __u32 id; __u32 prog_id; union { struct { __u64
+    // cgroup_id; __u32 attach_type; } cgroup; ... } } (the union is 8-aligned: offset 16).
+    let mut info = [0u64; 16];
+    let mut attr = Attr([0; 128]);
+    // struct { __u32 bpf_fd; __u32 info_len; __aligned_u64 info; } info
+    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, std::mem::size_of_val(&info) as u32);
+    attr.0[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
+    Ok(info[2])
 }
 
 /// `mount -t bpf bpf PATH -o mode=0700`.

@@ -198,6 +198,7 @@ struct StatusJson {
     configured: u64,
     capped: u64,
     links_pinned: bool,
+    linked: bool,
 }
 
 impl From<&Status> for StatusJson {
@@ -214,6 +215,7 @@ impl From<&Status> for StatusJson {
             configured: s.configured,
             capped: s.capped,
             links_pinned: s.links_pinned,
+            linked: s.linked,
         }
     }
 }
@@ -248,9 +250,11 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
         .iter()
         .map(|s| {
             vec![
-                s.cgroup_path
-                    .as_ref()
-                    .map_or_else(|| "(cgroup gone)".into(), |p| p.display().to_string()),
+                match (&s.cgroup_path, s.linked) {
+                    (Some(p), _) => p.display().to_string(),
+                    (None, false) => "(cgroup gone)".into(),
+                    (None, true) => "(not found under the cgroup2 mount)".into(),
+                },
                 s.cgroup_id.to_string(),
                 format!(
                     "{}s/{}s/{}",
@@ -320,6 +324,18 @@ fn run_agent(
     };
     let cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
     attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+    // Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
+    // pins; clearing them is safe, the kernel reports their links attached to nothing.
+    match attachments()?.remove_defunct() {
+        Ok(ids) if !ids.is_empty() => {
+            println!(
+                "agent: removed the pins of {} cgroups that are gone: {ids:?}",
+                ids.len()
+            )
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
+    }
     println!("agent: waiting for SIGTERM or SIGINT");
     let signal = wait_for(&signals);
     if keep_on_exit {

@@ -22,7 +22,8 @@ pub struct Timings {
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub count: Option<String>,
     /// How long sent data may stay unacknowledged (TCP_USER_TIMEOUT): 1ms to 2147483647ms
-    /// [default: apply keeps the socket's own; run sets none unless TCP_KEEPALIVE_USER_TIMEOUT is set]
+    /// [default: apply keeps the socket's own; run sets none unless TCP_KEEPALIVE_USER_TIMEOUT is set;
+    /// cgroup sets none, so programs' own stay]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     pub user_timeout: Option<String>,
 }
