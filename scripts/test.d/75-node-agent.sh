@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$ROOT"
 
 # python3-yaml reads the manifests; util-linux's setpriv bounds the agent's capabilities.
-need_packages python3 python3-yaml python3-pytest util-linux
+# clang, libbpf-dev, linux-libc-dev: building the CLI compiles the kernel door's BPF programs.
+need_packages python3 python3-yaml python3-pytest util-linux build-essential clang libbpf-dev linux-libc-dev
 bash scripts/build-cli.sh
 if [ "$(id -u)" -eq 0 ] && ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
     mount -t bpf bpf /sys/fs/bpf  # as on a node (systemd mounts it at boot)

@@ -11,7 +11,8 @@ set -euo pipefail
 cd "$ROOT"
 
 [ "$(id -u)" -eq 0 ] || skip_or_fail "the middlebox lab needs root (network namespaces)"
-need_packages python3 iproute2 nftables conntrack build-essential
+# clang, libbpf-dev, linux-libc-dev: the CLI (built for the cgroup rows) compiles the kernel door's BPF.
+need_packages python3 iproute2 nftables conntrack build-essential clang libbpf-dev linux-libc-dev
 command -v nft >/dev/null || PATH="$PATH:/usr/sbin:/sbin"
 
 # The system python3: the lab uses the standard library only.
