@@ -544,3 +544,48 @@ def test_pod_attach_reads_the_pod_and_the_kubelets_driver_with_kubectl(tmp_path)
     assert job["spec"]["template"]["spec"]["nodeName"] == "node-3"
     assert container(job)["args"][2] == f"/host/sys/fs/cgroup/kubepods/pod{UID}"
     assert len(log.read_text().splitlines()) == 2
+
+
+def test_agent_in_the_containers_mount_layout(node, listener, tmp_path):
+    # As in the pod: the node's cgroup v2 root and bpffs bind-mounted read-only and read-write
+    # at the manifest's mountPaths (below a test directory here), in a mount namespace of its
+    # own, then the agent with the manifest's args, env and capabilities only.
+    c = container(daemonset())
+    spec = daemonset()["spec"]["template"]["spec"]
+    source = {v["name"]: v["hostPath"]["path"] for v in spec["volumes"]}
+    real = {"/sys/fs/cgroup": cgroup2_mount(), "/sys/fs/bpf": "/sys/fs/bpf"}
+    script = ["set -e"]
+    for m in c["volumeMounts"]:
+        target = f"{tmp_path}{m['mountPath']}"
+        script.append(f"mkdir -p {target} && mount --bind {real[source[m['name']]]} {target}")
+        if m.get("readOnly"):
+            script.append(f"mount -o remount,bind,ro {target}")
+    bounding = ",".join(["-all"] + [f"+{cap.lower()}" for cap in sorted(added_caps(c))])
+    script.append(f'exec setpriv --inh-caps -all --bounding-set {bounding} --no-new-privs -- "$@"')
+    args = [a.replace("/host/", f"{tmp_path}/host/") for a in c["args"]]
+    cgroup_root = arg_after(args, "--cgroup-root")
+    # The test's kubepods lives in its own parent below the real root: point there.
+    args[args.index("--cgroup-root") + 1] = cgroup_root + node.root[len(cgroup2_mount()):]
+    # The manifest's pin root, moved to a directory of this test's own on the same bpffs.
+    pin_root = {e["name"]: e["value"] for e in c["env"]}["TCP_KEEPALIVE_PIN_ROOT"]
+    assert pin_root.startswith("/host/sys/fs/bpf/")
+    own = os.path.basename(node.pins) + "-container"
+    host_pins = f"/sys/fs/bpf/{own}"
+    env = dict(node.env, TCP_KEEPALIVE_PIN_ROOT=f"{tmp_path}/host/sys/fs/bpf/{own}")
+    proc = Proc(["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script),
+                 "agent", CLI, *args], env)
+    node.procs.append(proc)
+    try:
+        said = proc.read_until("agent: waiting")
+        assert any("enforce on" in line for line in said), said
+        assert connect_from(node, node.pod(), listener) == "on 60 10 6"
+        # On the node, outside the container's mounts, the same pins are seen.
+        status = subprocess.run([CLI, "cgroup", "status", "--json"], capture_output=True, text=True,
+                                timeout=WAIT, env=dict(os.environ, TCP_KEEPALIVE_PIN_ROOT=host_pins))
+        rows = json.loads(status.stdout)["attachments"]
+        assert [(r["cgroup"], r["idle_s"]) for r in rows] == [(node.kubepods, 60)], status.stdout
+        code, out = stop(proc)
+        assert code == 0 and "detached from" in out, out
+    finally:
+        proc.kill()
+        shutil.rmtree(host_pins, ignore_errors=True)
