@@ -589,3 +589,28 @@ def test_agent_in_the_containers_mount_layout(node, listener, tmp_path):
     finally:
         proc.kill()
         shutil.rmtree(host_pins, ignore_errors=True)
+
+
+# What a container runtime gives a root container by default (containerd's and docker's list).
+CONTAINER_DEFAULT_CAPS = {"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
+                          "SETPCAP", "NET_BIND_SERVICE", "NET_RAW", "SYS_CHROOT", "MKNOD",
+                          "AUDIT_WRITE", "SETFCAP"}
+
+
+def test_sweep_of_a_root_pod_needs_sys_ptrace_too(node, listener):
+    # A pod running as root with the runtime's default capabilities: same user as the agent,
+    # but capabilities the agent lacks, so pidfd_getfd needs CAP_SYS_PTRACE all the same.
+    holder = node.start([sys.executable, "-c", CONNECTOR, str(listener)], cgroup=node.pod(),
+                        caps=CONTAINER_DEFAULT_CAPS)
+    assert holder.line().startswith("off ")
+    caps = added_caps(container(daemonset()))
+    without = agent(node, caps=caps - {"SYS_PTRACE"})
+    said = without.read_until("agent: waiting")
+    assert any(f"process {holder.pid}" in line for line in said), said
+    assert keepalive_of(node, holder.pid)[0] is False
+    stop(without)
+    with_all = agent(node)
+    said = with_all.read_until("agent: waiting")
+    assert any("changed 1 of 1" in line for line in said), said
+    assert keepalive_of(node, holder.pid)[0] is True
+    stop(with_all)
