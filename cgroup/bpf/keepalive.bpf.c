@@ -186,8 +186,12 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 	return 1;
 
 untouched:
-	/* optlen 0: the kernel uses the program's own buffer, as if we were not here. */
-	ctx->optlen = 0;
+	/* Leave ctx as the programs before us (ours in an inner cgroup, anyone's) left it: optlen 0
+	 * would tell the kernel to use the caller's original buffer and undo their rewrites. Only an
+	 * optval larger than the page the kernel copied gets optlen 0, so that it passes through
+	 * whole instead of failing with EFAULT (kernels before 6.5). */
+	if (ctx->optlen > (int)(ctx->optval_end - ctx->optval))
+		ctx->optlen = 0;
 	return 1;
 }
 

@@ -138,3 +138,49 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_errors_are_classified_by_errno() {
+        let e = Error::from_bpf(
+            "load the sock_ops program",
+            io::Error::from_raw_os_error(libc::EPERM),
+        );
+        assert!(matches!(e, Error::Permission { .. }), "{e:?}");
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("not permitted to load the sock_ops program")
+                && msg.contains("CAP_BPF and CAP_NET_ADMIN"),
+            "{msg}"
+        );
+        let e = Error::from_bpf("x", io::Error::from_raw_os_error(libc::EACCES));
+        assert!(matches!(e, Error::Permission { .. }), "{e:?}");
+        let e = Error::from_bpf(
+            "load the BPF object",
+            io::Error::from_raw_os_error(libc::ENOSYS),
+        );
+        assert!(matches!(e, Error::KernelUnsupported { .. }), "{e:?}");
+        assert!(e.to_string().contains("Linux 5.9 or later"), "{e}");
+        let e = Error::from_bpf(
+            "write the settings map",
+            io::Error::from_raw_os_error(libc::EINVAL),
+        );
+        assert!(matches!(e, Error::Other { .. }), "{e:?}");
+        assert!(
+            e.to_string().starts_with("cannot write the settings map: "),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_errno_is_found_down_the_chain() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("outer")]
+        struct Outer(#[source] io::Error);
+        let e = Error::from_bpf("pin", Outer(io::Error::from_raw_os_error(libc::EPERM)));
+        assert!(matches!(e, Error::Permission { .. }), "{e:?}");
+    }
+}

@@ -34,7 +34,7 @@ mod sys;
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -409,6 +409,19 @@ impl Attachments {
         })
     }
 
+    /// An exclusive lock on the pin root, held while pins are checked, made or removed, so
+    /// attaches and detaches by several processes (an agent restarting while someone attaches
+    /// by hand) take turns. Released when the returned descriptor is dropped.
+    fn lock(&self) -> Result<File, Error> {
+        let dir = File::open(&self.pin_root).map_err(|e| pin_error(&self.pin_root, e))?;
+        // SAFETY: flock on a descriptor we own; it blocks until the other holder is done
+        // (they hold it for the few milliseconds an attach takes).
+        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(pin_error(&self.pin_root, io::Error::last_os_error()));
+        }
+        Ok(dir)
+    }
+
     /// Attaches both programs to `cgroup` with these settings, or, when already attached,
     /// updates its settings map in place (links stay, no connection is missed). Enforcement on
     /// caps the programs' own keep-alive writes (see the crate's README).
@@ -424,14 +437,10 @@ impl Attachments {
         let settings = MapSettings::new(keepalive, enforce);
         check_kernel()?;
         self.ensure_bpffs()?;
+        let _lock = self.lock()?;
         let dir = self.pins_of(cgroup);
         if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
-            let map = open_map(&dir, PIN_SETTINGS)?;
-            let mut array: Array<MapData, MapSettings> = Array::try_from(map)
-                .map_err(|e| Error::other("open the pinned settings map", e))?;
-            array
-                .set(0, settings, 0)
-                .map_err(|e| Error::from_bpf("update the pinned settings map", e))?;
+            write_settings(&dir, settings)?;
             return Ok(Attached::Updated);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
@@ -470,11 +479,32 @@ impl Attachments {
             .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
         let setsockopt_link =
             sys::link_create(prog.as_fd(), cgroup_dir.as_fd(), sys::BPF_CGROUP_SETSOCKOPT)
-                .map_err(|e| attach_error("setsockopt", e))?;
+                .map_err(|e| {
+                    // Nothing half-attached, and at once (not when the kernel frees the link).
+                    let _ = sys::link_detach(sock_ops_link.as_fd());
+                    attach_error("setsockopt", e)
+                })?;
 
+        // Under the lock nobody else makes this directory; should a process that ignores it
+        // (an older version) have made it meanwhile, ours go and its attachment is updated.
+        let links = [
+            (PIN_SOCK_OPS, sock_ops_link),
+            (PIN_SETSOCKOPT, setsockopt_link),
+        ];
+        let undo_links = || {
+            for (_, link) in &links {
+                let _ = sys::link_detach(link.as_fd());
+            }
+        };
+        if let Err(e) = std::fs::create_dir(&dir) {
+            undo_links();
+            if e.kind() != io::ErrorKind::AlreadyExists {
+                return Err(pin_error(&dir, e));
+            }
+            return self.update_when_pinned(&dir, cgroup, settings);
+        }
         // Until every pin is made, dropping the links detaches them again.
         let pinned = (|| -> Result<(), Error> {
-            std::fs::create_dir(&dir).map_err(|e| pin_error(&dir, e))?;
             for name in [PIN_SETTINGS, PIN_COUNTERS] {
                 let map = ebpf
                     .map(name)
@@ -483,23 +513,44 @@ impl Attachments {
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
             }
-            let links = [
-                (PIN_SOCK_OPS, sock_ops_link),
-                (PIN_SETSOCKOPT, setsockopt_link),
-            ];
-            for (name, link) in links {
+            for (name, link) in &links {
                 sys::pin(link.as_fd(), &dir.join(name)).map_err(|e| pin_error(&dir, e))?;
             }
             Ok(())
         })();
         if let Err(e) = pinned {
+            undo_links();
             let _ = remove_pins(&dir);
             return Err(e);
         }
         Ok(Attached::New)
     }
 
-    /// Detaches our programs from `cgroup` and removes its pins; other programs stay attached.
+    /// The concurrent attach's pins, once complete (bounded wait), get our settings.
+    fn update_when_pinned(
+        &self,
+        dir: &Path,
+        cgroup: &Cgroup,
+        settings: MapSettings,
+    ) -> Result<Attached, Error> {
+        for _ in 0..100 {
+            if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+                write_settings(dir, settings)?;
+                return Ok(Attached::Updated);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        Err(Error::other(
+            format!("attach to {}", cgroup.path.display()),
+            format!(
+                "{} appeared while attaching and is still incomplete (another tcp-keepalive attaching at the same time?); run attach again",
+                dir.display()
+            ),
+        ))
+    }
+
+    /// Detaches our programs from `cgroup` (at once) and removes its pins; other programs stay
+    /// attached.
     /// New connections then get the system defaults again; existing ones keep their settings.
     pub fn detach(&self, cgroup: &Cgroup) -> Result<(), Error> {
         let dir = self.pins_of(cgroup);
@@ -513,6 +564,11 @@ impl Attachments {
     }
 
     fn detach_dir(&self, dir: &Path, what: &Path) -> Result<(), Error> {
+        let _lock = if self.pin_root.is_dir() {
+            Some(self.lock()?)
+        } else {
+            None
+        };
         if !dir.is_dir() {
             return Err(Error::NotAttached {
                 path: what.to_path_buf(),
@@ -630,7 +686,13 @@ fn remove_pins(dir: &Path) -> Result<(), Error> {
     }
     for name in PINS {
         let path = dir.join(name);
-        // A link pin's removal detaches the link once no descriptor holds it.
+        // Detached now, not when the kernel gets round to freeing the link; a pin that is no
+        // link (or a kernel before 5.9) is just removed.
+        if name == PIN_SOCK_OPS || name == PIN_SETSOCKOPT {
+            if let Ok(link) = sys::obj_get(&path) {
+                let _ = sys::link_detach(link.as_fd());
+            }
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -684,6 +746,16 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
         linked: links_attached(dir, cgroup_id),
     })
+}
+
+/// Writes the one entry of the pinned settings map: an update in place.
+fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
+    let map = open_map(dir, PIN_SETTINGS)?;
+    let mut array: Array<MapData, MapSettings> =
+        Array::try_from(map).map_err(|e| Error::other("open the pinned settings map", e))?;
+    array
+        .set(0, settings, 0)
+        .map_err(|e| Error::from_bpf("update the pinned settings map", e))
 }
 
 /// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).

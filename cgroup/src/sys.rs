@@ -15,6 +15,7 @@ const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_LINK_DETACH: libc::c_long = 34;
 
 /// `union bpf_attr` is at most this big for the commands used here; zeroed beyond.
 #[repr(C, align(8))]
@@ -55,6 +56,15 @@ pub fn link_create(
     let fd = bpf(BPF_LINK_CREATE, &mut attr)?;
     // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// BPF_LINK_DETACH (Linux 5.9): detaches the link from its cgroup now. Closing the last
+/// descriptor would too, but later (the kernel frees links from a work queue).
+pub fn link_detach(link: BorrowedFd<'_>) -> io::Result<()> {
+    let mut attr = Attr([0; 128]);
+    // struct { __u32 link_fd; } link_detach
+    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
+    bpf(BPF_LINK_DETACH, &mut attr).map(drop)
 }
 
 /// BPF_OBJ_PIN: pins `fd` at `path` (on bpffs).

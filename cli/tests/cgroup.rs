@@ -682,6 +682,68 @@ fn children_reattach_and_detach() -> Outcome {
     Ok(())
 }
 
+/// Two cgroups, two attachments, each with its own settings; detaching one leaves the other.
+fn one_attachment_per_cgroup() -> Outcome {
+    let s = Scratch::new();
+    let (a, b) = (s.child("a"), s.child("b"));
+    for (dir, idle) in [(&a, "7"), (&b, "11")] {
+        let out = s.cli(&["cgroup", "attach", dir.to_str().unwrap(), "--idle", idle]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    let (mut pa, mut pb) = (Peer::start(Some(&a)), Peer::start(Some(&b)));
+    assert_eq!(ints(&pa.ask("pair4")["client"])[..2], [1, 7]);
+    assert_eq!(ints(&pb.ask("pair4")["client"])[..2], [1, 11]);
+    let out = s.cli(&["cgroup", "status", "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attachments"].as_array().map(Vec::len), Some(2), "{v}");
+    let out = s.cli(&["cgroup", "detach", a.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(ints(&pa.ask("pair4")["client"]), system_defaults());
+    assert_eq!(ints(&pb.ask("pair4")["client"])[..2], [1, 11]);
+    // Nested: the kernel runs the inner cgroup's programs first and the outer's after them, so
+    // for new connections the outer attachment writes last and wins, while enforcement caps a
+    // program's own writes at the smaller of the two (documented in cgroup/README.md).
+    s.attach(&["--idle", "20", "--count", "3"]);
+    let r = pb.ask("pair4");
+    assert_eq!(ints(&r["client"])[..4], [1, 20, 10, 3], "nested: {r}");
+    let r = pb.ask(&format!("set 2 {TCP} {KEEPIDLE} 100 4"));
+    assert_eq!(ints(&r["client"])[1], 11, "nested enforcement: {r}");
+    let out = s.cli(&["cgroup", "detach", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    Ok(())
+}
+
+/// Attaches of one cgroup at the same moment: one set of programs, the others update it.
+fn concurrent_attaches() -> Outcome {
+    let s = Scratch::new();
+    let cg = s.cgroup.to_str().unwrap().to_string();
+    let runs: Vec<Child> = (1..=6)
+        .map(|idle| {
+            Command::new(cli_exe())
+                .args(["cgroup", "attach", &cg, "--idle", &idle.to_string()])
+                .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut new = 0;
+    for run in runs {
+        let out = run.wait_with_output().unwrap();
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        new += usize::from(text(&out).starts_with("attached to "));
+    }
+    assert_eq!(new, 1, "exactly one attach makes the programs");
+    let mut names = attached_names(&s.cgroup);
+    names.sort();
+    assert_eq!(names, ["enforce_keepalive", "set_keepalive"]);
+    let idle = s.status()["attachments"][0]["idle_s"].as_i64().unwrap();
+    let mut p = Peer::start(Some(&s.cgroup));
+    assert_eq!(ints(&p.ask("pair4")["client"])[1], idle);
+    Ok(())
+}
+
 /// Connections open before `attach` are changed by its sweep, in the cgroup and below.
 fn attach_sweeps_open_connections() -> Outcome {
     let s = Scratch::new();
@@ -1088,7 +1150,7 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let cases: [Case; 9] = [
+    let cases: &[Case] = &[
         (
             "new_connections_inside_get_the_settings",
             new_connections_inside_get_the_settings,
@@ -1105,11 +1167,13 @@ fn main() {
             attach_sweeps_open_connections,
         ),
         ("other_programs_stay_attached", other_programs_stay_attached),
+        ("one_attachment_per_cgroup", one_attachment_per_cgroup),
+        ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, case) in &cases {
+    for (name, case) in cases {
         if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
             continue;
         }
