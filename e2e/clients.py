@@ -24,12 +24,15 @@ Fields of Client:
   build      a script the lab runs first (scripts/build-<door>.sh: idempotent, quiet)
   after_request  a command the lab runs from the root namespace in a "with" run, right after the
              server logged the client's request (the client is connected and waiting); its
-             environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
+             environment: LAB_PID (the client's PID), LAB_CGROUP (a cgroup row's cgroup) and the
+             scenario's TCP_KEEPALIVE_*. A rescue
              row starts an unmodified client without keep-alive and turns it on from outside.
   cgroup     True: the kernel door. Each run is started in a cgroup v2 of its own that the lab
              makes; a "with" run's cgroup is attached first with `tcp-keepalive cgroup attach` and
              the scenario's timings (the program is unmodified and ignores LAB_KEEPALIVE), a
-             "without" run's is left unattached. In a server row the cgroup holds the server.
+             "without" run's is left unattached. In a server row the cgroup holds the server. With
+             after_request too, "with" is not attached beforehand: the hook attaches it while the
+             client waits ($LAB_CGROUP), and the sweep must fix the open connection.
   server     a row that judges a server, not its client (the scenarios of SERVER_SCENARIOS only):
              the server command of its "with" run, started in the server namespace with
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
@@ -170,5 +173,20 @@ CLIENTS = [
         server=["{python}", "e2e/server.py"],
         cgroup=True,
         build=CLI_BUILD,
+    ),
+    # The kernel door's sweep: the static C client starts in an unattached cgroup, connects and
+    # waits; then its cgroup is attached, and the attach's sweep must change the open connection
+    # in place (pidfd_getfd), as the node agent does for the pods already running when it starts.
+    Client(
+        name="c-static-cgroup-sweep",
+        argv=["target/lab/c-static-client"],
+        cgroup=True,
+        after_request=[
+            "sh", "-c",
+            'exec target/release/tcp-keepalive cgroup attach "$LAB_CGROUP" --idle "$TCP_KEEPALIVE_IDLE"'
+            ' --interval "$TCP_KEEPALIVE_INTERVAL" --count "$TCP_KEEPALIVE_COUNT"'
+            ' ${TCP_KEEPALIVE_USER_TIMEOUT:+--user-timeout "$TCP_KEEPALIVE_USER_TIMEOUT"}',
+        ],
+        build="scripts/build-c-client.sh",
     ),
 ]

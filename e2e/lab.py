@@ -501,6 +501,10 @@ class Cgroups:
         said = done.stdout.strip().splitlines()
         return said[0][:160] if said else ""  # "attached to ... (cgroup id N): <settings>, enforce on"
 
+    def will_attach(self, path: str):
+        """Someone else (a row's after_request) attaches `path`: detach it in `down` too."""
+        self._attached.append(path)
+
     def down(self):
         for path in reversed(self._attached):
             run([cli_path(), "cgroup", "detach", path], check=False)
@@ -934,11 +938,15 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         r = by_tag.get(tag)
         if r is None:
             return
-        if first and r.client.cgroup and not r.client.server and r.pid is not None:
+        rescue = first and r.mode == "with" and not r.control and r.client.after_request
+        evidence = first and r.client.cgroup and not r.client.server and r.pid is not None
+        if evidence and not rescue:
             # The evidence: what the kernel has on the client's socket once it sent its request.
             threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
-        if first and r.mode == "with" and not r.control and r.client.after_request:
+        if rescue:
             after_request(r)
+            if evidence:  # a cgroup attached while the client waits: look once it is done
+                threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
         if not r.scenario.cut:
             return
         try:
@@ -964,6 +972,9 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         # The row's hook, from the root namespace: e.g. the CLI applying keep-alive to the
         # running client. Its output goes with the client's, so the table shows it.
         env = dict(os.environ, LAB_PID=str(r.pid), **r.scenario.keepalive)
+        if r.cgroup:
+            env["LAB_CGROUP"] = r.cgroup
+            cgroups.will_attach(r.cgroup)  # the hook attaches it: detached with the phase
         try:
             done = subprocess.run(list(r.client.after_request), capture_output=True, text=True,
                                   timeout=COMMAND_TIMEOUT, cwd=ROOT, env=env)
@@ -1033,7 +1044,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             try:
                 if r.client.cgroup and not r.client.server:
                     r.cgroup = cgroups.make(r.tag)
-                    if r.mode == "with" and (not r.control or r.no_enforce):
+                    if r.mode == "with" and (not r.control or r.no_enforce) and not r.client.after_request:
                         r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive,
                                                     enforce=not r.no_enforce)
             except Exception as e:
@@ -1126,9 +1137,9 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: a server row runs only {list(client_table.SERVER_SCENARIOS)}")
         if not isinstance(c.cgroup, bool):
             problems.append(f"{c.name}: cgroup must be True or False")
-        if c.cgroup and (c.preload or c.after_request):
+        if c.cgroup and c.preload:
             problems.append(f"{c.name}: a cgroup row's keep-alive comes from the kernel door alone: "
-                            "no preload, no after_request")
+                            "no preload")
         if not c.server and server_side:
             problems.append(f"{c.name}: {sorted(server_side)} judge a server: the row needs `server`")
     return problems
@@ -1144,6 +1155,8 @@ def keepalive_column(r: Run) -> str:
             return "without: the lab's plain server" if r.client.server else "without: own cgroup, not attached"
         return "without"
     how = r.scenario.keepalive_text
+    if r.client.cgroup and r.client.after_request:
+        return f"cgroup attached while waiting: {how}"
     if r.client.cgroup:
         # The BPF program sets the accepted socket itself; the listener stays as it was.
         return f"with cgroup BPF: {how.removesuffix(' on the listener')}"
@@ -1203,10 +1216,14 @@ def table(runs: List[Run], details: bool):
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
             if r.cgroup and not r.error and (details or not r.verdict):
-                print(f"      cgroup: {r.attached}" if r.attached else f"      cgroup {r.cgroup}: not attached")
+                hooked = r.hook is not None  # attached by the row's after_request command
+                if r.attached:
+                    print(f"      cgroup: {r.attached}")
+                else:
+                    print(f"      cgroup {r.cgroup}: {'attached after the request' if hooked else 'not attached'}")
                 if not r.client.server:
-                    print(f"      client socket at the request (tcp-keepalive inspect): "
-                          f"{r.client_keepalive or 'not seen'}")
+                    print(f"      client socket {'after that' if hooked else 'at the request'} "
+                          f"(tcp-keepalive inspect): {r.client_keepalive or 'not seen'}")
             if sc.judges == "server" and not r.error and (details or not r.verdict):
                 print(f"      server: listening socket keep-alive {r.server_keepalive}, accepted socket "
                       f"{r.ev.get('keepalive', '?')} (getsockopt); failed read: {r.ev.get('failure', 'none')}")

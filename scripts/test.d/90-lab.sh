@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
 # scenario with and without keep-alive (--check). Alongside, in namespaces of its own, a negative
-# control: the "with" runs of the Rust, cli-rescue, python-server and go-static-cgroup rows (the
-# kernel door's: its cgroup joined but not attached, Go's own keep-alive left alone), keep-alive
+# control: the "with" runs of the Rust, cli-rescue, python-server, go-static-cgroup and
+# c-static-cgroup-sweep rows (the kernel door's: the cgroup joined but not attached), keep-alive
 # withheld, must miss every expectation, proving the checks can fail; and go-static-cgroup attached
 # with --no-enforce must miss too, proving enforcement is what saves a Go program. Needs root and
 # network namespaces; elsewhere it skips (fails under CI=true).
@@ -24,13 +24,14 @@ bash scripts/build-rust-client.sh
 bash scripts/build-python.sh
 bash scripts/build-cli.sh
 bash scripts/build-go-client.sh
+bash scripts/build-c-client.sh
 control_log=$(mktemp)
 trap 'rm -f "$control_log"' EXIT
 # Then the kernel door's enforcement: attached with --no-enforce, Go's own keep-alive (30/15/9)
 # wins, and the Go client must hang again (not black-hole: Go never touches the user timeout).
 (
     "$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server \
-        --only go-static-cgroup --no-build &&
+        --only go-static-cgroup --only c-static-cgroup-sweep --no-build &&
         "$PY" e2e/lab.py --check --control --no-enforce --only go-static-cgroup --no-build \
             --scenario idle-drop --scenario idle-drop-v6 --scenario peer-vanishes
 ) >"$control_log" 2>&1 &
@@ -41,7 +42,7 @@ status=0
 control_status=0
 wait "$control" || control_status=1
 echo
-echo "==> negative controls (keep-alive withheld from the rust, cli-rescue, python-server and go-static-cgroup 'with' runs; go-static-cgroup attached --no-enforce)"
+echo "==> negative controls (keep-alive withheld from the rust, cli-rescue, python-server, go-static-cgroup and c-static-cgroup-sweep 'with' runs; go-static-cgroup attached --no-enforce)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
 exit $status
