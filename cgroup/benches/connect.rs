@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use tcp_keepalive::KeepAlive;
 use tcp_keepalive_cgroup::{cgroup2_mount, Attachments, Cgroup};
 
-const ROUNDS: usize = 60;
-const PER_ROUND: usize = 300;
+const ROUNDS: usize = 200;
+const PER_ROUND: usize = 200;
 
 fn join(cgroup: &Path) {
     let mut f = std::fs::OpenOptions::new()

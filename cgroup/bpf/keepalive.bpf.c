@@ -128,6 +128,29 @@ static __always_inline int cap(int v, int lo, int hi, __u32 limit)
 	return v < (int)limit ? v : (int)limit;
 }
 
+/* Whether optlen exceeds the buffer the kernel copied for us: min(optlen, PAGE_SIZE). Told
+ * with constant offsets only (4, 16 and 64 KiB pages): a variable one, or subtracting the two
+ * pointers, would need CAP_PERFMON to pass the verifier; CAP_BPF + CAP_NET_ADMIN are enough
+ * for this. */
+static __always_inline int larger_than_copied(struct bpf_sockopt *ctx)
+{
+	int len = ctx->optlen;
+	void *end = ctx->optval_end;
+
+	if (len <= 4096) /* every page is at least 4 KiB */
+		return 0;
+	/* Both tests made before choosing, and kept apart by the empty asm: clang would otherwise
+	 * select the constant first and add a register, which the verifier refuses. */
+	int copied_under_4k = ctx->optval + 4097 > end;
+	int copied_under_16k = ctx->optval + 16385 > end;
+	asm volatile("" : "+r"(copied_under_4k), "+r"(copied_under_16k));
+	if (len <= 16384) /* copied whole unless pages are 4 KiB */
+		return copied_under_4k;
+	if (len <= 65536) /* copied whole only with 64 KiB pages */
+		return copied_under_16k;
+	return 1;
+}
+
 SEC("cgroup/setsockopt")
 int enforce_keepalive(struct bpf_sockopt *ctx)
 {
@@ -159,8 +182,7 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 	/* Shorter than an int: the kernel fails it (EINVAL), as it would have. Longer than the
 	 * page the kernel copied for us: passed untouched (optlen 0 below keeps the program's own
 	 * buffer). */
-	if (ctx->optlen < (int)sizeof(int) || (void *)(optval + 1) > end ||
-	    ctx->optlen > (int)(end - (void *)optval))
+	if (ctx->optlen < (int)sizeof(int) || (void *)(optval + 1) > end || larger_than_copied(ctx))
 		goto untouched;
 
 	int v = *optval;
@@ -190,7 +212,7 @@ untouched:
 	 * would tell the kernel to use the caller's original buffer and undo their rewrites. Only an
 	 * optval larger than the page the kernel copied gets optlen 0, so that it passes through
 	 * whole instead of failing with EFAULT (kernels before 6.5). */
-	if (ctx->optlen > (int)(ctx->optval_end - ctx->optval))
+	if (larger_than_copied(ctx))
 		ctx->optlen = 0;
 	return 1;
 }

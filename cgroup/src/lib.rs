@@ -142,7 +142,8 @@ impl Cgroup {
             CGROUP2_SUPER_MAGIC => Ok(Cgroup {
                 // On cgroup2fs a directory's inode number is the cgroup id (64-bit kernfs ids).
                 id: meta.ino(),
-                path,
+                // `.` or a symlink shown as the directory it is.
+                path: std::fs::canonicalize(&path).unwrap_or(path),
             }),
             CGROUP_SUPER_MAGIC => Err(Error::CgroupV1 {
                 path,

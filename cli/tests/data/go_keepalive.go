@@ -1,7 +1,8 @@
 // A static Go program (CGO_ENABLED=0) with Go's own keep-alive: it listens on loopback, dials
 // itself, and prints what the kernel reports on both ends as JSON:
-// {"dial":[SO_KEEPALIVE,TCP_KEEPIDLE,TCP_KEEPINTVL,TCP_KEEPCNT],"accept":[...]}.
-// Usage: go_keepalive default|disabled. Go sets 15/15/9 by default after connect and accept;
+// {"go":"go1.26.0","dial":[SO_KEEPALIVE,TCP_KEEPIDLE,TCP_KEEPINTVL,TCP_KEEPCNT],"accept":[...]}.
+// Usage: go_keepalive default|disabled. Go sets 15/15/9 by default after connect and accept
+// (before Go 1.23 only the idle time and interval, 15/15);
 // "disabled" (KeepAlive: -1) turns keep-alive off. The cgroup test starts it inside the cgroup.
 package main
 
@@ -10,6 +11,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"runtime"
 	"syscall"
 	"time"
 )
@@ -61,5 +63,5 @@ func main() {
 	case <-time.After(5 * time.Second):
 		panic("no connection accepted within 5 s")
 	}
-	json.NewEncoder(os.Stdout).Encode(map[string][]int{"dial": read(c), "accept": read(a)})
+	json.NewEncoder(os.Stdout).Encode(map[string]any{"go": runtime.Version(), "dial": read(c), "accept": read(a)})
 }
