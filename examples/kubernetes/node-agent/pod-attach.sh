@@ -110,7 +110,7 @@ spec:
             runAsUser: 0
             capabilities:
               drop: ["ALL"]
-              add: ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
+              add: ["BPF", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"]
             seccompProfile:
               type: Unconfined
           volumeMounts:

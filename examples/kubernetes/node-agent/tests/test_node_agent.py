@@ -93,7 +93,7 @@ def test_daemonset_has_the_least_privileges():
     assert sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"]["drop"] == ["ALL"]
     # Each is shown to be needed in test_each_added_capability_is_needed.
-    assert added_caps(container(ds)) == {"BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}
+    assert added_caps(container(ds)) == {"BPF", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"}
     assert spec["hostPID"] is True  # the sweep sees the pods' processes
     assert not spec.get("hostNetwork")
     assert spec["automountServiceAccountToken"] is False
@@ -477,12 +477,12 @@ def test_agent_sweeps_a_pods_open_connection_with_the_manifests_capabilities(nod
     assert code == 0, out
 
 
-@pytest.mark.parametrize("missing", ["BPF", "PERFMON", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"])
+@pytest.mark.parametrize("missing", ["BPF", "NET_ADMIN", "SYS_PTRACE", "DAC_READ_SEARCH"])
 def test_each_added_capability_is_needed(node, listener, missing):
     holder = hold_connection(node, listener)
     caps = added_caps(container(daemonset())) - {missing}
     proc = agent(node, caps=caps)
-    if missing in ("BPF", "PERFMON", "NET_ADMIN"):
+    if missing in ("BPF", "NET_ADMIN"):
         # Loading or attaching the programs is refused: exit 9, the remedy named.
         code, out = proc.finish()
         assert code == 9, out
