@@ -24,11 +24,18 @@ Fields of Client:
   build      a script the lab runs first (scripts/build-<door>.sh: idempotent, quiet)
   after_request  a command the lab runs from the root namespace in a "with" run, right after the
              server logged the client's request (the client is connected and waiting); its
-             environment: LAB_PID (the client's PID) and the scenario's TCP_KEEPALIVE_*. A rescue
+             environment: LAB_PID (the client's PID), LAB_CGROUP (a cgroup row's cgroup) and the
+             scenario's TCP_KEEPALIVE_*. A rescue
              row starts an unmodified client without keep-alive and turns it on from outside.
   control_env  for the negative control (--control) of a preload row: instead of withholding
              keep-alive, its "with" run keeps LD_PRELOAD and the scenario's settings and adds this
              environment (e.g. TCP_KEEPALIVE_ENFORCE=off), which must make it miss again
+  cgroup     True: the kernel door. Each run is started in a cgroup v2 of its own that the lab
+             makes; a "with" run's cgroup is attached first with `tcp-keepalive cgroup attach` and
+             the scenario's timings (the program is unmodified and ignores LAB_KEEPALIVE), a
+             "without" run's is left unattached. In a server row the cgroup holds the server. With
+             after_request too, "with" is not attached beforehand: the hook attaches it while the
+             client waits ($LAB_CGROUP), and the sweep must fix the open connection.
   server     a row that judges a server, not its client (the scenarios of SERVER_SCENARIOS only):
              the server command of its "with" run, started in the server namespace with
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
@@ -45,6 +52,9 @@ SCENARIOS = ("idle-drop", "idle-drop-v6", "peer-vanishes", "black-hole")
 SERVER_SCENARIOS = ("server-vanished-client",)
 
 PRELOAD_LIB = "target/release/libkeepalive.so"
+# The command the cgroup rows attach with, and the script that builds it.
+CLI = "target/release/tcp-keepalive"
+CLI_BUILD = "scripts/build-cli.sh"
 
 
 @dataclass(frozen=True)
@@ -59,6 +69,7 @@ class Client:
     after_request: Optional[Sequence[str]] = None
     server: Optional[Sequence[str]] = None
     control_env: Optional[Dict[str, str]] = None
+    cgroup: bool = False
 
 
 CLIENTS = [
@@ -153,5 +164,48 @@ CLIENTS = [
         scenarios=SERVER_SCENARIOS,
         server=["{venv}/bin/python", "e2e/server.py", "--keepalive"],
         build="scripts/build-python.sh",
+    ),
+    # The kernel door: an unmodified static Go client (CGO_ENABLED=0, plain net/http with its
+    # default transport), which no preload reaches. Go turns keep-alive on itself after connect
+    # (idle 30 s, interval 15 s, count 9 on Go 1.23+), far too late for the middlebox; in the
+    # attached cgroup the BPF program sets the scenario's timings and, enforcing, caps Go's own.
+    Client(
+        name="go-static-cgroup",
+        argv=["target/lab/go-client"],
+        cgroup=True,
+        build="scripts/build-go-client.sh",
+    ),
+    # The kernel door: an unmodified static C client (gcc -static, socket/connect/send/recv).
+    Client(
+        name="c-static-cgroup",
+        argv=["target/lab/c-static-client"],
+        cgroup=True,
+        build="scripts/build-c-client.sh",
+    ),
+    # The kernel door, server side: the seed's plain server (no --keepalive, it never imports the
+    # package) started in an attached cgroup; its accepted sockets get keep-alive from the BPF
+    # program. "without" is the lab's plain server.
+    Client(
+        name="server-plain-cgroup",
+        argv=["{python}", "e2e/clients/vanishing_client.py"],
+        scenarios=SERVER_SCENARIOS,
+        server=["{python}", "e2e/server.py"],
+        cgroup=True,
+        build=CLI_BUILD,
+    ),
+    # The kernel door's sweep: the static C client starts in an unattached cgroup, connects and
+    # waits; then its cgroup is attached, and the attach's sweep must change the open connection
+    # in place (pidfd_getfd), as the node agent does for the pods already running when it starts.
+    Client(
+        name="c-static-cgroup-sweep",
+        argv=["target/lab/c-static-client"],
+        cgroup=True,
+        after_request=[
+            "sh", "-c",
+            'exec target/release/tcp-keepalive cgroup attach "$LAB_CGROUP" --idle "$TCP_KEEPALIVE_IDLE"'
+            ' --interval "$TCP_KEEPALIVE_INTERVAL" --count "$TCP_KEEPALIVE_COUNT"'
+            ' ${TCP_KEEPALIVE_USER_TIMEOUT:+--user-timeout "$TCP_KEEPALIVE_USER_TIMEOUT"}',
+        ],
+        build="scripts/build-c-client.sh",
     ),
 ]

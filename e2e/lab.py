@@ -28,6 +28,11 @@ Scenarios (each client row runs with and without keep-alive, concurrently):
                  with ETIMEDOUT within 4 s + slack; without, its thread is still blocked at the
                  deadline.
 
+Rows of the kernel door (cgroup=True in clients.py) run each client, or a server row's server, in
+a cgroup v2 of its own, joined before `ip netns exec`; "with" attaches it first with `tcp-keepalive
+cgroup attach` and the scenario's timings, and passes only if the kernel then had keep-alive within
+them on the socket.
+
 Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
 Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
 `finally`/atexit, also on failure and Ctrl-C.
@@ -35,6 +40,7 @@ Python 3 standard library only. Every wait is bounded; namespaces and processes 
 
 import argparse
 import atexit
+import json
 import os
 import re
 import secrets
@@ -399,9 +405,14 @@ table inet lab {
                    check=False)
         return bool(done.stdout.strip())
 
-    def spawn(self, ns: str, argv: List[str], env: Dict[str, str]) -> subprocess.Popen:
+    def spawn(self, ns: str, argv: List[str], env: Dict[str, str],
+              cgroup: Optional[str] = None) -> subprocess.Popen:
+        # A cgroup is joined before `ip netns exec`, which mounts a /sys of its own: a shell
+        # writes its PID into cgroup.procs and execs the rest (the PID stays the client's).
+        join = [] if cgroup is None else [
+            "sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "lab-join-cgroup", cgroup]
         proc = subprocess.Popen(
-            ["ip", "netns", "exec", ns] + argv,
+            join + ["ip", "netns", "exec", ns] + argv,
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -428,6 +439,157 @@ table inet lab {
 
 
 # --------------------------------------------------------------------------------------------
+# The kernel door's cgroups
+
+
+def cgroup2_mount() -> Optional[str]:
+    """Where cgroup v2 is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a hybrid host."""
+    try:
+        with open("/proc/self/mounts") as mounts:
+            for line in mounts:
+                fields = line.split()
+                if len(fields) > 2 and fields[2] == "cgroup2":
+                    return fields[1]
+    except OSError:
+        pass
+    return None
+
+
+def cli_path() -> str:
+    return os.path.join(ROOT, client_table.CLI)
+
+
+class Cgroups:
+    """A phase's cgroups: one per run of a cgroup row (and per cgroup server), below
+    tkl-<run id>-<phase> at the cgroup v2 root. `down` detaches what was attached, kills the lab's
+    processes still inside (only the lab puts processes there) and removes the directories."""
+
+    def __init__(self, run_id: str, phase: str):
+        self.root = cgroup2_mount()
+        self.parent = os.path.join(self.root or "/nonexistent", f"tkl-{run_id}-{phase}")
+        self._made: List[str] = []
+        self._attached: List[str] = []
+
+    def make(self, name: str) -> str:
+        if self.root is None:
+            raise RuntimeError("no cgroup v2 mount in /proc/mounts")
+        if not self._made:
+            CLEANUP.add(self.down)
+            os.mkdir(self.parent)
+            self._made.append(self.parent)
+        path = os.path.join(self.parent, re.sub(r"[^a-z0-9-]", "-", name))
+        os.mkdir(path)
+        self._made.append(path)
+        return path
+
+    def attach(self, path: str, keepalive: Dict[str, str], enforce: bool = True) -> str:
+        """`tcp-keepalive cgroup attach` with the scenario's timings; its first line."""
+        argv = [cli_path(), "cgroup", "attach", path,
+                "--idle", keepalive["TCP_KEEPALIVE_IDLE"],
+                "--interval", keepalive["TCP_KEEPALIVE_INTERVAL"],
+                "--count", keepalive["TCP_KEEPALIVE_COUNT"]]
+        if "TCP_KEEPALIVE_USER_TIMEOUT" in keepalive:
+            argv += ["--user-timeout", keepalive["TCP_KEEPALIVE_USER_TIMEOUT"]]
+        if not enforce:
+            argv.append("--no-enforce")
+        self._attached.append(path)  # before the call: a failed attach is detached too
+        done = run(argv, check=False)
+        if done.returncode != 0:
+            said = done.stderr.strip().splitlines() or done.stdout.strip().splitlines()
+            raise RuntimeError(f"tcp-keepalive cgroup attach failed (exit {done.returncode}): "
+                               f"{said[0][:160] if said else 'nothing said'}")
+        said = done.stdout.strip().splitlines()
+        return said[0][:160] if said else ""  # "attached to ... (cgroup id N): <settings>, enforce on"
+
+    def will_attach(self, path: str):
+        """Someone else (a row's after_request) attaches `path`: detach it in `down` too."""
+        self._attached.append(path)
+
+    def down(self):
+        for path in reversed(self._attached):
+            run([cli_path(), "cgroup", "detach", path], check=False)
+        self._attached.clear()
+        for path in reversed(self._made):
+            for _ in range(50):  # bounded: 5 s for the killed processes to leave
+                try:
+                    with open(os.path.join(path, "cgroup.procs")) as procs:
+                        pids = [int(p) for p in procs.read().split()]
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    os.rmdir(path)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+            else:
+                print(f"lab: could not remove cgroup {path}", file=sys.stderr)
+        self._made.clear()
+
+
+# `tcp-keepalive cgroup` exit codes that mean this machine cannot run the kernel door at all
+# (cli/src/fail.rs): not permitted to load BPF, a kernel without it (or older than 5.9), no bpffs.
+KERNEL_DOOR_MISSING = {9: "no permission for BPF", 10: "the kernel cannot", 11: "no BPF file system"}
+
+
+def kernel_door_missing(run_id: str) -> Optional[str]:
+    """Why the kernel door cannot work here (a probe attach on a cgroup of its own), or None;
+    other attach failures are left to the runs, which then fail."""
+    cgroups = Cgroups(run_id, "probe")
+    try:
+        path = cgroups.make("probe")
+        cgroups.attach(path, {"TCP_KEEPALIVE_IDLE": "60", "TCP_KEEPALIVE_INTERVAL": "10",
+                              "TCP_KEEPALIVE_COUNT": "6"})
+    except RuntimeError as e:
+        code = re.search(r"exit (\d+)", str(e))
+        if code and int(code.group(1)) in KERNEL_DOOR_MISSING:
+            return f"{KERNEL_DOOR_MISSING[int(code.group(1))]}: {e}"
+    finally:
+        CLEANUP.discard(cgroups.down)
+        cgroups.down()
+    return None
+
+
+def keepalive_of_client(pid: int, client_port: int) -> str:
+    """The client socket's keep-alive as the kernel has it (`tcp-keepalive inspect --pid`):
+    `off`, or `idle/interval/count` in seconds with `+ut<ms>` for a user timeout."""
+    done = run([cli_path(), "inspect", "--pid", str(pid), "--json"], check=False)
+    if done.returncode != 0:
+        said = (done.stdout + done.stderr).strip().splitlines()
+        return f"? (inspect exit {done.returncode}: {said[-1][:80] if said else ''})"
+    for sock in json.loads(done.stdout).get("sockets", []):
+        if sock.get("local", "").rsplit(":", 1)[-1] == str(client_port):
+            k = sock["keepalive"]
+            if not k["enabled"]:
+                return "off"
+            text = f"{k['idle_s']}/{k['interval_s']}/{k['count']}"
+            return text + (f"+ut{k['user_timeout_ms']}" if k.get("user_timeout_ms") is not None else "")
+    return f"? (no socket from port {client_port})"
+
+
+def within_ceiling(seen: str, keepalive: Dict[str, str]) -> bool:
+    """Whether what the kernel has is on and no longer than the scenario's timings: the kernel
+    door's enforcement lets a program choose shorter ones (Go's count 9 becomes min(9, 6))."""
+    m = re.fullmatch(r"(\d+)/(\d+)/(\d+)(?:\+ut(\d+))?", seen)
+    if not m:
+        return False
+    idle, interval, count = (int(m.group(i)) for i in (1, 2, 3))
+    if (idle > int(keepalive["TCP_KEEPALIVE_IDLE"]) or interval > int(keepalive["TCP_KEEPALIVE_INTERVAL"])
+            or count > int(keepalive["TCP_KEEPALIVE_COUNT"])):
+        return False
+    if "TCP_KEEPALIVE_USER_TIMEOUT" in keepalive:
+        wanted = int(keepalive["TCP_KEEPALIVE_USER_TIMEOUT"]) * 1000
+        return m.group(4) is not None and int(m.group(4)) <= wanted
+    return True
+
+
+# --------------------------------------------------------------------------------------------
 # The server and its events
 
 
@@ -436,8 +598,9 @@ class Server:
     on arrival. By default the plain server, run by the lab's own python, on PORT."""
 
     def __init__(self, net: Network, on_request, port: int = PORT, argv: Optional[List[str]] = None,
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, cgroup: Optional[str] = None):
         self.net = net
+        self.cgroup = cgroup  # a cgroup row's server runs in it
         self.on_request = on_request
         self.port = port
         self.argv = (argv or [sys.executable, os.path.join(HERE, "server.py")]) + ["--port", str(port)]
@@ -451,7 +614,7 @@ class Server:
 
     def start(self):
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", **self.env}
-        self.proc = self.net.spawn(self.net.server, self.argv, env)
+        self.proc = self.net.spawn(self.net.server, self.argv, env, cgroup=self.cgroup)
         threading.Thread(target=self._read, daemon=True).start()
         until = time.monotonic() + 15
         while not self.ready.wait(0.1):
@@ -538,6 +701,7 @@ class Run:
     killed: bool = False
     error: Optional[str] = None  # the lab could not run it (build failed, ...)
     control: bool = False  # a "with" run whose keep-alive is withheld: it must fail
+    no_enforce: bool = False  # a control of a cgroup row: attached, but with --no-enforce
     ev: Dict[str, object] = field(default_factory=dict)
     verdict: bool = False
     outcome: str = ""
@@ -551,6 +715,9 @@ class Run:
     server_keepalive: str = "?"  # its listening socket's keep-alive (READY)
     server_waiting: Optional[bool] = None  # server scenario: ss at the deadline showed the flow
     observed: Optional[float] = None  # when the lab looked (request + deadline)
+    cgroup: Optional[str] = None  # a cgroup row's run: its cgroup
+    attached: Optional[str] = None  # what `tcp-keepalive cgroup attach` said ("with" runs)
+    client_keepalive: Optional[str] = None  # a cgroup row's client socket at the request (kernel)
 
     @property
     def kill_after(self) -> float:
@@ -613,6 +780,15 @@ def client_argv(client, argv=None) -> List[str]:
 def judge(r: Run):
     """Holds one run to its scenario's expectation; a control run must miss it."""
     _judge(r)
+    if r.verdict and r.client.cgroup and r.mode == "with" and not r.control:
+        # The kernel door must be why it passed: the socket had keep-alive on, within the
+        # scenario's timings, read from the kernel (the client's socket by `tcp-keepalive
+        # inspect`, the server's accepted socket by the server itself).
+        seen = str(r.ev.get("keepalive", "?")) if r.client.server else (r.client_keepalive or "?")
+        if not within_ceiling(seen, r.scenario.keepalive):
+            r.verdict = False
+            r.why = (f"the socket's keep-alive in the kernel was {seen}, not on within "
+                     f"{r.scenario.keepalive_text}")
     if r.control and not r.error and not r.killed:
         r.verdict = not r.verdict
         r.why = "" if r.verdict else "met the expectation with keep-alive withheld: the check cannot fail"
@@ -739,7 +915,9 @@ def _judge_server(r: Run):
 def build(clients) -> Dict[str, str]:
     """Runs each build script once; returns {script: error} for those that failed."""
     failed = {}
-    for script in sorted({c.build for c in clients if c.build}):
+    scripts = {c.build for c in clients if c.build}
+    scripts |= {client_table.CLI_BUILD for c in clients if c.cgroup}  # they attach with the CLI
+    for script in sorted(scripts):
         path = os.path.join(ROOT, script)
         if not os.path.exists(path):
             failed[script] = f"build script {script} is missing"
@@ -758,14 +936,22 @@ def build(clients) -> Dict[str, str]:
 
 def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
     net = Network(run_id, phase, conntrack_timeout)
+    cgroups = Cgroups(run_id, phase)
     by_tag = {r.tag: r for r in runs}
 
     def on_request(tag, port, first):
         r = by_tag.get(tag)
         if r is None:
             return
-        if first and r.mode == "with" and not r.control and r.client.after_request:
+        rescue = first and r.mode == "with" and not r.control and r.client.after_request
+        evidence = first and r.client.cgroup and not r.client.server and r.pid is not None
+        if evidence and not rescue:
+            # The evidence: what the kernel has on the client's socket once it sent its request.
+            threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
+        if rescue:
             after_request(r)
+            if evidence:  # a cgroup attached while the client waits: look once it is done
+                threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
         if not r.scenario.cut:
             return
         try:
@@ -791,6 +977,9 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         # The row's hook, from the root namespace: e.g. the CLI applying keep-alive to the
         # running client. Its output goes with the client's, so the table shows it.
         env = dict(os.environ, LAB_PID=str(r.pid), **r.scenario.keepalive)
+        if r.cgroup:
+            env["LAB_CGROUP"] = r.cgroup
+            cgroups.will_attach(r.cgroup)  # the hook attaches it: detached with the phase
         try:
             done = subprocess.run(list(r.client.after_request), capture_output=True, text=True,
                                   timeout=COMMAND_TIMEOUT, cwd=ROOT, env=env)
@@ -798,6 +987,12 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             r.hook = f"exit {done.returncode}" + (f": {said[-1][:120]}" if said else "")
         except Exception as e:
             r.hook = f"failed: {e}"
+
+    def look_at_client(r: Run, port: int):
+        try:
+            r.client_keepalive = keepalive_of_client(r.pid, port)
+        except Exception as e:
+            r.client_keepalive = f"? ({e})"
 
     def look_at_retransmissions(r: Run, port: int):
         try:
@@ -827,9 +1022,16 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
                 rows.append(r.client)
         for i, row in enumerate(rows):
             mine = [r for r in runs if r.client is row and r.mode == "with" and not r.error]
-            own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
-                         env=server_env(mine[0]))
             try:
+                cgroup = cgroups.make(f"{row.name}-server") if row.cgroup else None
+                attached = None
+                if cgroup and (not mine[0].control or mine[0].no_enforce):
+                    attached = cgroups.attach(cgroup, mine[0].scenario.keepalive,
+                                              enforce=not mine[0].no_enforce)
+                own = Server(net, on_request, port=PORT + 1 + i, argv=client_argv(row, row.server),
+                             env=server_env(mine[0]), cgroup=cgroup)
+                for r in mine:
+                    r.cgroup, r.attached = cgroup, attached
                 own.start()
             except Exception as e:
                 for r in mine:
@@ -844,9 +1046,18 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         for r in runs:
             if r.error:
                 continue
+            try:
+                if r.client.cgroup and not r.client.server:
+                    r.cgroup = cgroups.make(r.tag)
+                    if r.mode == "with" and (not r.control or r.no_enforce) and not r.client.after_request:
+                        r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive,
+                                                    enforce=not r.no_enforce)
+            except Exception as e:
+                r.error = f"cgroup: {e}"
+                continue
             r.started = time.monotonic()
             try:
-                proc = net.spawn(net.client, client_argv(r.client), client_env(r))
+                proc = net.spawn(net.client, client_argv(r.client), client_env(r), cgroup=r.cgroup)
             except OSError as e:
                 r.error = f"could not start: {e}"
                 continue
@@ -877,6 +1088,8 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             timer.cancel()
         CLEANUP.discard(net.down)
         net.down()
+        CLEANUP.discard(cgroups.down)
+        cgroups.down()
 
 
 def preflight() -> Optional[str]:
@@ -927,6 +1140,11 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: server must be a non-empty argv list")
         if c.server and set(c.scenarios) - server_side:
             problems.append(f"{c.name}: a server row runs only {list(client_table.SERVER_SCENARIOS)}")
+        if not isinstance(c.cgroup, bool):
+            problems.append(f"{c.name}: cgroup must be True or False")
+        if c.cgroup and c.preload:
+            problems.append(f"{c.name}: a cgroup row's keep-alive comes from the kernel door alone: "
+                            "no preload")
         if not c.server and server_side:
             problems.append(f"{c.name}: {sorted(server_side)} judge a server: the row needs `server`")
     return problems
@@ -936,11 +1154,20 @@ def keepalive_column(r: Run) -> str:
     if r.control and r.client.control_env is not None:
         extra = " ".join(f"{k}={v}" for k, v in r.client.control_env.items())
         return f"with LD_PRELOAD, CONTROL: {extra}"
+    if r.control and r.no_enforce:
+        return "with, CONTROL: attached --no-enforce"
     if r.control:
         return "with, CONTROL: keep-alive withheld"
     if r.mode == "without":
+        if r.client.cgroup:
+            return "without: the lab's plain server" if r.client.server else "without: own cgroup, not attached"
         return "without"
     how = r.scenario.keepalive_text
+    if r.client.cgroup and r.client.after_request:
+        return f"cgroup attached while waiting: {how}"
+    if r.client.cgroup:
+        # The BPF program sets the accepted socket itself; the listener stays as it was.
+        return f"with cgroup BPF: {how.removesuffix(' on the listener')}"
     if r.client.server:
         return f"with: {how}"
     if r.client.after_request:
@@ -982,7 +1209,9 @@ def table(runs: List[Run], details: bool):
     print("time: from the request reaching the server to the client's exit. middlebox: what its")
     print("conntrack table held when the server's answer left (conntrack -L), or that the lab cut it.")
     if any(r.control for r in runs):
-        print("CONTROL run: keep-alive withheld from every 'with' run; each must miss its expectation")
+        how = ("cgroups attached with --no-enforce, so programs' own keep-alive wins"
+               if any(r.no_enforce for r in runs) else "keep-alive withheld from every 'with' run")
+        print(f"CONTROL run: {how}; each must miss its expectation")
     for (sc, mine), cells in zip(groups, cells_by_group):
         print()
         print(f"{sc.number}. {sc.title}: {sc.story}.")
@@ -994,6 +1223,15 @@ def table(runs: List[Run], details: bool):
                 print(f"      FAIL because {r.why}")
             if r.hook and (details or not r.verdict):
                 print(f"      after the request: {r.hook}")
+            if r.cgroup and not r.error and (details or not r.verdict):
+                hooked = r.hook is not None  # attached by the row's after_request command
+                if r.attached:
+                    print(f"      cgroup: {r.attached}")
+                else:
+                    print(f"      cgroup {r.cgroup}: {'attached after the request' if hooked else 'not attached'}")
+                if not r.client.server:
+                    print(f"      client socket {'after that' if hooked else 'at the request'} "
+                          f"(tcp-keepalive inspect): {r.client_keepalive or 'not seen'}")
             if sc.judges == "server" and not r.error and (details or not r.verdict):
                 print(f"      server: listening socket keep-alive {r.server_keepalive}, accepted socket "
                       f"{r.ev.get('keepalive', '?')} (getsockopt); failed read: {r.ev.get('failure', 'none')}")
@@ -1016,6 +1254,10 @@ def main(argv=None) -> int:
     parser.add_argument("--control", action="store_true",
                         help="negative control: run only the 'with' runs, keep-alive withheld; "
                         "each must miss its expectation (proves the checks can fail)")
+    parser.add_argument("--no-enforce", action="store_true",
+                        help="with --control: attach the cgroup rows' cgroups with --no-enforce "
+                        "instead of not at all; a program that sets its own keep-alive (Go) must "
+                        "then miss (proves enforcement is what helps it)")
     parser.add_argument("--no-build", action="store_true", help="skip the rows' build scripts")
     args = parser.parse_args(argv)
 
@@ -1029,9 +1271,12 @@ def main(argv=None) -> int:
     if args.list:
         for c in client_table.CLIENTS:
             print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
-                  f"{'  (preload)' if c.preload else ''}{'  build: ' + c.build if c.build else ''}"
+                  f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  build: ' + c.build if c.build else ''}"
                   f"{'  server: ' + ' '.join(c.server) if c.server else ''}")
         return 0
+    if args.no_enforce and not args.control:
+        print("lab: --no-enforce is a negative control: use it with --control", file=sys.stderr)
+        return 2
     if not clients:
         print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}", file=sys.stderr)
         return 2
@@ -1044,6 +1289,16 @@ def main(argv=None) -> int:
             return 1
         print(f"lab: SKIP: {reason}")
         return 0
+    kernel_rows = [c.name for c in clients if c.cgroup]
+    if kernel_rows and cgroup2_mount() is None:
+        reason = "no cgroup v2 mount in /proc/mounts: the kernel door needs cgroup v2"
+        if ci:
+            print(f"lab: FAIL (CI=true, cannot run {', '.join(kernel_rows)}): {reason}", file=sys.stderr)
+            return 1
+        print(f"lab: SKIP rows {', '.join(kernel_rows)}: {reason}")
+        clients = [c for c in clients if not c.cgroup]
+        if not clients:
+            return 0
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _on_signal)
@@ -1052,6 +1307,15 @@ def main(argv=None) -> int:
     wanted = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
     try:
         broken = {} if args.no_build else build(clients)
+        if any(c.cgroup for c in clients) and client_table.CLI_BUILD not in broken:
+            reason = kernel_door_missing(run_id)
+            if reason:
+                names = ", ".join(c.name for c in clients if c.cgroup)
+                if ci:
+                    print(f"lab: FAIL (CI=true, cannot run {names}): {reason}", file=sys.stderr)
+                    return 1
+                print(f"lab: SKIP rows {names}: {reason}")
+                clients = [c for c in clients if not c.cgroup]
         runs: List[Run] = []
         for sc in wanted:
             for c in clients:
@@ -1061,9 +1325,11 @@ def main(argv=None) -> int:
                     if m not in c.modes or (args.control and m != "with"):
                         continue
                     r = Run(client=c, scenario=sc, mode=m, tag=f"{c.name}.{m}.{sc.key}",
-                            control=args.control)
+                            control=args.control, no_enforce=args.no_enforce)
                     if c.build in broken:
                         r.error = broken[c.build]
+                    elif c.cgroup and client_table.CLI_BUILD in broken:
+                        r.error = broken[client_table.CLI_BUILD]
                     elif c.preload and m == "with" and not args.control and not os.path.exists(
                         os.path.join(ROOT, client_table.PRELOAD_LIB)
                     ):

@@ -5,5 +5,7 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 cd "$ROOT"
+# The kernel door's BPF program is compiled by cgroup/build.rs.
+need_packages clang libbpf-dev linux-libc-dev
 cargo build --release --quiet -p tcp-keepalive-cli
 test -x target/release/tcp-keepalive

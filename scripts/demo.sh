@@ -9,7 +9,8 @@ set -euo pipefail
 cd "$ROOT"
 
 if [ "$(id -u)" -eq 0 ]; then
-    need_packages python3 iproute2 nftables conntrack
+    # clang, libbpf-dev, linux-libc-dev: the CLI the cgroup and cli-rescue rows use builds BPF.
+    need_packages python3 iproute2 nftables conntrack build-essential clang libbpf-dev linux-libc-dev
 fi
 PY=/usr/bin/python3
 [ -x "$PY" ] || PY=$(command -v python3)
