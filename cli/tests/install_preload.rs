@@ -56,11 +56,19 @@ impl Drop for Tree {
     }
 }
 
-/// Bytes no other file has: proves the copy is of this library, whole.
+/// A shared object this machine can load that exports `socket` (the C library this test runs
+/// with), followed by bytes no other file has: it passes the command's library check, and the
+/// copy is proven to be of this file, whole.
 fn payload(seed: u8) -> Vec<u8> {
-    (0..300_000u32)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed)
-        .collect()
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    let libc = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("this test runs against glibc");
+    let mut bytes = fs::read(libc).unwrap();
+    bytes.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed));
+    bytes
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -194,4 +202,17 @@ fn a_failed_rename_exits_1_and_leaves_the_directory_as_it_was() {
         "temporary file removed"
     );
     assert_eq!(names(&blocker), ["inside"]);
+}
+
+#[test]
+fn a_file_that_is_no_preload_library_exits_6_and_changes_nothing() {
+    let t = Tree::new("notlib").with_library(b"#!/bin/sh\necho not a library\n");
+    let out = t.run(&["install-preload", t.path("shared").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is not a loadable preload library: not an ELF file"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(names(&t.path("shared")).is_empty());
 }
