@@ -237,11 +237,13 @@ PY
     echo "$oci_arch: install-preload /shared copied the library, mode 0644, as user 65534"
 }
 
-# crates.io's own packaging check: the core alone, and the command together with it (it cannot
-# resolve tcp-keepalive 0.1.0 from crates.io before the core is published).
+# crates.io's own packaging check: the core alone, and the command together with the crates it
+# needs (it cannot resolve tcp-keepalive 0.1.0 or tcp-keepalive-cgroup from crates.io before they
+# are published).
 publish_dry_run() {
     cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive &&
-        cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive -p tcp-keepalive-cli
+        cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive -p tcp-keepalive-cgroup \
+            -p tcp-keepalive-cli
 }
 
 image() {
@@ -270,7 +272,7 @@ if [ ${#failed_parts[@]} -eq 0 ]; then
     part "arm64 libkeepalive.so under an arm64 C program (qemu-user)" preload_arm64
     part "arm64 wheel in Debian's arm64 Python (qemu-user)" wheel_arm64
     part "the image: index, files, command run from the unpacked roots" image
-    part "cargo publish --dry-run: tcp-keepalive, and tcp-keepalive-cli with it" publish_dry_run
+    part "cargo publish --dry-run: tcp-keepalive, and tcp-keepalive-cli with it and tcp-keepalive-cgroup" publish_dry_run
 fi
 echo
 echo "dist: ${passed} parts passed, ${#failed_parts[@]} failed ($((SECONDS - start)) s)"
