@@ -228,6 +228,7 @@ final class Fallback {
                     + ", and no JDK offers TCP_USER_TIMEOUT in jdk.net.ExtendedSocketOptions");
         }
         requireOptions();
+        requireTcp(target);
         if (target instanceof ServerSocket) {
             throw new UnsupportedOperationException("the JDK cannot set SO_KEEPALIVE on a listening socket, and "
                     + why() + "; configure the accepted sockets instead");
@@ -253,6 +254,7 @@ final class Fallback {
 
     static int[] inspect(Object target) throws SocketException {
         requireOptions();
+        requireTcp(target);
         boolean on = (Boolean) get(target, StandardSocketOptions.SO_KEEPALIVE);
         return new int[] {on ? 1 : 0, (Integer) get(target, IDLE), (Integer) get(target, INTERVAL),
             (Integer) get(target, COUNT), 0};
@@ -263,6 +265,37 @@ final class Fallback {
             throw new UnsupportedOperationException("keep-alive timings cannot be set: " + why()
                     + ", and this JDK (" + System.getProperty("java.version")
                     + ") lacks jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE (JDK 11+, 8u261+)");
+        }
+    }
+
+    /**
+     * The same exception types as the native path where the JDK would throw
+     * {@code UnsupportedOperationException} for a missing option: a channel without TCP options
+     * (Unix-domain) is not TCP ({@code SocketException}); a socket whose {@code SocketImpl} is not
+     * the JDK's is one this library cannot see into ({@code IllegalArgumentException}).
+     */
+    private static void requireTcp(Object target) throws SocketException {
+        if (target instanceof NetworkChannel) {
+            if (!((NetworkChannel) target).supportedOptions().contains(IDLE)) {
+                throw new SocketException("the " + target.getClass().getName() + " is not a TCP socket (" + target
+                        + "): keep-alive options apply to TCP sockets only");
+            }
+            return;
+        }
+        if (!(target instanceof Socket) && !(target instanceof ServerSocket)) {
+            throw new IllegalArgumentException("tcp-keepalive cannot configure a " + target.getClass().getName()
+                    + ": it knows java.net.Socket, java.net.ServerSocket and SocketChannel");
+        }
+        Object supported;
+        try {
+            // JDK 9+ (the jar is Java 8 bytecode); JDK 8 has no way to ask, and goes on.
+            supported = target.getClass().getMethod("supportedOptions").invoke(target);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return;
+        }
+        if (supported instanceof java.util.Set && !((java.util.Set<?>) supported).contains(IDLE)) {
+            throw new IllegalArgumentException("tcp-keepalive cannot configure this " + target.getClass().getName()
+                    + ": its SocketImpl is not the JDK's and offers no TCP_KEEPIDLE (" + why() + ")");
         }
     }
 

@@ -168,7 +168,9 @@ public final class KeepAlive {
     }
 
     /**
-     * Checks the socket is open and makes sure it has a file descriptor: an unconnected
+     * Checks the socket is open (the native side asks the JDK's own closed state again for any
+     * subclass, whose {@code isClosed()} may be overridden; the fallback's JDK calls check their
+     * implementation's state) and makes sure it has a file descriptor: an unconnected
      * {@code new Socket()} (what OkHttp's {@code createSocket()} returns) gets one from the JDK
      * only when first used; reading an option creates it without changing anything.
      */
@@ -358,17 +360,20 @@ public final class KeepAlive {
             return enabled;
         }
 
-        /** {@code TCP_KEEPIDLE}; the system default (7200 s) when never set. */
+        /**
+         * {@code TCP_KEEPIDLE}; when never set on the socket, the host's
+         * {@code net.ipv4.tcp_keepalive_time} (of the socket's network namespace).
+         */
         public Duration idle() {
             return Duration.ofSeconds(idleSeconds);
         }
 
-        /** {@code TCP_KEEPINTVL}; the system default (75 s) when never set. */
+        /** {@code TCP_KEEPINTVL}; when never set, the host's {@code net.ipv4.tcp_keepalive_intvl}. */
         public Duration interval() {
             return Duration.ofSeconds(intervalSeconds);
         }
 
-        /** {@code TCP_KEEPCNT}; the system default (9) when never set. */
+        /** {@code TCP_KEEPCNT}; when never set, the host's {@code net.ipv4.tcp_keepalive_probes}. */
         public int count() {
             return count;
         }
