@@ -242,13 +242,7 @@ pub fn run_apply(
             failed: usize,
             sockets: Vec<Row>,
         }
-        let applied = Settings {
-            enabled: true,
-            idle: keepalive.idle(),
-            interval: keepalive.interval(),
-            count: keepalive.count(),
-            user_timeout: keepalive.user_timeout(),
-        };
+        let applied = Settings::from(keepalive);
         print_json(&Out {
             pid,
             command: process.command(),

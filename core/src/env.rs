@@ -5,8 +5,41 @@ use std::time::Duration;
 
 use crate::{Error, KeepAlive};
 
-/// Every variable [`KeepAlive::from_env`] reads, prefixed names first. `TCP_KEEPALIVE_LOG` is read
-/// by the preload library only.
+/// Which variables hold each setting, in the order they are read: the first that is set wins.
+/// Ours first, then the classic libkeepalive names, then msantos/libkeepalive's, then libdontdie's.
+const SWITCH: &[&str] = &["TCP_KEEPALIVE", "KEEPALIVE", "DD_USE_KEEPALIVE"];
+const IDLE: &[&str] = &[
+    "TCP_KEEPALIVE_IDLE",
+    "KEEPIDLE",
+    "TCP_KEEPIDLE",
+    "DD_TCP_KEEPALIVE_TIME",
+];
+const INTERVAL: &[&str] = &[
+    "TCP_KEEPALIVE_INTERVAL",
+    "KEEPINTVL",
+    "TCP_KEEPINTVL",
+    "DD_TCP_KEEPALIVE_INTVL",
+];
+const COUNT: &[&str] = &[
+    "TCP_KEEPALIVE_COUNT",
+    "KEEPCNT",
+    "TCP_KEEPCNT",
+    "DD_TCP_KEEPALIVE_PROBES",
+];
+const USER_TIMEOUT: &[&str] = &["TCP_KEEPALIVE_USER_TIMEOUT", "TCP_USER_TIMEOUT"];
+
+/// msantos/libkeepalive's names: there 0 means "leave the system's value", so here 0 counts as
+/// unset, and its `TCP_USER_TIMEOUT` is in milliseconds, -1 meaning "derive from the others".
+const MSANTOS: &[&str] = &[
+    "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL",
+    "TCP_KEEPCNT",
+    "TCP_USER_TIMEOUT",
+];
+
+/// Every variable [`KeepAlive::from_env`] reads: ours, the classic libkeepalive names, then the
+/// names of msantos/libkeepalive and libdontdie, so replacing their library keeps a deployment's
+/// settings. [`OperatorEnv`] also reads `TCP_KEEPALIVE_LOG` and `TCP_KEEPALIVE_ENFORCE`.
 pub const ENV_VARIABLES: &[&str] = &[
     "TCP_KEEPALIVE",
     "TCP_KEEPALIVE_IDLE",
@@ -17,6 +50,14 @@ pub const ENV_VARIABLES: &[&str] = &[
     "KEEPIDLE",
     "KEEPINTVL",
     "KEEPCNT",
+    "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL",
+    "TCP_KEEPCNT",
+    "TCP_USER_TIMEOUT",
+    "DD_USE_KEEPALIVE",
+    "DD_TCP_KEEPALIVE_TIME",
+    "DD_TCP_KEEPALIVE_INTVL",
+    "DD_TCP_KEEPALIVE_PROBES",
 ];
 
 /// What the environment asks for.
@@ -43,39 +84,72 @@ impl EnvConfig {
 }
 
 const DURATION_FORMS: &str = "a whole number of seconds, or with a unit: 90, 90s, 2m, 1h, 1500ms";
+const SWITCH_WORDS: &str = "on or off (also 1/0, true/false, yes/no)";
 
-/// Parses `90`, `90s`, `2m`, `1h` or `1500ms` (a bare number is seconds).
+/// The number rule, the same for every number in every door: surrounding ASCII whitespace is
+/// ignored, then ASCII digits only (no sign, no `_`, no other script's digits), any number of
+/// leading zeros. Returns the digits and the rest of the trimmed text.
+fn split_number(text: &str) -> (&str, &str) {
+    let t = trim_ascii(text);
+    t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()))
+}
+
+/// The value of ASCII digits, saturating at `u64::MAX`: a number too large for 64 bits is out of
+/// every range, and the range check says so.
+fn saturating_value(digits: &str) -> u64 {
+    digits.bytes().fold(0u64, |n, d| {
+        n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
+    })
+}
+
+/// Parses `90`, `90s`, `2m`, `1h` or `1500ms` (a bare number is seconds), with the number rule:
+/// surrounding ASCII whitespace ignored, ASCII digits only, no sign, any leading zeros; ASCII
+/// whitespace may separate number and unit.
 ///
 /// Only the syntax is checked here; ranges are checked by [`KeepAlive::new`] and
-/// [`KeepAlive::with_user_timeout`]. The error's `name` is `what`.
+/// [`KeepAlive::with_user_timeout`]. A number too large for 64 bits gives the largest duration
+/// of its unit, so the range check reports it. The error's `name` is `what`.
 pub fn parse_duration(what: &str, text: &str) -> Result<Duration, Error> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (digits, unit) = t.split_at(split);
-    let bad = || Error::invalid(what, text, DURATION_FORMS);
+    parse_duration_in(what, text, Duration::from_secs)
+}
+
+/// [`parse_duration`] where a bare number is in the unit `bare` makes.
+fn parse_duration_in(what: &str, text: &str, bare: fn(u64) -> Duration) -> Result<Duration, Error> {
+    let (digits, unit) = split_number(text);
     if digits.is_empty() {
-        return Err(bad());
+        return Err(Error::invalid(what, text, DURATION_FORMS));
     }
-    let n: u64 = digits.parse().map_err(|_| bad())?;
-    let d = match unit.trim() {
-        "" | "s" => Duration::from_secs(n),
-        "ms" => Duration::from_millis(n),
-        "m" => Duration::from_secs(n.checked_mul(60).ok_or_else(bad)?),
-        "h" => Duration::from_secs(n.checked_mul(3600).ok_or_else(bad)?),
-        _ => return Err(bad()),
-    };
-    Ok(d)
+    let n = saturating_value(digits);
+    match trim_ascii(unit) {
+        "" => Ok(bare(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        _ => Err(Error::invalid(what, text, DURATION_FORMS)),
+    }
+}
+
+/// Parses a probe count with the number rule (see [`parse_duration`]) and checks its range,
+/// 1 to 127: the one count parser of every door. The error's `name` is `what`.
+pub fn parse_count(what: &str, text: &str) -> Result<u32, Error> {
+    let (digits, rest) = split_number(text);
+    if digits.is_empty() || !rest.is_empty() {
+        return Err(Error::invalid(
+            what,
+            text,
+            format!("a whole number from 1 to {}", crate::MAX_COUNT),
+        ));
+    }
+    let n = u32::try_from(saturating_value(digits)).unwrap_or(u32::MAX);
+    crate::check_count(n).map_err(|e| from_variable(what, text, e))
 }
 
 fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
-    match text.trim().to_ascii_lowercase().as_str() {
+    match trim_ascii(text).to_ascii_lowercase().as_str() {
         "on" | "1" | "true" | "yes" => Ok(true),
         "off" | "0" | "false" | "no" => Ok(false),
-        _ => Err(Error::invalid(
-            name,
-            text,
-            "on or off (also 1/0, true/false, yes/no)",
-        )),
+        _ => Err(Error::invalid(name, text, SWITCH_WORDS)),
     }
 }
 
@@ -87,38 +161,98 @@ fn from_variable(name: &str, text: &str, err: Error) -> Error {
     }
 }
 
+/// What an operator door (the preload library, `tcp-keepalive run`) reads from the environment:
+/// the settings, plus the two switches only such a door has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OperatorEnv {
+    /// The settings, exactly as [`KeepAlive::from_lookup`] reads them.
+    pub config: EnvConfig,
+    /// `TCP_KEEPALIVE_LOG`: one line on stderr per socket configured. Default off.
+    pub log: bool,
+    /// `TCP_KEEPALIVE_ENFORCE`: the operator's settings are a ceiling the program's own
+    /// `setsockopt` calls cannot exceed (see [`KeepAlive::enforce`]). Default on.
+    pub enforce: bool,
+}
+
+impl OperatorEnv {
+    /// Reads the process environment; see [`OperatorEnv::from_lookup`]. A value that is not UTF-8
+    /// is reported as invalid, never treated as unset.
+    pub fn from_env() -> Result<OperatorEnv, Error> {
+        Self::from_lookup(env_lookup)
+    }
+
+    /// Reads the settings ([`KeepAlive::from_lookup`]), then `TCP_KEEPALIVE_LOG` (default off) and
+    /// `TCP_KEEPALIVE_ENFORCE` (default on), both with the switch words of `TCP_KEEPALIVE` (`on`/
+    /// `off`, `1`/`0`, `true`/`false`, `yes`/`no`). An empty value counts as unset; an invalid one
+    /// is an [`Error::InvalidArgument`] naming the variable, the first found in that order.
+    pub fn from_lookup(
+        mut lookup: impl FnMut(&str) -> Option<String>,
+    ) -> Result<OperatorEnv, Error> {
+        let config = KeepAlive::from_lookup(&mut lookup)?;
+        let mut switch = |name: &str, default: bool| match lookup(name) {
+            Some(text) if !is_blank(&text) => parse_switch(name, &text),
+            _ => Ok(default),
+        };
+        Ok(OperatorEnv {
+            config,
+            log: switch("TCP_KEEPALIVE_LOG", false)?,
+            enforce: switch("TCP_KEEPALIVE_ENFORCE", true)?,
+        })
+    }
+}
+
+/// A variable of the process environment; a value that is not UTF-8 is passed on lossily (with
+/// U+FFFD), which no syntax accepts, so it is reported rather than silently treated as unset.
+fn env_lookup(name: &str) -> Option<String> {
+    std::env::var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
+
+/// Empty or only ASCII whitespace: the variable counts as unset.
+fn is_blank(text: &str) -> bool {
+    trim_ascii(text).is_empty()
+}
+
+/// `text` without surrounding ASCII whitespace (space, tab, LF, FF, CR); other whitespace, such as
+/// U+3000, stays and is refused by every syntax. (`str::trim_ascii` needs Rust 1.80.)
+pub(crate) fn trim_ascii(text: &str) -> &str {
+    text.trim_matches(|c: char| c.is_ascii_whitespace())
+}
+
 impl KeepAlive {
     /// Reads the settings from the process environment; see [`KeepAlive::from_lookup`].
     pub fn from_env() -> Result<EnvConfig, Error> {
-        // A value that is not UTF-8 is passed on lossily, so it is reported as invalid rather
-        // than silently treated as unset.
-        Self::from_lookup(|name| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
+        Self::from_lookup(env_lookup)
     }
 
     /// Reads the settings through `lookup` (a variable's value, or `None` when unset).
     ///
-    /// `TCP_KEEPALIVE`, `TCP_KEEPALIVE_IDLE`, `TCP_KEEPALIVE_INTERVAL`, `TCP_KEEPALIVE_COUNT`,
-    /// `TCP_KEEPALIVE_USER_TIMEOUT`; where a prefixed one is unset, the classic libkeepalive
-    /// names `KEEPALIVE`, `KEEPIDLE`, `KEEPINTVL`, `KEEPCNT`. An empty value counts as unset.
-    /// Durations take a unit (`90`, `90s`, `2m`, `1500ms`). An invalid value is an error naming the
-    /// variable and the value; it is never replaced by a default.
+    /// Each setting is read from the first of its names that is set (an empty value, or one of
+    /// only ASCII whitespace, counts as unset): ours (`TCP_KEEPALIVE`, `TCP_KEEPALIVE_IDLE`,
+    /// `_INTERVAL`, `_COUNT`, `_USER_TIMEOUT`), then the classic libkeepalive names (`KEEPALIVE`,
+    /// `KEEPIDLE`, `KEEPINTVL`, `KEEPCNT`), then msantos/libkeepalive's (`TCP_KEEPIDLE`,
+    /// `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `TCP_USER_TIMEOUT`, where 0 counts as unset, a bare user
+    /// timeout is milliseconds and -1 derives it as `idle + interval × count`), then libdontdie's
+    /// (`DD_USE_KEEPALIVE` 1/0, `DD_TCP_KEEPALIVE_TIME`, `_INTVL`, `_PROBES`).
+    ///
+    /// Durations take a unit (`90`, `90s`, `2m`, `1500ms`); every number follows the rule of
+    /// [`parse_duration`]. An invalid value is an error naming the variable and the value; it is
+    /// never replaced by a default.
     pub fn from_lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<EnvConfig, Error> {
-        let mut get = |prefixed: &'static str, classic: Option<&'static str>| {
-            let mut value = |name: &'static str| {
-                lookup(name)
-                    .filter(|v| !v.trim().is_empty())
-                    .map(|v| (name, v))
-            };
-            match value(prefixed) {
-                Some(found) => Some(found),
-                None => classic.and_then(value),
-            }
+        let mut first = |names: &[&'static str]| {
+            names.iter().find_map(|&name| {
+                let text = lookup(name).filter(|v| !is_blank(v))?;
+                let leave_alone = MSANTOS.contains(&name) && {
+                    let (digits, rest) = split_number(&text);
+                    !digits.is_empty() && rest.is_empty() && saturating_value(digits) == 0
+                };
+                (!leave_alone).then_some((name, text))
+            })
         };
-        let switch = get("TCP_KEEPALIVE", Some("KEEPALIVE"));
-        let idle = get("TCP_KEEPALIVE_IDLE", Some("KEEPIDLE"));
-        let interval = get("TCP_KEEPALIVE_INTERVAL", Some("KEEPINTVL"));
-        let count = get("TCP_KEEPALIVE_COUNT", Some("KEEPCNT"));
-        let user_timeout = get("TCP_KEEPALIVE_USER_TIMEOUT", None);
+        let switch = first(SWITCH);
+        let idle = first(IDLE);
+        let interval = first(INTERVAL);
+        let count = first(COUNT);
+        let user_timeout = first(USER_TIMEOUT);
 
         if let Some((name, text)) = &switch {
             if !parse_switch(name, text)? {
@@ -149,18 +283,19 @@ impl KeepAlive {
         let interval = seconds(interval, defaults.interval())?;
         let count = match count {
             None => defaults.count(),
-            Some((name, text)) => {
-                let allowed = format!("a whole number from 1 to {}", crate::MAX_COUNT);
-                let n: u32 = text
-                    .trim()
-                    .parse()
-                    .map_err(|_| Error::invalid(name, &text, allowed.clone()))?;
-                crate::check_count(n).map_err(|e| from_variable(name, &text, e))?
-            }
+            Some((name, text)) => parse_count(name, &text)?,
         };
         let mut keepalive = KeepAlive::new(idle, interval, count)?;
         if let Some((name, text)) = user_timeout {
-            let d = parse_duration(name, &text)?;
+            let d = if name == "TCP_USER_TIMEOUT" {
+                if trim_ascii(&text) == "-1" {
+                    keepalive.detection_bound()
+                } else {
+                    parse_duration_in(name, &text, Duration::from_millis)?
+                }
+            } else {
+                parse_duration(name, &text)?
+            };
             keepalive = keepalive
                 .with_user_timeout(d)
                 .map_err(|e| from_variable(name, &text, e))?;

@@ -30,10 +30,59 @@ impl SocketOption {
     }
 }
 
+impl SocketOption {
+    /// Every option, in the order [`KeepAlive::apply`](crate::KeepAlive::apply) writes them
+    /// (`SO_KEEPALIVE` last).
+    const ALL: [SocketOption; 5] = [
+        SocketOption::KeepIdle,
+        SocketOption::KeepInterval,
+        SocketOption::KeepCount,
+        SocketOption::UserTimeout,
+        SocketOption::KeepAlive,
+    ];
+
+    /// The option a `setsockopt(fd, level, name, ...)` call with this platform's numbers sets, or
+    /// `None` when it is none of the keep-alive options: for doors that see raw calls (the
+    /// preload's `setsockopt` hook) and pass them to [`KeepAlive::enforce`](crate::KeepAlive::enforce).
+    #[cfg(unix)]
+    #[inline]
+    pub fn from_raw(level: libc::c_int, name: libc::c_int) -> Option<SocketOption> {
+        Self::ALL
+            .into_iter()
+            .find(|option| crate::sys::level_and_name(*option) == Some((level, name)))
+    }
+}
+
 impl fmt::Display for SocketOption {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// A value in double quotes as error messages show it, by a rule simple enough for every
+/// language to reproduce exactly: printable ASCII stays, except `"` and `\\` which get a
+/// backslash; tab, line feed and carriage return are `\t`, `\n`, `\r`; every other character
+/// (other controls, any non-ASCII character such as U+3000 or U+FFFD) is `\u{HEX}`, lowercase hex
+/// without leading zeros. So invisible and look-alike characters are visible in the message.
+pub(crate) fn quote(value: &str) -> String {
+    use fmt::Write as _;
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            ' '..='~' => out.push(c),
+            _ => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Everything that can go wrong; each binding maps these variants once to its language's errors.
@@ -44,7 +93,11 @@ impl fmt::Display for SocketOption {
 pub enum Error {
     /// A value outside Linux's limits, or an environment variable that does not parse.
     /// Raised before any system call, so the socket is untouched.
-    #[error("invalid {name}: {value:?} (allowed: {allowed})")]
+    ///
+    /// The message shows the value in double quotes: printable ASCII as it is, except `"` and `\\`
+    /// with a backslash before; tab, line feed, carriage return as `\t`, `\n`, `\r`; any other
+    /// character (controls, anything non-ASCII such as U+3000) as `\u{HEX}` in lowercase hex.
+    #[error("invalid {name}: {} (allowed: {allowed})", quote(.value))]
     InvalidArgument {
         /// The parameter or environment variable, e.g. `"idle"` or `"TCP_KEEPALIVE_IDLE"`.
         name: String,

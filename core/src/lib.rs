@@ -37,7 +37,7 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-pub use env::{parse_duration, EnvConfig, ENV_VARIABLES};
+pub use env::{parse_count, parse_duration, EnvConfig, OperatorEnv, ENV_VARIABLES};
 pub use error::{Error, SocketOption};
 
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
@@ -185,6 +185,42 @@ impl KeepAlive {
             .map(|ms| Duration::from_millis(ms.into()))
     }
 
+    /// The value an operator door writes when a program sets `option` to `requested` on a socket
+    /// the door configured with these settings: these settings are a ceiling (DESIGN.md, "Who
+    /// decides").
+    ///
+    /// - `SO_KEEPALIVE`: always 1, so keep-alive cannot be turned off.
+    /// - `TCP_KEEPIDLE`, `TCP_KEEPINTVL` (1 to 32767 s) and `TCP_KEEPCNT` (1 to 127): a value in
+    ///   Linux's range becomes the smaller of it and ours; a value outside stays as it is, so the
+    ///   kernel refuses it with `EINVAL` as it would have without us.
+    /// - `TCP_USER_TIMEOUT` (ms): unchanged when these settings have none or when negative (the
+    ///   kernel's `EINVAL`); 0 (no timeout) becomes ours; else the smaller of it and ours.
+    ///
+    /// The table of cases is `core/tests/data/enforce-cases.tsv`.
+    #[inline]
+    pub fn enforce(&self, option: SocketOption, requested: libc::c_int) -> libc::c_int {
+        // Our values are validated, so they fit a c_int.
+        let ceiling = |ours: u32, max: u32| {
+            if (1..=max as libc::c_int).contains(&requested) {
+                requested.min(ours as libc::c_int)
+            } else {
+                requested
+            }
+        };
+        match option {
+            SocketOption::KeepAlive => 1,
+            SocketOption::KeepIdle => ceiling(self.idle, MAX_SECONDS),
+            SocketOption::KeepInterval => ceiling(self.interval, MAX_SECONDS),
+            SocketOption::KeepCount => ceiling(self.count, MAX_COUNT),
+            SocketOption::UserTimeout => match self.user_timeout_ms {
+                None => requested,
+                Some(_) if requested < 0 => requested,
+                Some(ours) if requested == 0 => ours as libc::c_int,
+                Some(ours) => requested.min(ours as libc::c_int),
+            },
+        }
+    }
+
     /// `idle + interval × count`: the longest a silent dead peer can go unnoticed.
     pub fn detection_bound(&self) -> Duration {
         Duration::from_secs(u64::from(self.idle) + u64::from(self.interval) * u64::from(self.count))
@@ -210,7 +246,11 @@ impl fmt::Display for KeepAlive {
 }
 
 /// Keep-alive settings of a socket as the kernel reports them.
+///
+/// `#[non_exhaustive]`: a field may be added (another option) without breaking callers; build
+/// one with `Settings::from(keepalive)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub struct Settings {
     /// `SO_KEEPALIVE`: whether the kernel probes at all. The timings below apply only when true.
     pub enabled: bool,
@@ -222,6 +262,19 @@ pub struct Settings {
     pub count: u32,
     /// `TCP_USER_TIMEOUT`; `None` when unset (0) or on systems without it.
     pub user_timeout: Option<Duration>,
+}
+
+impl From<KeepAlive> for Settings {
+    /// What [`inspect`] reports for a socket these settings were applied to.
+    fn from(k: KeepAlive) -> Settings {
+        Settings {
+            enabled: true,
+            idle: k.idle(),
+            interval: k.interval(),
+            count: k.count(),
+            user_timeout: k.user_timeout(),
+        }
+    }
 }
 
 impl fmt::Display for Settings {
@@ -289,32 +342,35 @@ fn read(fd: RawFd, option: SocketOption) -> Result<libc::c_int, Error> {
 
 #[cfg(unix)]
 impl KeepAlive {
-    /// The TCP-level writes in the order they are made; `SO_KEEPALIVE` always comes after them, so
-    /// probing never starts with half-set timings.
+    /// The TCP-level writes in the order they are made. `SO_KEEPALIVE` always comes after them, so
+    /// probing never starts with half-set timings; the user timeout, when asked for, comes first:
+    /// it is the option a TCP-like socket may lack (MPTCP has no `TCP_USER_TIMEOUT`), and failing
+    /// on the first write leaves nothing to undo, on the 4-call path too.
+    /// Returns the four writes and where they start (1 without a user timeout).
     fn tcp_writes(&self) -> ([(SocketOption, libc::c_int); 4], usize) {
         let writes = [
-            (SocketOption::KeepIdle, self.idle as libc::c_int),
-            (SocketOption::KeepInterval, self.interval as libc::c_int),
-            (SocketOption::KeepCount, self.count as libc::c_int),
             (
                 SocketOption::UserTimeout,
                 self.user_timeout_ms.unwrap_or(0) as libc::c_int,
             ),
+            (SocketOption::KeepIdle, self.idle as libc::c_int),
+            (SocketOption::KeepInterval, self.interval as libc::c_int),
+            (SocketOption::KeepCount, self.count as libc::c_int),
         ];
-        let len = if self.user_timeout_ms.is_some() { 4 } else { 3 };
-        (writes, len)
+        let start = if self.user_timeout_ms.is_some() { 0 } else { 1 };
+        (writes, start)
     }
 
-    /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the timings,
-    /// then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
+    /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the user
+    /// timeout when set, the timings, then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
     /// socket options as plain numbers and set them on their own sockets (urllib3's and httpx's
     /// `socket_options`, a Python binding). Nothing is checked against a socket here.
     ///
     /// Fails with [`Error::Unsupported`] when a user timeout is asked for on a system without
     /// `TCP_USER_TIMEOUT`.
     pub fn socket_options(&self) -> Result<Vec<(libc::c_int, libc::c_int, libc::c_int)>, Error> {
-        let (writes, len) = self.tcp_writes();
-        writes[..len]
+        let (writes, start) = self.tcp_writes();
+        writes[start..]
             .iter()
             .copied()
             .chain([(SocketOption::KeepAlive, 1)])
@@ -339,12 +395,13 @@ impl KeepAlive {
     /// On Linux the settings of a listening socket are inherited by the sockets it accepts.
     pub fn apply(&self, fd: impl AsFd) -> Result<(), Error> {
         let fd = fd.as_fd().as_raw_fd();
-        let (writes, len) = self.tcp_writes();
+        let (all, start) = self.tcp_writes();
+        let writes = &all[start..];
         let mut before: [libc::c_int; 4] = [0; 4];
-        for (slot, (option, _)) in before.iter_mut().zip(&writes[..len]) {
+        for (slot, (option, _)) in before.iter_mut().zip(writes) {
             *slot = read(fd, *option)?;
         }
-        write_all(fd, &writes[..len], |done| {
+        write_all(fd, writes, |done| {
             // Best effort: the original error is what the caller needs to see.
             for ((option, _), old) in writes[..done].iter().zip(before) {
                 let _ = sys::set(fd, *option, old);
@@ -358,12 +415,14 @@ impl KeepAlive {
     ///
     /// A new socket has keep-alive off and no user timeout, so on failure this turns back what
     /// matters: `SO_KEEPALIVE` is written last and so stays off, and a user timeout already set is
-    /// reset to 0 (unset). Timings already written stay, but do nothing while keep-alive is off.
+    /// reset to 0 (unset). The user timeout is written first, so a socket that lacks it (MPTCP)
+    /// fails before anything changed. Timings written before a later failure (which a healthy
+    /// kernel never gives for valid values) stay, but do nothing while keep-alive is off.
     pub fn apply_to_new_socket(&self, fd: impl AsFd) -> Result<(), Error> {
         let fd = fd.as_fd().as_raw_fd();
-        let (writes, len) = self.tcp_writes();
-        write_all(fd, &writes[..len], |done| {
-            if done == 4 {
+        let (all, start) = self.tcp_writes();
+        write_all(fd, &all[start..], |done| {
+            if start == 0 && done > 0 {
                 let _ = sys::set(fd, SocketOption::UserTimeout, 0);
             }
         })

@@ -35,16 +35,18 @@ fn apply_with_user_timeout_and_inspect_agree_with_libc() {
             .unwrap();
         k.apply(&p.client).unwrap();
         assert_eq!(raw_all(&p.client), [1, 41, 13, 7, 4321], "{addr}");
+        let got = inspect(&p.client).unwrap();
         assert_eq!(
-            inspect(&p.client).unwrap(),
-            Settings {
-                enabled: true,
-                idle: S(41),
-                interval: S(13),
-                count: 7,
-                user_timeout: Some(Duration::from_millis(4321)),
-            }
+            (
+                got.enabled,
+                got.idle,
+                got.interval,
+                got.count,
+                got.user_timeout
+            ),
+            (true, S(41), S(13), 7, Some(Duration::from_millis(4321)))
         );
+        assert_eq!(got, Settings::from(k));
     }
 }
 
@@ -254,21 +256,39 @@ fn udp_unix_and_raw_sockets_are_not_tcp() {
     }
 }
 
-#[test]
-fn mptcp_is_tcp_and_an_option_it_lacks_is_unsupported() {
+/// An MPTCP socket, or `None` (skipped with the reason) where the kernel has none; under
+/// `CI=true` a missing MPTCP fails.
+fn mptcp_socket() -> Option<OwnedFd> {
     // SAFETY: plain socket(2); the descriptor is owned below.
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 262) };
     if fd < 0 {
         let e = std::io::Error::last_os_error();
         if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("CI=true: cannot create an MPTCP socket ({e}); this kernel lacks MPTCP");
+            panic!("CI=true: cannot create an MPTCP socket ({e}); see sysctl net.mptcp.enabled");
         }
-        eprintln!("skipping MPTCP: {e}");
-        return;
+        eprintln!("skipping MPTCP: {e} (sysctl net.mptcp.enabled)");
+        return None;
     }
     // SAFETY: fd was just created and nothing else owns it.
-    let sock: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) };
+    Some(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) })
+}
+
+/// SO_KEEPALIVE and the three timings, read with libc (MPTCP cannot read TCP_USER_TIMEOUT).
+fn raw_four(fd: &OwnedFd) -> [i32; 4] {
+    let all = [
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+    ];
+    all.map(|(level, name)| common::raw_get(fd, level, name))
+}
+
+#[test]
+fn mptcp_is_tcp_and_an_option_it_lacks_is_unsupported() {
+    let Some(sock) = mptcp_socket() else { return };
     configure_keepalive(&sock, S(19), S(6), 8).unwrap();
+    assert_eq!(raw_four(&sock), [1, 19, 6, 8]);
     assert_eq!(inspect(&sock).unwrap().idle, S(19));
     let with_timeout = KeepAlive::new(S(23), S(2), 3)
         .unwrap()
@@ -278,11 +298,69 @@ fn mptcp_is_tcp_and_an_option_it_lacks_is_unsupported() {
         Ok(()) => assert_eq!(inspect(&sock).unwrap().user_timeout, Some(S(4))),
         Err(Error::Unsupported { option, .. }) => {
             assert_eq!(option, SocketOption::UserTimeout);
-            assert_eq!(inspect(&sock).unwrap().idle, S(19), "nothing changed");
+            assert_eq!(raw_four(&sock), [1, 19, 6, 8], "apply: nothing changed");
         }
         Err(other) => {
             panic!("MPTCP with a user timeout: expected Ok or Unsupported, got {other:?}")
         }
+    }
+}
+
+#[test]
+fn mptcp_with_a_user_timeout_is_all_or_nothing_on_a_new_socket() {
+    let Some(sock) = mptcp_socket() else { return };
+    let before = raw_four(&sock);
+    assert_eq!(before[0], 0, "a new socket has keep-alive off");
+    let with_timeout = KeepAlive::new(S(23), S(2), 3)
+        .unwrap()
+        .with_user_timeout(S(4))
+        .unwrap();
+    match with_timeout.apply_to_new_socket(&sock) {
+        Ok(()) => assert_eq!(raw_four(&sock), [1, 23, 2, 3]),
+        Err(Error::Unsupported { option, .. }) => {
+            assert_eq!(option, SocketOption::UserTimeout);
+            assert_eq!(
+                raw_four(&sock),
+                before,
+                "apply_to_new_socket: nothing changed"
+            );
+        }
+        Err(other) => {
+            panic!("MPTCP with a user timeout: expected Ok or Unsupported, got {other:?}")
+        }
+    }
+    // Without a user timeout the same socket takes the settings.
+    KeepAlive::new(S(23), S(2), 3)
+        .unwrap()
+        .apply_to_new_socket(&sock)
+        .unwrap();
+    assert_eq!(raw_four(&sock), [1, 23, 2, 3]);
+}
+
+#[test]
+fn a_raw_socket_is_described_as_raw_not_tcp() {
+    // A raw socket opened with IPPROTO_TCP carries protocol 6; it is still no TCP socket.
+    match socket2::Socket::new(
+        socket2::Domain::IPV4,
+        socket2::Type::RAW,
+        Some(socket2::Protocol::TCP),
+    ) {
+        Ok(raw) => {
+            let err = inspect(&raw).unwrap_err();
+            let text = err.to_string();
+            assert!(
+                text.contains("is a AF_INET SOCK_RAW (raw IP, protocol 6) socket, not TCP"),
+                "{text}"
+            );
+            assert!(!text.contains("(TCP)"), "{text}");
+        }
+        Err(e)
+            if e.raw_os_error() == Some(libc::EPERM)
+                && std::env::var("CI").as_deref() != Ok("true") =>
+        {
+            eprintln!("skipping the raw-socket case: creating one needs CAP_NET_RAW ({e})")
+        }
+        Err(e) => panic!("raw socket: {e} (the test command runs as root)"),
     }
 }
 
@@ -364,19 +442,25 @@ fn socket_options_written_by_hand_give_what_apply_gives() {
         .unwrap();
     for k in [KeepAlive::new(S(31), S(9), 8).unwrap(), with_ut] {
         let options = k.socket_options().unwrap();
-        // The timings first, SO_KEEPALIVE last, with the C headers' numbers.
+        // The user timeout first (when set), then the timings, SO_KEEPALIVE last, with the C
+        // headers' numbers.
         assert_eq!(
             options.last(),
             Some(&(libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1))
         );
+        let idle_at = usize::from(k.user_timeout().is_some());
         assert_eq!(
-            options[0],
+            options[idle_at],
             (
                 libc::IPPROTO_TCP,
                 libc::TCP_KEEPIDLE,
                 k.idle().as_secs() as i32
             )
         );
+        if let Some(t) = k.user_timeout() {
+            let ms = t.as_millis() as i32;
+            assert_eq!(options[0], (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, ms));
+        }
         let by_hand = pair("127.0.0.1:0");
         for (level, name, value) in &options {
             raw_set(&by_hand.client, *level, *name, *value);

@@ -148,11 +148,12 @@ def test_a_configured_listener_passes_its_settings_to_accepted_sockets(host):
 
 def test_socket_options_are_the_standard_numbers_and_work_by_hand():
     opts = tcp_keepalive.socket_options(idle=33, interval=4, count=5, user_timeout=7)
+    # The user timeout first (the option an MPTCP socket lacks), SO_KEEPALIVE last.
     assert opts == [
+        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 7000),
         (socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 33),
         (socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 4),
         (socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5),
-        (socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 7000),
         (socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1),
     ]
     assert tcp_keepalive.socket_options() == KeepAlive().socket_options()
@@ -176,6 +177,15 @@ ENV_NAMES = [
     "KEEPIDLE",
     "KEEPINTVL",
     "KEEPCNT",
+    # The other preloads' names, read last.
+    "TCP_KEEPIDLE",
+    "TCP_KEEPINTVL",
+    "TCP_KEEPCNT",
+    "TCP_USER_TIMEOUT",
+    "DD_USE_KEEPALIVE",
+    "DD_TCP_KEEPALIVE_TIME",
+    "DD_TCP_KEEPALIVE_INTVL",
+    "DD_TCP_KEEPALIVE_PROBES",
 ]
 
 

@@ -143,11 +143,14 @@ fn describe_socket(fd: RawFd) -> Option<(bool, String)> {
         _ => "other-type",
     };
     let inet = domain == libc::AF_INET || domain == libc::AF_INET6;
-    let proto = match protocol {
-        libc::IPPROTO_TCP if inet => " (TCP)",
-        libc::IPPROTO_UDP if inet => " (UDP)",
-        IPPROTO_MPTCP if inet => " (MPTCP)",
-        _ => "",
+    // Name the protocol only where the type makes it that protocol: a raw socket opened with
+    // IPPROTO_TCP is a raw socket, not "(TCP)".
+    let proto = match (ty, protocol) {
+        (libc::SOCK_STREAM, libc::IPPROTO_TCP) if inet => " (TCP)".to_string(),
+        (libc::SOCK_STREAM, IPPROTO_MPTCP) if inet => " (MPTCP)".to_string(),
+        (libc::SOCK_DGRAM, libc::IPPROTO_UDP) if inet => " (UDP)".to_string(),
+        (libc::SOCK_RAW, _) if inet => format!(" (raw IP, protocol {protocol})"),
+        _ => String::new(),
     };
     // MPTCP carries keep-alive to its subflows; an option it lacks is Unsupported, not "not TCP".
     let is_tcp = inet

@@ -1,0 +1,185 @@
+//! Enforcement (contract C1) as the shared table `tests/data/enforce-cases.tsv`: each row through
+//! `SocketOption::from_raw` and `KeepAlive::enforce`, and each keep-alive row's requested and
+//! enforced value written to a real TCP socket, proving the program's call succeeds or fails
+//! exactly as it would have without the door, and that the kernel holds the enforced value.
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use tcp_keepalive::{KeepAlive, SocketOption};
+
+const TABLE: &str = include_str!("data/enforce-cases.tsv");
+
+struct Case {
+    line: usize,
+    keepalive: KeepAlive,
+    level: i32,
+    name: i32,
+    option: String,
+    requested: i32,
+    expected: i32,
+}
+
+fn cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    for (index, line) in TABLE.lines().enumerate() {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(
+            f.len(),
+            10,
+            "line {}: 10 fields expected: {line:?}",
+            index + 1
+        );
+        let num = |i: usize| -> i64 {
+            f[i].parse()
+                .unwrap_or_else(|e| panic!("line {}: field {i} {:?}: {e}", index + 1, f[i]))
+        };
+        let mut keepalive = KeepAlive::new(
+            Duration::from_secs(num(0) as u64),
+            Duration::from_secs(num(1) as u64),
+            num(2) as u32,
+        )
+        .unwrap();
+        if f[3] != "-" {
+            keepalive = keepalive
+                .with_user_timeout(Duration::from_millis(num(3) as u64))
+                .unwrap();
+        }
+        cases.push(Case {
+            line: index + 1,
+            keepalive,
+            level: num(4) as i32,
+            name: num(5) as i32,
+            option: f[6].to_string(),
+            requested: num(7) as i32,
+            expected: num(8) as i32,
+        });
+    }
+    assert!(cases.len() >= 40, "the table lost rows: {}", cases.len());
+    cases
+}
+
+#[test]
+fn every_row_of_the_table() {
+    for case in cases() {
+        let option = SocketOption::from_raw(case.level, case.name);
+        let got = match option {
+            Some(option) => {
+                assert_eq!(option.name(), case.option, "line {}", case.line);
+                case.keepalive.enforce(option, case.requested)
+            }
+            None => {
+                assert_eq!(case.option, "-", "line {}: from_raw missed it", case.line);
+                case.requested
+            }
+        };
+        assert_eq!(
+            got, case.expected,
+            "line {}: {} = {} under {}",
+            case.line, case.option, case.requested, case.keepalive
+        );
+    }
+}
+
+#[test]
+fn from_raw_knows_every_option_by_this_platforms_numbers() {
+    let known = [
+        (
+            libc::SOL_SOCKET,
+            libc::SO_KEEPALIVE,
+            SocketOption::KeepAlive,
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPIDLE,
+            SocketOption::KeepIdle,
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            SocketOption::KeepInterval,
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPCNT,
+            SocketOption::KeepCount,
+        ),
+        (
+            libc::IPPROTO_TCP,
+            libc::TCP_USER_TIMEOUT,
+            SocketOption::UserTimeout,
+        ),
+    ];
+    for (level, name, option) in known {
+        assert_eq!(SocketOption::from_raw(level, name), Some(option));
+    }
+    assert_eq!(
+        SocketOption::from_raw(libc::IPPROTO_TCP, libc::SO_KEEPALIVE),
+        None
+    );
+    assert_eq!(
+        SocketOption::from_raw(libc::SOL_SOCKET, libc::TCP_KEEPIDLE),
+        None
+    );
+    assert_eq!(
+        SocketOption::from_raw(libc::IPPROTO_TCP, libc::TCP_NODELAY),
+        None
+    );
+}
+
+/// `setsockopt` as a program would call it: `Ok` or the kernel's errno.
+fn set(stream: &TcpStream, level: i32, name: i32, value: i32) -> Result<(), i32> {
+    // SAFETY: pointer and length describe a live int.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            level,
+            name,
+            (&value as *const i32).cast(),
+            4,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+#[test]
+fn the_kernel_answers_the_enforced_value_as_it_answers_the_requested_one() {
+    for addr in common::loopbacks() {
+        for case in cases().into_iter().filter(|c| c.option != "-") {
+            let pair = common::pair(addr);
+            let plain = &pair.client;
+            let enforced = &pair.server;
+            let without_us = set(plain, case.level, case.name, case.requested);
+            let with_us = set(enforced, case.level, case.name, case.expected);
+            assert_eq!(
+                with_us, without_us,
+                "line {}: {} = {} on {addr}: the program's call must return what it would have",
+                case.line, case.option, case.requested
+            );
+            if with_us.is_ok() {
+                let read = common::raw_get(enforced, case.level, case.name);
+                let want = if case.option == "SO_KEEPALIVE" {
+                    1
+                } else {
+                    case.expected
+                };
+                assert_eq!(
+                    read, want,
+                    "line {}: the kernel holds the enforced value",
+                    case.line
+                );
+            }
+        }
+    }
+}
