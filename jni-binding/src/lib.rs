@@ -808,14 +808,101 @@ pub extern "system" fn Java_tcpkeepalive_Native_fromEnv<'l>(
     _class: JClass<'l>,
 ) -> jintArray {
     guard(&mut env, std::ptr::null_mut(), |env| {
-        let values = match KeepAlive::from_env()? {
-            EnvConfig::Unset => [0, 0, 0, 0, 0],
-            EnvConfig::Off => [1, 0, 0, 0, 0],
-            EnvConfig::On(k) => {
-                let [a, b, c, d] = to_ints(&k);
-                [2, a, b, c, d]
-            }
+        let values = env_ints(KeepAlive::from_env()?);
+        int_array(env, &values)
+    })
+}
+
+/// The keys of a settings string and the environment variables they stand for.
+const SETTING_KEYS: [(&str, &str); 5] = [
+    ("keepalive", "TCP_KEEPALIVE"),
+    ("idle", "TCP_KEEPALIVE_IDLE"),
+    ("interval", "TCP_KEEPALIVE_INTERVAL"),
+    ("count", "TCP_KEEPALIVE_COUNT"),
+    ("user_timeout", "TCP_KEEPALIVE_USER_TIMEOUT"),
+];
+
+const SETTINGS_FORM: &str = "key=value items separated by commas, keys keepalive (on/off), idle, \
+     interval, count, user_timeout, each at most once, e.g. idle=60,interval=10,count=6,user_timeout=30s";
+
+/// Parses a settings string such as `idle=60,interval=10,count=6,user_timeout=30s` (what
+/// pgjdbc's `socketFactoryArg` passes to a factory's String constructor) with the environment
+/// vocabulary: each key stands for its `TCP_KEEPALIVE_*` variable, and the core's
+/// [`KeepAlive::from_lookup`] parses and checks the values. Errors name the key, not the variable.
+fn parse_settings(text: &str) -> std::result::Result<EnvConfig, Error> {
+    // As the core trims values: ASCII whitespace only.
+    let trim = |t: &str| {
+        t.trim_matches(|c: char| c.is_ascii_whitespace())
+            .to_string()
+    };
+    let mut values: [Option<String>; 5] = Default::default();
+    for item in text.split(',') {
+        if trim(text).is_empty() {
+            continue;
+        }
+        let bad = || Error::InvalidArgument {
+            name: "setting".to_string(),
+            value: item.to_string(),
+            allowed: SETTINGS_FORM.to_string(),
         };
+        let (key, value) = item.split_once('=').ok_or_else(bad)?;
+        let index = SETTING_KEYS
+            .iter()
+            .position(|(k, _)| *k == trim(key))
+            .ok_or_else(bad)?;
+        if values[index].is_some() || trim(value).is_empty() {
+            return Err(bad());
+        }
+        values[index] = Some(value.to_string());
+    }
+    KeepAlive::from_lookup(|name| {
+        let index = SETTING_KEYS.iter().position(|(_, var)| *var == name)?;
+        values[index].clone()
+    })
+    .map_err(|e| match e {
+        Error::InvalidArgument {
+            name,
+            value,
+            allowed,
+        } => Error::InvalidArgument {
+            name: SETTING_KEYS
+                .iter()
+                .find(|(_, var)| *var == name)
+                .map_or(name, |(key, _)| key.to_string()),
+            value,
+            allowed,
+        },
+        other => other,
+    })
+}
+
+/// `[state, idle s, interval s, count, user timeout ms or 0]`, state 0 unset, 1 off, 2 on.
+fn env_ints(config: EnvConfig) -> [jint; 5] {
+    match config {
+        EnvConfig::Unset => [0, 0, 0, 0, 0],
+        EnvConfig::Off => [1, 0, 0, 0, 0],
+        EnvConfig::On(k) => {
+            let [a, b, c, d] = to_ints(&k);
+            [2, a, b, c, d]
+        }
+    }
+}
+
+/// `Native.parseSettings(text)`: a settings string (see [`parse_settings`]) as
+/// `[state, idle s, interval s, count, user timeout ms or 0]`, like `fromEnv`; an invalid one
+/// throws `IllegalArgumentException` naming the key.
+#[no_mangle]
+pub extern "system" fn Java_tcpkeepalive_Native_parseSettings<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    text: JString<'l>,
+) -> jintArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        if text.is_null() {
+            return Err(Failure::Null("settings"));
+        }
+        let text: String = env.get_string(&text)?.into();
+        let values = env_ints(parse_settings(&text)?);
         int_array(env, &values)
     })
 }
@@ -858,5 +945,35 @@ mod tests {
         assert!(err.starts_with("invalid idle"), "{err}");
         let k = build((1, 1), (2, 0), 3, Some((0, 1))).unwrap();
         assert_eq!(to_ints(&k), [2, 2, 3, 1]);
+    }
+
+    #[test]
+    fn settings_strings_use_the_environment_vocabulary() {
+        let on = |text: &str| match parse_settings(text).unwrap() {
+            EnvConfig::On(k) => to_ints(&k),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            on("idle=61,interval=7,count=5,user_timeout=30s"),
+            [61, 7, 5, 30_000]
+        );
+        assert_eq!(on(" idle = 2m , count=9"), [120, 10, 9, 0]);
+        assert_eq!(on("keepalive=on"), [60, 10, 6, 0]);
+        assert_eq!(parse_settings("").unwrap(), EnvConfig::Unset);
+        assert_eq!(
+            parse_settings("keepalive=off,idle=5").unwrap(),
+            EnvConfig::Off
+        );
+        let err = |text: &str| parse_settings(text).unwrap_err().to_string();
+        assert_eq!(
+            err("idle=0"),
+            "invalid idle: \"0\" (allowed: 1 to 32767 seconds (finer values round up to whole seconds))"
+        );
+        assert!(err("count=200").starts_with("invalid count: \"200\""));
+        assert!(err("idle=60,idle=61").starts_with("invalid setting: \"idle=61\""));
+        assert!(err("idle").starts_with("invalid setting: \"idle\""));
+        assert!(err("idle=").starts_with("invalid setting: \"idle=\""));
+        assert!(err("idle=60,").starts_with("invalid setting: \"\""));
+        assert!(err("KEEPIDLE=60").contains("keys keepalive (on/off), idle"));
     }
 }

@@ -76,6 +76,34 @@ public final class KeepAlive {
     }
 
     /**
+     * What the factories' no-arg constructors use: {@link #fromEnv()}'s settings, the defaults
+     * when no variable is set, null for {@code TCP_KEEPALIVE=off} (sockets are left alone).
+     */
+    static KeepAlive fromEnvOrDefaults() {
+        return ofState(Native.loaded() ? Native.fromEnv() : Fallback.fromEnv(System.getenv()));
+    }
+
+    /**
+     * What the factories' String constructors use: a settings string in the environment's
+     * vocabulary, {@code idle=60,interval=10,count=6,user_timeout=30s} (keys {@code keepalive}
+     * on/off, {@code idle}, {@code interval}, {@code count}, {@code user_timeout}; values as the
+     * {@code TCP_KEEPALIVE_*} variables take them; keys not given take the defaults). Null for
+     * {@code keepalive=off}.
+     *
+     * @throws IllegalArgumentException naming the key and its value when one is invalid
+     */
+    static KeepAlive fromSettings(String settings) {
+        if (settings == null) throw new NullPointerException("settings is null");
+        return ofState(Native.loaded() ? Native.parseSettings(settings) : Fallback.parseSettings(settings));
+    }
+
+    private static KeepAlive ofState(int[] v) {
+        if (v[0] == 0) return DEFAULTS;
+        if (v[0] == 1) return null;
+        return new KeepAlive(v[1], v[2], v[3], v[4]);
+    }
+
+    /**
      * Turns keep-alive on for a TCP socket (connected, unconnected or a TLS socket) with these
      * timings, all or nothing.
      *
@@ -145,6 +173,7 @@ public final class KeepAlive {
      * without the settings (nor leaks one).
      */
     Socket applyToNew(Socket socket) throws SocketException {
+        if (socket == null) throw new NullPointerException("the delegate factory returned no socket");
         try {
             applyObject(socket, true);
             return socket;

@@ -187,4 +187,7 @@ final class Native {
 
     /** {state (0 unset, 1 off, 2 on), idle, interval, count, user timeout ms}. */
     static native int[] fromEnv();
+
+    /** A settings string ({@code idle=60,interval=10,...}) as {@link #fromEnv()} reports. */
+    static native int[] parseSettings(String settings);
 }
