@@ -37,12 +37,13 @@ public class KeepAliveSSLSocketFactory extends SSLSocketFactory {
 
     /**
      * The settings in {@code settings} (as {@link KeepAliveSocketFactory#KeepAliveSocketFactory(String)},
-     * e.g. {@code idle=60,interval=10,count=6}) on the default {@code SSLSocketFactory}'s sockets.
+     * e.g. {@code idle=60,interval=10,count=6}) on the default {@code SSLSocketFactory}'s sockets;
+     * null: the environment's, as the no-arg constructor.
      *
      * @throws IllegalArgumentException naming the key and its value when one is invalid
      */
     public KeepAliveSSLSocketFactory(String settings) {
-        this(KeepAlive.fromSettings(settings), (SSLSocketFactory) SSLSocketFactory.getDefault());
+        this(settings == null ? KeepAlive.fromEnvOrDefaults() : KeepAlive.fromSettings(settings), (SSLSocketFactory) SSLSocketFactory.getDefault());
     }
 
     /** {@code keepAlive} on {@code delegate}'s TLS sockets. */

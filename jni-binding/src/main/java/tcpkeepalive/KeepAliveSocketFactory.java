@@ -55,11 +55,13 @@ public class KeepAliveSocketFactory extends SocketFactory {
      * they are); each at most once, keys not given take the defaults, an empty string is the
      * defaults. For pgjdbc's {@code socketFactoryArg}.
      *
-     * @throws NullPointerException when {@code settings} is null
+     * A null {@code settings} is the no-arg constructor's environment: pgjdbc calls this
+     * constructor with null when a URL has {@code socketFactory} but no {@code socketFactoryArg}.
+     *
      * @throws IllegalArgumentException naming the key and its value when one is invalid
      */
     public KeepAliveSocketFactory(String settings) {
-        this(KeepAlive.fromSettings(settings), SocketFactory.getDefault());
+        this(settings == null ? KeepAlive.fromEnvOrDefaults() : KeepAlive.fromSettings(settings), SocketFactory.getDefault());
     }
 
     /** {@code keepAlive} on {@link SocketFactory#getDefault()}'s sockets. */

@@ -89,7 +89,9 @@ class FactorySettingsTest {
         assertTrue(e.getMessage().startsWith("invalid count: \"500\""), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> new KeepAliveSSLSocketFactory("idel=60"));
         assertTrue(e.getMessage().contains("\"idel=60\"") && e.getMessage().contains("keys keepalive"), e.getMessage());
-        assertThrows(NullPointerException.class, () -> new KeepAliveSocketFactory((String) null));
+        // pgjdbc passes null when the URL has no socketFactoryArg: the environment's settings.
+        assertEquals(new KeepAliveSocketFactory().keepAlive(), new KeepAliveSocketFactory((String) null).keepAlive());
+        assertEquals(new KeepAliveSSLSocketFactory().keepAlive(), new KeepAliveSSLSocketFactory((String) null).keepAlive());
     }
 
     /** The no-arg constructor in a child JVM with this environment, native and fallback. */
@@ -118,6 +120,6 @@ class FactorySettingsTest {
         assertTrue(bad.startsWith("java.lang.IllegalArgumentException: invalid TCP_KEEPALIVE_COUNT: \"0\""), bad);
         // The String constructor in a JVM of its own too (the fallback without the native library).
         assertEquals("keep-alive on, idle 84s, interval 10s, count 6, user timeout unset",
-                probe(Collections.<String, String>emptyMap(), "idle=84"));
+                probe(Collections.singletonMap("TCP_KEEPALIVE_IDLE", "85"), "idle=84"), "the string, not the environment");
     }
 }
