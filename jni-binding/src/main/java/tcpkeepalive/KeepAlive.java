@@ -201,14 +201,16 @@ public final class KeepAlive {
      * subclass, whose {@code isClosed()} may be overridden; the fallback's JDK calls check their
      * implementation's state) and makes sure it has a file descriptor: an unconnected
      * {@code new Socket()} (what OkHttp's {@code createSocket()} returns) gets one from the JDK
-     * only when first used; reading an option creates it without changing anything.
+     * only when first used. Reading {@code SO_TIMEOUT} creates it without changing anything and
+     * without a system call of its own (the JDK keeps that timeout in a field), so the factory path
+     * costs the same system calls as the JDK's own way: socket() and the four writes.
      */
     private static void ready(Object target) throws SocketException {
         if (target == null) throw new NullPointerException("socket is null");
         if (target instanceof Socket) {
             Socket s = (Socket) target;
             if (s.isClosed()) throw new SocketException("Socket is closed");
-            if (!s.isConnected() && !s.isBound()) s.getKeepAlive();
+            if (!s.isConnected() && !s.isBound()) s.getSoTimeout();
         } else if (target instanceof SocketChannel) {
             if (!((SocketChannel) target).isOpen()) throw new SocketException("Socket is closed");
         } else if (target instanceof ServerSocket) {
