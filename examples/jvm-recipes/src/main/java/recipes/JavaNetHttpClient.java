@@ -35,7 +35,8 @@ public final class JavaNetHttpClient {
         HttpClient client = HttpClient.newBuilder().version(HttpClient.Version.HTTP_1_1)
                 .connectTimeout(Duration.ofSeconds(10)).build();
         HttpRequest.Builder request = HttpRequest.newBuilder(URI.create(lab.url))
-                .timeout(Duration.ofMillis(lab.deadlineMillis));
+                // The deadline is a read timeout: it starts once the (late) body is out.
+                .timeout(Duration.ofMillis(lab.deadlineMillis + Math.max(0, lab.writeAfterMillis)));
         if (lab.writeAfterMillis >= 0) {
             request.POST(lateBody("x".repeat(64).getBytes(StandardCharsets.US_ASCII), lab.writeAfterMillis));
         }

@@ -7,8 +7,21 @@ package recipes;
 public final class Main {
     private Main() {}
 
-    public static void main(String[] args) throws Exception {
+    public static void main(String[] args) {
         String client = args.length > 0 ? args[0] : "";
+        int code;
+        try {
+            code = run(client);
+        } catch (Throwable t) {
+            System.out.println("EIO: the client failed: " + t);
+            code = Lab.CONNECTION_FAILED;
+        }
+        System.out.flush();
+        // Client libraries keep non-daemon threads (pools, dispatchers) for a while: leave at once.
+        System.exit(code);
+    }
+
+    private static int run(String client) throws Exception {
         int code;
         switch (client) {
             case "pekko": code = PekkoHttpClient.run(System.getenv()); break;
@@ -19,8 +32,6 @@ public final class Main {
                 System.out.println("usage: java -jar jvm-recipes.jar pekko|sttp|java-net-http|pgjdbc");
                 code = Lab.BAD_CONFIG;
         }
-        System.out.flush();
-        // Client libraries keep non-daemon threads (pools, dispatchers) for a while: leave at once.
-        System.exit(code);
+        return code;
     }
 }
