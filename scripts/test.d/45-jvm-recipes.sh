@@ -6,6 +6,7 @@
 #   - Apache Pekko HTTP (SocketOptionV2.afterConnect) and sttp's OkHttp backend
 #     (KeepAliveSocketFactory): keep-alive on with the environment's timings, off, the lab contract
 #     (deadline 10, refused 11, invalid TCP_KEEPALIVE_IDLE 2 naming it, Pekko's late POST body);
+#   - the Scala recipes again on a JDK 24+ found under /usr/lib/jvm (no WARNING on stderr);
 #   - java.net.http.HttpClient, which has no socket hook: bare (no keep-alive) and under
 #     LD_PRELOAD=libkeepalive.so (the settings from TCP_KEEPALIVE_*);
 #   - pgjdbc against a private PostgreSQL cluster (initdb as user postgres in a temporary
@@ -83,6 +84,24 @@ EXACT="on 17 3 4 -" run_client "java.net.http preload, late POST body" 0 '^ok: H
     LAB_URL="$url" LAB_DEADLINE=20 LAB_WRITE_AFTER=1 -- "${RECIPES[@]}" java-net-http
 run_client "java.net.http read deadline" 10 '^deadline' - \
     LAB_URL="$url" LAB_DEADLINE=1 -- "${RECIPES[@]}" java-net-http
+
+# JDK 24+ (the Temurin 25 under /usr/lib/jvm): the shaded jar's manifest carries
+# Enable-Native-Access, so the native library loads without a WARNING there too.
+for release in /usr/lib/jvm/*/release; do
+    [ -e "$release" ] || continue
+    major=$(sed -n 's/^JAVA_VERSION="\([0-9]*\).*/\1/p' "$release")
+    jdk=$(dirname "$release")
+    [ -n "$major" ] && [ "$major" -ge 24 ] && [ -x "$jdk/bin/java" ] || continue
+    log "the Scala recipes on JDK $major ($jdk)"
+    for client in pekko sttp; do
+        # Pekko 1.x itself uses sun.misc.Unsafe, which JDK 24+ warns about (JEP 471), not ours.
+        flags=()
+        [ $client = pekko ] && flags=(--sun-misc-unsafe-memory-access=allow)
+        EXACT="on 17 3 4 -" run_client "$client keep-alive on, JDK $major" 0 \
+            "^ok: HTTP 200.*\\(keep-alive on, native, $timings\\) $socket" idle:17 \
+            LAB_URL="$url" LAB_DEADLINE=20 "${ka[@]}" -- "$jdk/bin/java" "${flags[@]}" "${RECIPES[@]:1}" $client
+    done
+done
 
 log "pgjdbc against a private PostgreSQL cluster on 127.0.0.1"
 PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
