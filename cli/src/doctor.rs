@@ -242,9 +242,9 @@ fn print_report(r: &Report) {
             ],
             vec![
                 "libkeepalive.so (run)".into(),
-                r.preload
-                    .clone()
-                    .unwrap_or_else(|| "not found next to this binary: pass --preload".into()),
+                r.preload.clone().unwrap_or_else(|| {
+                    "none loadable next to this binary (or in ../lib): pass --preload".into()
+                }),
             ],
         ],
     );

@@ -75,6 +75,18 @@ impl Failure {
     }
 }
 
+/// Whether this process's effective capabilities include CAP_SYS_PTRACE (bit 19), from
+/// `/proc/self/status`; `None` when that cannot be read.
+fn has_cap_sys_ptrace() -> Option<bool> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let hex = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))?
+        .trim();
+    let bits = u64::from_str_radix(hex, 16).ok()?;
+    Some(bits & (1 << 19) != 0)
+}
+
 fn ptrace_scope() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/yama/ptrace_scope")
         .ok()
@@ -90,20 +102,35 @@ impl fmt::Display for Failure {
                 "process {pid} does not exist (it has exited?); find the current PID with `pgrep` or `ss -tnp`"
             ),
             Failure::Permission { pid, what } => {
-                write!(
-                    f,
-                    "not permitted to {what} of process {pid}: run as root (CAP_SYS_PTRACE, e.g. `sudo tcp-keepalive ...`) or as the process's own user"
-                )?;
-                match ptrace_scope().as_deref() {
-                    Some("0") | None => Ok(()),
-                    Some(scope @ ("1" | "2")) => write!(
+                // SAFETY: geteuid has no preconditions.
+                let root = unsafe { libc::geteuid() } == 0;
+                let scope = ptrace_scope();
+                match (has_cap_sys_ptrace(), scope.as_deref()) {
+                    (_, Some(scope @ "3")) => write!(
                         f,
-                        " (kernel.yama.ptrace_scope={scope} also blocks the same user: use root / CAP_SYS_PTRACE)"
+                        "not permitted to {what} of process {pid}: kernel.yama.ptrace_scope={scope} forbids it for everyone, root too"
                     ),
-                    Some(scope) => write!(
+                    (Some(false), _) if root => write!(
                         f,
-                        " (kernel.yama.ptrace_scope={scope} forbids it for everyone, root too)"
+                        "not permitted to {what} of process {pid}: this command runs as root but without the CAP_SYS_PTRACE capability (dropped by its container or by capsh/setpriv); give it CAP_SYS_PTRACE (e.g. `docker run --cap-add SYS_PTRACE`, or `securityContext.capabilities.add: [SYS_PTRACE]` in Kubernetes)"
                     ),
+                    (Some(true), _) => write!(
+                        f,
+                        "not permitted to {what} of process {pid} even with CAP_SYS_PTRACE: a security module (SELinux, AppArmor) or the process's user namespace forbids it"
+                    ),
+                    (_, scope) => {
+                        write!(
+                            f,
+                            "not permitted to {what} of process {pid}: run as root (CAP_SYS_PTRACE, e.g. `sudo tcp-keepalive ...`) or as the process's own user"
+                        )?;
+                        match scope {
+                            Some(scope @ ("1" | "2")) => write!(
+                                f,
+                                " (kernel.yama.ptrace_scope={scope} also blocks the same user: use root / CAP_SYS_PTRACE)"
+                            ),
+                            _ => Ok(()),
+                        }
+                    }
                 }
             }
             Failure::NoPidfd { call } => write!(

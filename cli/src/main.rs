@@ -2,6 +2,7 @@
 //! keep-alive, and check what the system's defaults mean against middleboxes.
 
 mod doctor;
+mod elf;
 mod fail;
 mod process;
 mod run;
@@ -34,7 +35,7 @@ Exit codes:
   3    no such process (ESRCH)
   4    not permitted (needs CAP_SYS_PTRACE, or the same user under kernel.yama.ptrace_scope)
   5    the kernel has no pidfd_getfd (ENOSYS: needs Linux 5.6)
-  6    run: libkeepalive.so not found (pass --preload PATH)
+  6    run: libkeepalive.so not found, or not a preload library this machine can load
   7    apply: no TCP socket of the process matched (nothing was changed)
   126  run: the command could not be executed
   127  run: the command was not found

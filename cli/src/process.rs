@@ -237,17 +237,38 @@ impl Process {
 
     /// Every TCP socket of the process, sorted by descriptor, each with a duplicate.
     ///
-    /// Only descriptors whose socket is in the TCP tables are duplicated, and each duplicate is
-    /// checked again (same inode, `SO_PROTOCOL` TCP), so a descriptor reused meanwhile for
-    /// something else is skipped. A TCP socket that is neither bound nor connected is in no table
-    /// and so is not listed.
+    /// Holds one duplicate per socket at once, so a process with more sockets than this one's
+    /// open-file limit fails here; [`Process::each_tcp_socket`] holds one at a time.
+    // Kept for callers that need every duplicate at once (the kernel door's sweep).
+    #[allow(dead_code)]
     pub fn tcp_sockets(&self) -> Result<Vec<Socket>, Failure> {
+        let mut sockets = Vec::new();
+        self.each_tcp_socket(|s| {
+            sockets.push(s);
+            Ok(())
+        })?;
+        Ok(sockets)
+    }
+
+    /// Calls `visit` with every TCP socket (MPTCP included) of the process, in descriptor order,
+    /// each with a duplicate that is closed when `visit` drops it: one descriptor at a time, so a
+    /// process of any size works under any open-file limit. Returns how many were visited; the
+    /// first error (of the walk or of `visit`) stops it.
+    ///
+    /// Only descriptors whose socket is in the TCP tables are duplicated, and each duplicate is
+    /// checked again (same inode, `SO_PROTOCOL` TCP or MPTCP), so a descriptor reused meanwhile
+    /// for something else is skipped. A TCP socket that is neither bound nor connected is in no
+    /// table and so is not listed.
+    pub fn each_tcp_socket(
+        &self,
+        mut visit: impl FnMut(Socket) -> Result<(), Failure>,
+    ) -> Result<usize, Failure> {
         let fds = self.socket_fds()?;
         if fds.is_empty() {
-            return Ok(Vec::new());
+            return Ok(0);
         }
         let table = self.tcp_table()?;
-        let mut sockets = Vec::new();
+        let mut visited = 0;
         for (fd, inode) in fds {
             let Some(entry) = table.get(&inode) else {
                 continue;
@@ -268,6 +289,12 @@ impl Process {
                             call: "pidfd_getfd",
                         })
                     }
+                    libc::EMFILE | libc::ENFILE => {
+                        return Err(Failure::Other(format!(
+                            "pidfd_getfd of descriptor {fd} of process {}: {e}; this command holds one descriptor at a time, so even one more is beyond the open-file limit (`ulimit -n`)",
+                            self.pid
+                        )))
+                    }
                     _ => {
                         return Err(Failure::Other(format!(
                             "pidfd_getfd of descriptor {fd} of process {} failed: {e}",
@@ -279,17 +306,40 @@ impl Process {
             if !same_tcp_socket(&dup, inode) {
                 continue;
             }
-            sockets.push(Socket {
+            visit(Socket {
                 fd,
                 entry: entry.clone(),
                 dup,
-            });
+            })?;
+            visited += 1;
         }
-        Ok(sockets)
+        Ok(visited)
     }
 }
 
-/// Whether the duplicate is still the TCP socket with this inode.
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit, so that the
+/// few descriptors a command holds at once never hit a low soft limit. For `inspect`, `apply`
+/// and sweeps, never before `run` (the program would inherit it). Best effort: an error leaves
+/// the limit as it was.
+pub fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Linux's multipath TCP protocol number: MPTCP sockets are TCP to every door.
+const IPPROTO_MPTCP: libc::c_int = 262;
+
+/// Whether the duplicate is still the TCP (or MPTCP) socket with this inode.
 fn same_tcp_socket(dup: &OwnedFd, inode: u64) -> bool {
     let fd = dup.as_raw_fd();
     // SAFETY: fstat into a zeroed stat buffer we own.
@@ -309,7 +359,7 @@ fn same_tcp_socket(dup: &OwnedFd, inode: u64) -> bool {
             &mut len,
         )
     };
-    ret == 0 && protocol == libc::IPPROTO_TCP
+    ret == 0 && (protocol == libc::IPPROTO_TCP || protocol == IPPROTO_MPTCP)
 }
 
 /// Parses `0100007F:1F90` (IPv4) or 32 hex digits + port (IPv6), as the kernel prints them: each

@@ -6,7 +6,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tcp_keepalive::KeepAlive;
+use tcp_keepalive::OperatorEnv;
 
 use crate::fail::Failure;
 use crate::values::Timings;
@@ -26,8 +26,24 @@ fn candidates() -> Vec<PathBuf> {
     vec![dir.join(LIBRARY), dir.join("../lib").join(LIBRARY)]
 }
 
-/// The absolute path of the preload library to use.
+/// The absolute path of the preload library to use, checked to be one this machine can load
+/// (an ELF shared object of its architecture that exports `socket`).
 pub fn find_preload(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
+    let path = locate_preload(explicit)?;
+    let data = std::fs::read(&path).map_err(|e| Failure::NoPreload {
+        detail: format!("reading {}: {e}", path.display()),
+    })?;
+    crate::elf::check_preload(&data).map_err(|why| Failure::NoPreload {
+        detail: format!(
+            "{} is not a loadable preload library: {why}",
+            path.display()
+        ),
+    })?;
+    Ok(path)
+}
+
+/// Where the library is: `--preload`, else next to the binary or in `../lib/`.
+fn locate_preload(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
     if let Some(path) = explicit {
         return match path.canonicalize() {
             Ok(p) if p.is_file() => Ok(p),
@@ -56,7 +72,7 @@ pub fn find_preload(explicit: Option<&Path>) -> Result<PathBuf, Failure> {
 /// The variables to set for the program, in order.
 fn variables(timings: &Timings, log: bool) -> Result<Vec<(String, String)>, Failure> {
     // Checks every given value (and the defaults for the others) with the option names.
-    let checked: KeepAlive = timings.resolve()?;
+    let checked = timings.resolve()?;
     let mut vars = vec![("TCP_KEEPALIVE".to_string(), "on".to_string())];
     if timings.idle.is_some() {
         vars.push((
@@ -83,12 +99,13 @@ fn variables(timings: &Timings, log: bool) -> Result<Vec<(String, String)>, Fail
         vars.push(("TCP_KEEPALIVE_LOG".into(), "1".into()));
     }
     // Options not given leave inherited variables in force: check the whole environment the
-    // program will see, as the library will read it.
-    KeepAlive::from_lookup(|name| {
+    // program will see (TCP_KEEPALIVE_LOG and _ENFORCE too), as the library will read it; an
+    // inherited value that is not UTF-8 is refused, not taken as unset.
+    OperatorEnv::from_lookup(|name| {
         vars.iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.clone())
-            .or_else(|| std::env::var(name).ok())
+            .or_else(|| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned()))
     })
     .map_err(Failure::invalid)?;
     Ok(vars)

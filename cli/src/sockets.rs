@@ -4,7 +4,7 @@ use serde::Serialize;
 use tcp_keepalive::{inspect, KeepAlive, Settings};
 
 use crate::fail::{code, Failure};
-use crate::process::{Process, Socket};
+use crate::process::{raise_open_file_limit, Process, Socket, TcpEntry};
 use crate::table;
 use crate::values::{compact, Peer, Timings};
 
@@ -43,8 +43,24 @@ struct SocketJson {
     probes_out: u32,
 }
 
-impl From<&Socket> for SocketJson {
-    fn from(s: &Socket) -> Self {
+/// A socket as listed: the target's descriptor number and its table row (the duplicate is
+/// closed as soon as it has been read or changed).
+struct Listed {
+    fd: i32,
+    entry: TcpEntry,
+}
+
+impl Listed {
+    fn of(s: &Socket) -> Listed {
+        Listed {
+            fd: s.fd,
+            entry: s.entry.clone(),
+        }
+    }
+}
+
+impl From<&Listed> for SocketJson {
+    fn from(s: &Listed) -> Self {
         SocketJson {
             fd: s.fd,
             family: if s.entry.local.is_ipv4() {
@@ -62,11 +78,11 @@ impl From<&Socket> for SocketJson {
     }
 }
 
-fn peer_text(s: &Socket) -> String {
+fn peer_text(s: &Listed) -> String {
     s.entry.peer().map_or_else(|| "*".into(), |p| p.to_string())
 }
 
-fn timer_text(s: &Socket) -> String {
+fn timer_text(s: &Listed) -> String {
     match s.entry.keepalive_left_ms() {
         Some(ms) => format!("{}.{}s", ms / 1000, ms % 1000 / 100),
         None => "-".into(),
@@ -82,18 +98,21 @@ fn print_json(value: &impl Serialize) -> Result<(), Failure> {
 
 /// `tcp-keepalive inspect --pid PID [--json]`.
 pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
+    raise_open_file_limit();
     let process = Process::open(pid)?;
-    let sockets = process.tcp_sockets()?;
     let mut rows = Vec::new();
-    for s in &sockets {
+    // One duplicate at a time: any number of sockets under any open-file limit.
+    process.each_tcp_socket(|s| {
         let settings = inspect(&s.dup).map_err(|e| {
             Failure::Other(format!(
-                "reading keep-alive of descriptor {} of process {pid} failed: {e}",
-                s.fd
+                "reading keep-alive of descriptor {} of process {pid} failed: {}",
+                s.fd,
+                e.with_fd(s.fd)
             ))
         })?;
-        rows.push((s, settings));
-    }
+        rows.push((Listed::of(&s), settings));
+        Ok(())
+    })?;
 
     if json {
         #[derive(Serialize)]
@@ -114,7 +133,7 @@ pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
             sockets: rows
                 .iter()
                 .map(|(s, k)| Row {
-                    socket: SocketJson::from(*s),
+                    socket: SocketJson::from(s),
                     keepalive: SettingsJson::from(k),
                 })
                 .collect(),
@@ -187,14 +206,30 @@ pub fn run_apply(
     // Every value is checked before the process is even looked at.
     let keepalive = timings.resolve()?;
     let peer = peer.map(Peer::parse).transpose()?;
+    raise_open_file_limit();
     let process = Process::open(pid)?;
-    let all = process.tcp_sockets()?;
-    let total = all.len();
-    let chosen: Vec<Socket> = all
-        .into_iter()
-        .filter(|s| peer.map_or(true, |p| p.matches(s.entry.peer())))
-        .collect();
-    if chosen.is_empty() {
+
+    struct Outcome {
+        socket: Listed,
+        before: Option<Settings>,
+        after: Option<Settings>,
+        error: Option<String>,
+    }
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    // One duplicate at a time: any number of sockets under any open-file limit.
+    let total = process.each_tcp_socket(|s| {
+        if peer.map_or(true, |p| p.matches(s.entry.peer())) {
+            let (before, after, error) = apply_one(&keepalive, &s);
+            outcomes.push(Outcome {
+                socket: Listed::of(&s),
+                before,
+                after,
+                error,
+            });
+        }
+        Ok(())
+    })?;
+    if outcomes.is_empty() {
         let detail = match (peer, total) {
             (_, 0) => format!("process {pid} has no TCP socket"),
             _ => format!(
@@ -204,23 +239,6 @@ pub fn run_apply(
         };
         return Err(Failure::NoMatch { pid, detail });
     }
-
-    struct Outcome<'a> {
-        socket: &'a Socket,
-        before: Option<Settings>,
-        after: Option<Settings>,
-        error: Option<String>,
-    }
-    let outcomes: Vec<Outcome> = chosen
-        .iter()
-        .map(|s| apply_one(&keepalive, s))
-        .map(|(socket, before, after, error)| Outcome {
-            socket,
-            before,
-            after,
-            error,
-        })
-        .collect();
     let failed = outcomes.iter().filter(|o| o.error.is_some()).count();
     let exit = if failed == 0 { 0 } else { code::OTHER };
 
@@ -252,7 +270,7 @@ pub fn run_apply(
             sockets: outcomes
                 .iter()
                 .map(|o| Row {
-                    socket: SocketJson::from(o.socket),
+                    socket: SocketJson::from(&o.socket),
                     before: o.before.as_ref().map(SettingsJson::from),
                     after: o.after.as_ref().map(SettingsJson::from),
                     error: o.error.clone(),
@@ -276,7 +294,7 @@ pub fn run_apply(
             vec![
                 o.socket.fd.to_string(),
                 o.socket.entry.local.to_string(),
-                peer_text(o.socket),
+                peer_text(&o.socket),
                 o.socket.entry.state_name().to_string(),
                 show(&o.before),
                 match &o.error {
@@ -307,24 +325,22 @@ fn peer_arg(peer: Option<Peer>) -> String {
     peer.map_or_else(String::new, |p| format!("{p}"))
 }
 
-type Applied<'a> = (
-    &'a Socket,
-    Option<Settings>,
-    Option<Settings>,
-    Option<String>,
-);
-
-/// Reads, applies (all or nothing, by core), reads back.
-fn apply_one<'a>(keepalive: &KeepAlive, s: &'a Socket) -> Applied<'a> {
+/// Reads, applies (all or nothing, by core), reads back: (before, after, error). Errors name the
+/// target's descriptor, not the duplicate's.
+fn apply_one(
+    keepalive: &KeepAlive,
+    s: &Socket,
+) -> (Option<Settings>, Option<Settings>, Option<String>) {
+    let message = |e: tcp_keepalive::Error| Some(e.with_fd(s.fd).to_string());
     let before = match inspect(&s.dup) {
         Ok(b) => b,
-        Err(e) => return (s, None, None, Some(e.to_string())),
+        Err(e) => return (None, None, message(e)),
     };
     if let Err(e) = keepalive.apply(&s.dup) {
-        return (s, Some(before), None, Some(e.to_string()));
+        return (Some(before), None, message(e));
     }
     match inspect(&s.dup) {
-        Ok(after) => (s, Some(before), Some(after), None),
-        Err(e) => (s, Some(before), None, Some(e.to_string())),
+        Ok(after) => (Some(before), Some(after), None),
+        Err(e) => (Some(before), None, message(e)),
     }
 }

@@ -1,11 +1,10 @@
-//! Option values: durations and counts checked by core (same messages as every other door), and
-//! the `--peer` filter.
+//! Option values: durations and counts parsed and checked by core (the number rule and messages of
+//! every other door, the value shown as typed), and the `--peer` filter.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
 
 use clap::Args;
-use tcp_keepalive::{parse_duration, Error, KeepAlive, Settings, MAX_COUNT};
+use tcp_keepalive::{parse_count, parse_seconds, parse_user_timeout, Error, KeepAlive, Settings};
 
 use crate::fail::Failure;
 
@@ -31,25 +30,21 @@ impl Timings {
     /// The settings asked for, defaults where an option is missing, checked by core.
     pub fn resolve(&self) -> Result<KeepAlive, Failure> {
         let defaults = KeepAlive::default();
-        let duration = |name: &str, text: &Option<String>, default: Duration| match text {
-            None => Ok(default),
-            Some(t) => parse_duration(name, t).map_err(Failure::invalid),
+        let idle = match &self.idle {
+            None => defaults.idle(),
+            Some(t) => parse_seconds("idle", t).map_err(Failure::invalid)?,
         };
-        let idle = duration("idle", &self.idle, defaults.idle())?;
-        let interval = duration("interval", &self.interval, defaults.interval())?;
+        let interval = match &self.interval {
+            None => defaults.interval(),
+            Some(t) => parse_seconds("interval", t).map_err(Failure::invalid)?,
+        };
         let count = match &self.count {
             None => defaults.count(),
-            Some(t) => t.trim().parse::<u32>().map_err(|_| {
-                Failure::invalid(Error::InvalidArgument {
-                    name: "count".into(),
-                    value: t.clone(),
-                    allowed: format!("a whole number from 1 to {MAX_COUNT}"),
-                })
-            })?,
+            Some(t) => parse_count("count", t).map_err(Failure::invalid)?,
         };
         let mut keepalive = KeepAlive::new(idle, interval, count).map_err(Failure::invalid)?;
         if let Some(t) = &self.user_timeout {
-            let d = parse_duration("user_timeout", t).map_err(Failure::invalid)?;
+            let d = parse_user_timeout("user_timeout", t).map_err(Failure::invalid)?;
             keepalive = keepalive.with_user_timeout(d).map_err(Failure::invalid)?;
         }
         Ok(keepalive)
@@ -163,7 +158,7 @@ mod tests {
             ..Timings::default()
         };
         let err = t.resolve().unwrap_err().to_string();
-        assert!(err.starts_with("invalid idle: \"0s\""), "{err}");
+        assert!(err.starts_with("invalid idle: \"0\""), "{err}");
         let t = Timings {
             count: Some("many".into()),
             ..Timings::default()

@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -264,16 +264,21 @@ fn cli_from(exe: &Path, args: &[&str], setup: Option<fn() -> std::io::Result<()>
             cmd.pre_exec(f);
         }
     }
-    let mut child = cmd.spawn().expect("starting tcp-keepalive");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
+    let child = cmd.spawn().expect("starting tcp-keepalive");
+    let pid = child.id() as libc::pid_t;
+    // Read its output while waiting (a long report fills a pipe), bounded to 30 s.
+    let (done, result) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match result.recv_timeout(Duration::from_secs(30)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            // SAFETY: kill(2) on the child we started; it is not reaped yet, so the PID is its.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
             panic!("tcp-keepalive {args:?} did not finish in 30 s");
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
-    child.wait_with_output().unwrap()
 }
 
 fn cli(args: &[&str]) -> Output {
@@ -591,14 +596,48 @@ fn bad_values_exit_2_name_the_value_and_change_nothing() -> Result<(), String> {
     let mut held = Held::spawn(false);
     let pid = held.pid();
     let cases: &[(&[&str], &[&str])] = &[
-        (&["--idle", "0"], &["invalid idle", "\"0s\"", "1 to 32767"]),
+        (&["--idle", "0"], &["invalid idle", "\"0\"", "1 to 32767"]),
+        // One number rule everywhere: no sign, ASCII digits only, too large is out of range.
+        (&["--idle", "+60"], &["invalid idle", "\"+60\"", "90s, 2m"]),
+        (
+            &["--count", "+6"],
+            &["invalid count", "\"+6\"", "a whole number from 1 to 127"],
+        ),
+        (
+            &["--idle", "60\u{3000}"],
+            &["invalid idle", "\"60\\u{3000}\"", "90s, 2m"],
+        ),
+        (
+            &["--idle", "99999999999999999999"],
+            &[
+                "invalid idle",
+                "\"99999999999999999999\"",
+                "1 to 32767 seconds",
+            ],
+        ),
+        (
+            &["--count", "99999999999999999999"],
+            &[
+                "invalid count",
+                "\"99999999999999999999\"",
+                "1 to 127 probes",
+            ],
+        ),
+        (
+            &["--user-timeout", "99999999999999999999h"],
+            &[
+                "invalid user_timeout",
+                "\"99999999999999999999h\"",
+                "2147483647",
+            ],
+        ),
         (
             &["--idle", "soon"],
             &["invalid idle", "\"soon\"", "90s, 2m"],
         ),
         (
             &["--interval", "40000"],
-            &["invalid interval", "\"40000s\"", "1 to 32767"],
+            &["invalid interval", "\"40000\"", "1 to 32767"],
         ),
         (&["--count", "0"], &["invalid count", "\"0\"", "1 to 127"]),
         (
@@ -608,7 +647,7 @@ fn bad_values_exit_2_name_the_value_and_change_nothing() -> Result<(), String> {
         (&["--count", "-1"], &["invalid count", "\"-1\"", "1 to 127"]),
         (
             &["--user-timeout", "0"],
-            &["invalid user_timeout", "\"0ms\"", "2147483647"],
+            &["invalid user_timeout", "\"0\"", "2147483647"],
         ),
         (
             &["--peer", "example.com"],
@@ -716,7 +755,19 @@ fn no_permission() -> Result<(), String> {
         &["apply", "--pid", &pid, "--idle", "5"],
         Some(drop_ptrace_capability),
     );
-    expect_fail(&out, 4, &["not permitted", "CAP_SYS_PTRACE"]);
+    expect_fail(
+        &out,
+        4,
+        &[
+            "not permitted",
+            "runs as root but without the CAP_SYS_PTRACE capability",
+        ],
+    );
+    assert!(
+        !text(&out.stderr).contains("run as root"),
+        "{}",
+        text(&out.stderr)
+    );
     expect_dump(&theirs.dump(), &[]);
 
     // The remedy: the same user may (where kernel.yama.ptrace_scope allows it).
@@ -894,16 +945,496 @@ fn run_without_the_library_exits_6() -> Result<(), String> {
         &["libkeepalive.so not found", &dir.display().to_string()],
     );
     let _ = std::fs::remove_dir_all(&dir);
-    // A command that does not exist: 127 (the library path is not loaded before exec).
-    let exe = cli_exe();
+    // A command that does not exist: 127.
+    if let Some(lib) = preload_library() {
+        let out = cli(&[
+            "run",
+            "--preload",
+            lib.to_str().unwrap(),
+            "--",
+            "/nonexistent/program",
+        ]);
+        expect_fail(&out, 127, &["/nonexistent/program"]);
+    }
+    Ok(())
+}
+
+/// `run --preload FILE` checks FILE is a preload library this machine can load before the
+/// program runs: else exit 6, and the program never ran.
+fn run_refuses_a_file_that_is_no_preload_library() -> Result<(), String> {
+    let dir = tempdir("run-not-a-library");
+    let marker = dir.join("the-program-ran");
+    let marker = marker.to_str().unwrap();
+    let cli_itself = cli_exe();
+    let mut cases: Vec<(String, &str)> = vec![
+        ("/etc/passwd".into(), "not an ELF file"),
+        (
+            cli_itself.to_str().unwrap().into(),
+            "does not export socket()",
+        ),
+    ];
+    // A shared object of another architecture, where the cross toolchain put one.
+    let foreign = if cfg!(target_arch = "x86_64") {
+        "/usr/aarch64-linux-gnu/lib/libc.so.6"
+    } else {
+        "/usr/x86_64-linux-gnu/lib/libc.so.6"
+    };
+    if Path::new(foreign).is_file() {
+        cases.push((foreign.into(), "an ELF file for"));
+    } else {
+        println!("  (no {foreign}: the other-architecture case is not run)");
+    }
+    for (file, why) in &cases {
+        let out = cli(&["run", "--preload", file, "--", "touch", marker]);
+        expect_fail(&out, 6, &[file, "is not a loadable preload library", why]);
+        assert!(!Path::new(marker).exists(), "{file}: the program ran");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `run` checks the environment the program inherits as the library will read it, the operator
+/// switches too: an invalid or non-UTF-8 value exits 2 and the program never runs.
+fn run_refuses_invalid_inherited_operator_variables() -> Result<(), String> {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempdir("run-bad-env");
+    let marker = dir.join("the-program-ran");
+    let cases: [(&str, &OsStr, &str); 4] = [
+        (
+            "TCP_KEEPALIVE_LOG",
+            OsStr::new("2"),
+            "invalid TCP_KEEPALIVE_LOG: \"2\"",
+        ),
+        (
+            "TCP_KEEPALIVE_LOG",
+            OsStr::from_bytes(b"1\xff"),
+            "invalid TCP_KEEPALIVE_LOG: \"1\\u{fffd}\"",
+        ),
+        (
+            "TCP_KEEPALIVE_ENFORCE",
+            OsStr::new("maybe"),
+            "invalid TCP_KEEPALIVE_ENFORCE: \"maybe\" (allowed: on or off",
+        ),
+        (
+            "TCP_KEEPIDLE",
+            OsStr::new("+5"),
+            "invalid TCP_KEEPIDLE: \"+5\"",
+        ),
+    ];
+    for (name, value, needle) in cases {
+        let out = Command::new(cli_exe())
+            .args(["run", "--preload", "/dev/null", "--", "touch"])
+            .arg(&marker)
+            .env(name, value)
+            .output()
+            .unwrap();
+        expect_fail(&out, 2, &[needle]);
+        assert!(!marker.exists(), "{name}: the program ran");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// `inspect --pid 1` as root without CAP_SYS_PTRACE names the missing capability. PID 1 is that
+/// of a PID namespace of the test's own (`unshare`), never this machine's init; the command runs
+/// there under `setpriv` without CAP_SYS_PTRACE in its bounding set.
+fn inspect_pid_1_without_cap_sys_ptrace_names_the_capability() -> Result<(), String> {
+    for tool in ["unshare", "setpriv"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return Err(format!("{tool} (util-linux) not installed"));
+        }
+    }
+    // sh stays PID 1 (the command is not its last one, so it is not exec'd in its place).
+    let script = format!(
+        "setpriv --bounding-set=-sys_ptrace '{}' inspect --pid 1; status=$?; exit $status",
+        cli_exe().display()
+    );
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    expect_fail(
+        &out,
+        4,
+        &[
+            "not permitted to read the descriptors of process 1",
+            "runs as root but without the CAP_SYS_PTRACE capability",
+        ],
+    );
+    assert!(
+        !text(&out.stderr).contains("run as root"),
+        "{}",
+        text(&out.stderr)
+    );
+    Ok(())
+}
+
+// ---------------------------------------------------------------- many sockets
+
+/// Sockets the big child holds: a listener and this many connections' two ends.
+const CONNECTIONS: usize = 2500;
+
+/// The big child (`TCPKA_TEST_CHILD=many`): a listener and 2500 loopback connections, 5001 TCP
+/// sockets. On `dump` it prints how many of its sockets read each (keepalive, idle, interval,
+/// count) with its own getsockopt.
+fn many_child_main() {
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+    // SAFETY: alarm has no preconditions.
+    unsafe { libc::alarm(120) };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a struct we own.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit);
+        limit.rlim_cur = limit.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::with_capacity(2 * CONNECTIONS);
+    for _ in 0..CONNECTIONS {
+        let client = TcpStream::connect(addr).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        held.push(client);
+        held.push(server);
+    }
+    let mut fds: Vec<i32> = held.iter().map(|s| s.as_raw_fd()).collect();
+    fds.push(listener.as_raw_fd());
+    println!(
+        "{}",
+        json!({ "sockets": fds.len(), "max_fd": fds.iter().max() })
+    );
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        if line.trim() != "dump" {
+            break;
+        }
+        let mut counts: BTreeMap<String, u64> = BTreeMap::new();
+        for &fd in &fds {
+            let key = format!(
+                "{} {} {} {}",
+                raw_get(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+                raw_get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE),
+                raw_get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL),
+                raw_get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT),
+            );
+            *counts.entry(key).or_default() += 1;
+        }
+        println!("{}", json!(counts));
+    }
+}
+
+/// `ulimit -n 1024`: soft and hard open-file limit 1024 for the command.
+fn ulimit_1024() -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: 1024,
+        rlim_max: 1024,
+    };
+    // SAFETY: setrlimit with a struct we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn a_process_with_5000_sockets_under_ulimit_1024() -> Result<(), String> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a struct we own.
+    unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if limit.rlim_max < (2 * CONNECTIONS + 100) as u64 {
+        return Err(format!(
+            "the hard open-file limit ({}) is too low for a child with {} sockets",
+            limit.rlim_max,
+            2 * CONNECTIONS + 1
+        ));
+    }
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env("TCPKA_TEST_CHILD", "many")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("starting the big child");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let result = (|| {
+        let info: Value = serde_json::from_str(&line).map_err(|e| format!("{e}: {line:?}"))?;
+        let total = 2 * CONNECTIONS + 1;
+        assert_eq!(info["sockets"], json!(total));
+        assert!(info["max_fd"].as_i64().unwrap() > 1024, "{info}");
+        let pid = child.id().to_string();
+        let mut dump = || {
+            writeln!(stdin, "dump").unwrap();
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            serde_json::from_str::<Value>(&line).unwrap()
+        };
+        let (t, i, p) = system_defaults();
+        assert_eq!(dump(), json!({ format!("0 {t} {i} {p}"): total }));
+
+        let out = cli_with(&["inspect", "--pid", &pid, "--json"], Some(ulimit_1024));
+        let listed = json_sockets(&expect_ok(&out));
+        assert_eq!(
+            listed.len(),
+            total,
+            "inspect listed {} sockets",
+            listed.len()
+        );
+        assert!(listed
+            .values()
+            .all(|s| s["keepalive"]["enabled"] == json!(false)));
+        let human = cli_with(&["inspect", "--pid", &pid], Some(ulimit_1024));
+        assert!(
+            expect_ok(&human).contains(&format!("{total} TCP sockets")),
+            "{}",
+            text(&human.stdout)
+        );
+
+        let out = cli_with(
+            &[
+                "apply",
+                "--pid",
+                &pid,
+                "--idle",
+                "33",
+                "--interval",
+                "3",
+                "--count",
+                "3",
+            ],
+            Some(ulimit_1024),
+        );
+        let stdout = expect_ok(&out);
+        assert!(
+            stdout.contains(&format!("on {total} of {total} TCP sockets")),
+            "{stdout}"
+        );
+        // Every socket changed, read back inside the process that owns them.
+        assert_eq!(dump(), json!({ "1 33 3 3": total }));
+        Ok(())
+    })();
+    let _ = child.kill();
+    let _ = child.wait();
+    result
+}
+
+// ---------------------------------------------------------------- MPTCP, failures by descriptor
+
+/// A Python child holding an MPTCP listener, client and accepted socket; prints their fds, then
+/// on each line of stdin its own readings (keepalive idle interval count per socket).
+const MPTCP_CHILD: &str = r#"
+import json, socket, sys
+l = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+l.bind(("127.0.0.1", 0)); l.listen()
+c = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 262)
+c.connect(l.getsockname()); a, _ = l.accept()
+socks = {"l": l, "c": c, "a": a}
+print(json.dumps({k: s.fileno() for k, s in socks.items()}), flush=True)
+for line in sys.stdin:
+    print(json.dumps({k: [s.getsockopt(1, 9), s.getsockopt(6, 4), s.getsockopt(6, 5),
+                          s.getsockopt(6, 6)] for k, s in socks.items()}), flush=True)
+"#;
+
+struct PyChild {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    fds: Value,
+}
+
+impl PyChild {
+    fn spawn(program: &str) -> Result<PyChild, String> {
+        let mut child = Command::new("timeout")
+            .args(["60", "python3", "-c", program])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("python3: {e}"))?;
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let fds =
+            serde_json::from_str(&line).map_err(|e| format!("the child said {line:?}: {e}"))?;
+        Ok(PyChild {
+            child,
+            stdin,
+            stdout,
+            fds,
+        })
+    }
+
+    /// The PID of python3 (the child of `timeout`).
+    fn pid(&self) -> String {
+        let children = format!("/proc/{0}/task/{0}/children", self.child.id());
+        std::fs::read_to_string(children)
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn readings(&mut self) -> Value {
+        writeln!(self.stdin, "read").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+}
+
+impl Drop for PyChild {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn mptcp_sockets_are_listed_and_changed_like_tcp() -> Result<(), String> {
+    // SAFETY: plain socket(2), closed at once.
+    let probe = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 262) };
+    if probe < 0 {
+        return Err(format!(
+            "this kernel has no MPTCP ({}; sysctl net.mptcp.enabled)",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: closing the descriptor just made.
+    unsafe { libc::close(probe) };
+    let mut held = PyChild::spawn(MPTCP_CHILD)?;
+    let pid = held.pid();
+    let fds: Vec<i64> = ["l", "c", "a"]
+        .iter()
+        .map(|k| held.fds[k].as_i64().unwrap())
+        .collect();
+    let listed = json_sockets(&expect_ok(&cli(&["inspect", "--pid", &pid, "--json"])));
+    let mut listed_fds: Vec<i64> = listed.keys().copied().collect();
+    listed_fds.sort_unstable();
+    let mut want = fds.clone();
+    want.sort_unstable();
+    assert_eq!(listed_fds, want, "every MPTCP socket is listed");
+    expect_ok(&cli(&[
+        "apply",
+        "--pid",
+        &pid,
+        "--idle",
+        "21",
+        "--interval",
+        "4",
+        "--count",
+        "2",
+    ]));
+    assert_eq!(
+        held.readings(),
+        json!({"l": [1, 21, 4, 2], "c": [1, 21, 4, 2], "a": [1, 21, 4, 2]})
+    );
+    // MPTCP has no TCP_USER_TIMEOUT: each socket fails whole, and is left as it was.
     let out = cli(&[
-        "run",
-        "--preload",
-        exe.to_str().unwrap(),
-        "--",
-        "/nonexistent/program",
+        "apply",
+        "--pid",
+        &pid,
+        "--idle",
+        "50",
+        "--user-timeout",
+        "5s",
+        "--json",
     ]);
-    expect_fail(&out, 127, &["/nonexistent/program"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    for (fd, s) in json_sockets(&text(&out.stdout)) {
+        let error = s["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains(
+                "TCP_USER_TIMEOUT is not supported by this system or this kind of socket"
+            ),
+            "fd {fd}: {s}"
+        );
+    }
+    assert_eq!(
+        held.readings(),
+        json!({"l": [1, 21, 4, 2], "c": [1, 21, 4, 2], "a": [1, 21, 4, 2]}),
+        "all or nothing through the duplicate"
+    );
+    Ok(())
+}
+
+/// Makes every `setsockopt(_, IPPROTO_TCP, TCP_KEEPCNT, ...)` of the command fail with EPERM.
+fn deny_keepcnt() -> std::io::Result<()> {
+    use libc::{sock_filter, sock_fprog};
+    const LD_W_ABS: u16 = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    const JEQ_K: u16 = (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16;
+    const RET_K: u16 = (libc::BPF_RET | libc::BPF_K) as u16;
+    let insn = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    // struct seccomp_data: nr at 0, args[i] at 16 + 8 i (low half first: 64-bit little-endian).
+    let filter = [
+        insn(LD_W_ABS, 0, 0, 0),
+        insn(JEQ_K, 0, 5, libc::SYS_setsockopt as u32),
+        insn(LD_W_ABS, 0, 0, 24),
+        insn(JEQ_K, 0, 3, libc::IPPROTO_TCP as u32),
+        insn(LD_W_ABS, 0, 0, 32),
+        insn(JEQ_K, 0, 1, libc::TCP_KEEPCNT as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        insn(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut _,
+    };
+    // SAFETY: prctl calls; the kernel copies the filter.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// A socket that fails is reported with the target's descriptor number, never the command's
+/// duplicate's, and is left as it was.
+fn a_failing_socket_is_named_by_the_targets_descriptor() -> Result<(), String> {
+    if !cfg!(all(
+        target_os = "linux",
+        target_endian = "little",
+        target_pointer_width = "64"
+    )) {
+        return Err(format!(
+            "{NOT_APPLICABLE}the seccomp offsets are for 64-bit little-endian"
+        ));
+    }
+    let mut held = Held::spawn(false);
+    let pid = held.pid();
+    let out = cli_with(&["apply", "--pid", &pid, "--idle", "9"], Some(deny_keepcnt));
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    let rows = table_rows(&stdout);
+    assert_eq!(rows.len(), 6, "{stdout}");
+    for (fd, cells) in &rows {
+        let row = cells.join(" ");
+        assert!(
+            row.contains(&format!("FAILED: TCP_KEEPCNT on descriptor {fd} failed")),
+            "{row}"
+        );
+    }
+    // The duplicates' numbers are small and the target's are not all the same as them: check
+    // that no row names a descriptor other than its own.
+    for (fd, cells) in &rows {
+        for (i, w) in cells.iter().enumerate() {
+            if w == "descriptor" {
+                assert_eq!(cells.get(i + 1), Some(&fd.to_string()), "{cells:?}");
+            }
+        }
+    }
+    expect_dump(&held.dump(), &[]);
     Ok(())
 }
 
@@ -986,9 +1517,10 @@ type Test = (&'static str, fn() -> Result<(), String>);
 const NOT_APPLICABLE: &str = "not applicable: ";
 
 fn main() {
-    if std::env::var_os("TCPKA_TEST_CHILD").is_some() {
-        child_main();
-        return;
+    match std::env::var("TCPKA_TEST_CHILD").as_deref() {
+        Ok("many") => return many_child_main(),
+        Ok(_) => return child_main(),
+        Err(_) => {}
     }
     let ci = std::env::var("CI").as_deref() == Ok("true");
     // SAFETY: geteuid has no preconditions.
@@ -1054,6 +1586,30 @@ fn main() {
         (
             "run_preloads_the_library_and_passes_the_status_through",
             run_preloads_the_library_and_passes_the_status_through,
+        ),
+        (
+            "run_refuses_a_file_that_is_no_preload_library",
+            run_refuses_a_file_that_is_no_preload_library,
+        ),
+        (
+            "run_refuses_invalid_inherited_operator_variables",
+            run_refuses_invalid_inherited_operator_variables,
+        ),
+        (
+            "inspect_pid_1_without_cap_sys_ptrace_names_the_capability",
+            inspect_pid_1_without_cap_sys_ptrace_names_the_capability,
+        ),
+        (
+            "a_process_with_5000_sockets_under_ulimit_1024",
+            a_process_with_5000_sockets_under_ulimit_1024,
+        ),
+        (
+            "mptcp_sockets_are_listed_and_changed_like_tcp",
+            mptcp_sockets_are_listed_and_changed_like_tcp,
+        ),
+        (
+            "a_failing_socket_is_named_by_the_targets_descriptor",
+            a_failing_socket_is_named_by_the_targets_descriptor,
         ),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);

@@ -4,7 +4,9 @@
 //! machines are noisy) and prints the ratios:
 //! - `apply / same syscalls by hand`: the library's own overhead (goal: at most 1.05);
 //! - `apply / 4 bare setsockopt`: the price of the all-or-nothing snapshot reads;
-//! - `apply_to_new_socket / 4 bare setsockopt`: the hot path used by socket hooks (goal 1.05).
+//! - `apply_to_new_socket / 4 bare setsockopt`: the hot path used by socket hooks (goal 1.05);
+//! - the same two with a user timeout (5 writes, the user timeout first), against the same
+//!   system calls by hand.
 
 use std::hint::black_box;
 use std::net::{TcpListener, TcpStream};
@@ -46,6 +48,22 @@ fn same_syscalls(fd: RawFd) {
     bare_sets(fd);
 }
 
+/// With a user timeout of 30 s: the 4 reads and 5 writes of `apply`, in its order.
+fn same_syscalls_ut(fd: RawFd) {
+    black_box(get(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT));
+    same_syscalls_ut_writes_only(fd, true);
+}
+
+fn same_syscalls_ut_writes_only(fd: RawFd, reads: bool) {
+    if reads {
+        black_box(get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE));
+        black_box(get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL));
+        black_box(get(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT));
+    }
+    set(fd, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 30_000);
+    bare_sets(fd);
+}
+
 fn connected() -> (TcpListener, TcpStream, TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
@@ -78,11 +96,12 @@ fn side_by_side() {
     let (_l, client, _s) = connected();
     let fd = client.as_raw_fd();
     let k = KeepAlive::default();
+    let k_ut = k.with_user_timeout(Duration::from_secs(30)).unwrap();
     let rounds = 31;
     let per_round = 20_000;
-    let mut times: [Vec<f64>; 4] = Default::default();
+    let mut times: [Vec<f64>; 8] = Default::default();
     type Variant<'a> = (&'static str, Box<dyn Fn() + 'a>);
-    let mut variants: [Variant; 4] = [
+    let mut variants: [Variant; 8] = [
         ("libc 4 setsockopt", Box::new(|| bare_sets(fd))),
         ("libc same syscalls", Box::new(|| same_syscalls(fd))),
         (
@@ -92,6 +111,16 @@ fn side_by_side() {
         (
             "apply_to_new_socket",
             Box::new(|| k.apply_to_new_socket(&client).unwrap()),
+        ),
+        (
+            "libc 5 setsockopt (ut)",
+            Box::new(|| same_syscalls_ut_writes_only(fd, false)),
+        ),
+        ("libc same syscalls (ut)", Box::new(|| same_syscalls_ut(fd))),
+        ("apply (ut)", Box::new(|| k_ut.apply(&client).unwrap())),
+        (
+            "apply_to_new_socket (ut)",
+            Box::new(|| k_ut.apply_to_new_socket(&client).unwrap()),
         ),
     ];
     for _ in 0..rounds {
@@ -123,6 +152,14 @@ fn side_by_side() {
     println!(
         "RATIO apply_to_new_socket / 4 bare setsockopt      = {:.3}",
         m[3] / m[0]
+    );
+    println!(
+        "RATIO apply (ut) / same 9 syscalls by hand         = {:.3}",
+        m[6] / m[5]
+    );
+    println!(
+        "RATIO apply_to_new_socket (ut) / 5 bare setsockopt = {:.3}",
+        m[7] / m[4]
     );
 }
 

@@ -130,6 +130,24 @@ fn parse_duration_in(what: &str, text: &str, bare: fn(u64) -> Duration) -> Resul
     }
 }
 
+/// Parses idle or interval seconds (`90`, `2m`, ...; see [`parse_duration`]) and checks the range,
+/// 1 to 32767 s (finer values round up), with the text as given in the error: for doors that
+/// take text (the command line). The error's `name` is `what`.
+pub fn parse_seconds(what: &str, text: &str) -> Result<Duration, Error> {
+    let d = parse_duration(what, text)?;
+    crate::check_seconds(what, d).map_err(|e| from_variable(what, text, e))?;
+    Ok(d)
+}
+
+/// Parses a user timeout (a bare number is seconds; see [`parse_duration`]) and checks the range,
+/// 1 ms to `i32::MAX` ms (finer values round up), with the text as given in the error. The
+/// error's `name` is `what`.
+pub fn parse_user_timeout(what: &str, text: &str) -> Result<Duration, Error> {
+    let d = parse_duration(what, text)?;
+    crate::check_user_timeout(d).map_err(|e| from_variable(what, text, e))?;
+    Ok(d)
+}
+
 /// Parses a probe count with the number rule (see [`parse_duration`]) and checks its range,
 /// 1 to 127: the one count parser of every door. The error's `name` is `what`.
 pub fn parse_count(what: &str, text: &str) -> Result<u32, Error> {
@@ -269,15 +287,9 @@ impl KeepAlive {
         }
 
         let defaults = KeepAlive::default();
-        let seconds = |var: Option<(&str, String)>, default: Duration| -> Result<_, Error> {
-            match var {
-                None => Ok(default),
-                Some((name, text)) => {
-                    let d = parse_duration(name, &text)?;
-                    crate::check_seconds(name, d).map_err(|e| from_variable(name, &text, e))?;
-                    Ok(d)
-                }
-            }
+        let seconds = |var: Option<(&str, String)>, default: Duration| match var {
+            None => Ok(default),
+            Some((name, text)) => parse_seconds(name, &text),
         };
         let idle = seconds(idle, defaults.idle())?;
         let interval = seconds(interval, defaults.interval())?;

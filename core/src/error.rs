@@ -134,8 +134,9 @@ pub enum Error {
         /// The kernel's error (EBADF).
         source: io::Error,
     },
-    /// A TCP socket, but this operating system lacks the option.
-    #[error("{option} is not supported on this system: {source}")]
+    /// A TCP socket, but this operating system, or this kind of TCP socket, lacks the option
+    /// (an MPTCP socket has no `TCP_USER_TIMEOUT`).
+    #[error("{option} is not supported by this system or this kind of socket: {source}")]
     Unsupported {
         /// The option that is missing.
         option: SocketOption,
@@ -164,6 +165,19 @@ impl Error {
             | Error::BadDescriptor { source, .. }
             | Error::Unsupported { source, .. }
             | Error::Os { source, .. } => source.raw_os_error(),
+        }
+    }
+
+    /// The same error naming descriptor `fd` instead: for a door that acts through a duplicate
+    /// (`tcp-keepalive apply` through `pidfd_getfd`), so the message names the descriptor number
+    /// the socket's owner knows, not the duplicate's.
+    pub fn with_fd(self, fd: i32) -> Error {
+        match self {
+            Error::NotTcp { kind, source, .. } => Error::NotTcp { fd, kind, source },
+            Error::NotASocket { source, .. } => Error::NotASocket { fd, source },
+            Error::BadDescriptor { source, .. } => Error::BadDescriptor { fd, source },
+            Error::Os { option, source, .. } => Error::Os { fd, option, source },
+            other @ (Error::InvalidArgument { .. } | Error::Unsupported { .. }) => other,
         }
     }
 

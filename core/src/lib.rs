@@ -37,7 +37,10 @@ use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
-pub use env::{parse_count, parse_duration, EnvConfig, OperatorEnv, ENV_VARIABLES};
+pub use env::{
+    parse_count, parse_duration, parse_seconds, parse_user_timeout, EnvConfig, OperatorEnv,
+    ENV_VARIABLES,
+};
 pub use error::{Error, SocketOption};
 
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).

@@ -428,3 +428,50 @@ fn env_variables_lists_every_name_read() {
         assert_ne!(from(&[(name, "1")]).unwrap(), EnvConfig::Unset, "{name}");
     }
 }
+
+#[test]
+fn the_parsers_for_doors_that_take_text_show_the_value_as_typed() {
+    use tcp_keepalive::{parse_count, parse_seconds, parse_user_timeout};
+    assert_eq!(
+        parse_seconds("idle", " 2m ").unwrap(),
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        parse_seconds("idle", "1500ms").unwrap(),
+        Duration::from_millis(1500)
+    );
+    assert_eq!(parse_count("count", "007").unwrap(), 7);
+    assert_eq!(
+        parse_user_timeout("user_timeout", "30").unwrap(),
+        Duration::from_secs(30)
+    );
+    let cases: [(Result<(), Error>, &str); 6] = [
+        (
+            parse_seconds("idle", "0").map(drop),
+            "invalid idle: \"0\" (allowed: 1 to 32767 seconds (finer values round up to whole seconds))",
+        ),
+        (
+            parse_seconds("idle", "+60").map(drop),
+            "invalid idle: \"+60\" (allowed: a whole number of seconds, or with a unit: 90, 90s, 2m, 1h, 1500ms)",
+        ),
+        (
+            parse_count("count", "+6").map(drop),
+            "invalid count: \"+6\" (allowed: a whole number from 1 to 127)",
+        ),
+        (
+            parse_count("count", "128").map(drop),
+            "invalid count: \"128\" (allowed: 1 to 127 probes)",
+        ),
+        (
+            parse_user_timeout("user_timeout", "0").map(drop),
+            "invalid user_timeout: \"0\" (allowed: 1 to 2147483647 milliseconds (finer values round up))",
+        ),
+        (
+            parse_user_timeout("user_timeout", "99999999999999999999999h").map(drop),
+            "invalid user_timeout: \"99999999999999999999999h\" (allowed: 1 to 2147483647 milliseconds (finer values round up))",
+        ),
+    ];
+    for (got, want) in cases {
+        assert_eq!(got.unwrap_err().to_string(), want);
+    }
+}

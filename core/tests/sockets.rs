@@ -474,3 +474,21 @@ fn socket_options_written_by_hand_give_what_apply_gives() {
         );
     }
 }
+
+#[test]
+fn with_fd_names_another_descriptor_and_keeps_the_rest() {
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let err = tcp_keepalive::inspect(&udp).unwrap_err();
+    let own = std::os::fd::AsRawFd::as_raw_fd(&udp);
+    assert!(
+        err.to_string().contains(&format!("descriptor {own} ")),
+        "{err}"
+    );
+    let errno = err.raw_os_error();
+    let renamed = err.with_fd(4242);
+    assert_eq!(
+        renamed.to_string(),
+        "descriptor 4242 is a AF_INET SOCK_DGRAM (UDP) socket, not TCP: keep-alive options apply to TCP sockets only"
+    );
+    assert_eq!(renamed.raw_os_error(), errno);
+}

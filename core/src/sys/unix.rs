@@ -7,7 +7,9 @@ use std::os::fd::RawFd;
 use crate::error::{Error, SocketOption};
 
 /// Where an option lives: its level and its number on this platform.
-/// `None` when the platform has no such option.
+/// `None` when the platform has no such option. Inline: `SocketOption::from_raw` runs in the
+/// preload's `setsockopt` hook on every call a program makes.
+#[inline]
 pub(crate) fn level_and_name(option: SocketOption) -> Option<(libc::c_int, libc::c_int)> {
     match option {
         SocketOption::KeepAlive => Some((libc::SOL_SOCKET, libc::SO_KEEPALIVE)),
