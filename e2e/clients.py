@@ -133,6 +133,25 @@ CLIENTS = [
         argv=["java", "-jar", "{root}/e2e/clients/java-client/target/java-keepalive-client.jar"],
         build="scripts/build-java-client.sh",
     ),
+    # Apache Pekko HTTP (Scala 2.13): ClientConnectionSettings.withSocketOptions with a
+    # SocketOptionV2 whose afterConnect applies KeepAlive.fromEnv() when LAB_KEEPALIVE=on
+    # (examples/jvm-recipes, its pool's retries off so a failure is not hidden by a new try).
+    Client(
+        name="scala-pekko",
+        argv=["java", "-jar", "{root}/examples/jvm-recipes/target/jvm-recipes.jar", "pekko"],
+        build="scripts/build-jvm-recipes.sh",
+    ),
+    # java.net.http.HttpClient, which has no socket hook: no keep-alive code in the program, so
+    # bare ("without") and under LD_PRELOAD=libkeepalive.so ("with"). Not peer-vanishes: like
+    # HttpURLConnection it retries a GET that failed with an error once, on a new connection
+    # (measured: ETIMEDOUT after 8.5 s, 2 requests; bound 6 s).
+    Client(
+        name="java-httpclient-preload",
+        argv=["java", "-jar", "{root}/examples/jvm-recipes/target/jvm-recipes.jar", "java-net-http"],
+        scenarios=("idle-drop", "idle-drop-v6", "black-hole"),
+        preload=True,
+        build="scripts/build-jvm-recipes-preload.sh",
+    ),
     # Python door: the seed's http.client with tcp_keepalive.from_env() applied to its socket,
     # run by the test venv's python where scripts/build-python.sh installed the package.
     Client(

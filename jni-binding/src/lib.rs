@@ -16,7 +16,11 @@
 //!   TLS socket is layered over one, else the TLS socket itself (then its own `impl`).
 //!
 //! The JDK keeps the old number in these `FileDescriptor`s after close (JDK 17 closes by the int),
-//! so the Java side checks `isClosed()` / `isOpen()` before every call.
+//! so a number read from a closed socket may belong to another socket by now. Before using it the
+//! socket's own closed state is asked: `Native.kind` sends only the JDK's exact classes (whose
+//! `isClosed()`, already called by the Java side, cannot be overridden) to the fast path, and the
+//! general walk calls `java.net.Socket.isClosed()` / `ServerSocket.isClosed()` non-virtually, so a
+//! subclass that overrides `isClosed()` is not believed.
 #![warn(missing_docs)]
 
 use std::os::fd::{BorrowedFd, RawFd};
@@ -24,7 +28,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use jni::objects::{GlobalRef, JClass, JFieldID, JObject, JString};
+use jni::objects::{GlobalRef, JClass, JFieldID, JMethodID, JObject, JString};
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jintArray, jlong};
 use jni::JNIEnv;
@@ -72,6 +76,10 @@ struct Field {
 struct Jdk {
     socket_impl: Field,
     server_socket_impl: Field,
+    /// `java.net.Socket.isClosed()`, called non-virtually (a subclass may override it).
+    socket_is_closed: JMethodID,
+    /// `java.net.ServerSocket.isClosed()`, likewise.
+    server_socket_is_closed: JMethodID,
     impl_fd: Field,
     fd_int: Field,
     delegating: Option<Field>,
@@ -103,6 +111,23 @@ fn optional_field(env: &mut JNIEnv, class: &str, name: &str, sig: &str) -> Optio
     }
 }
 
+/// A method every supported JDK has, as [`required`] for fields.
+fn required_method(env: &mut JNIEnv, class: &str, name: &str, sig: &str) -> Result<JMethodID> {
+    let found = (|| {
+        let cls = env.find_class(class)?;
+        let id = env.get_method_id(&cls, name, sig)?;
+        env.delete_local_ref(cls)?;
+        Ok::<_, jni::errors::Error>(id)
+    })();
+    found.map_err(|_| {
+        let _ = env.exception_clear();
+        Failure::JdkLayout(format!(
+            "tcp-keepalive cannot find {}.{name}{sig} in this JDK",
+            class.replace('/', ".")
+        ))
+    })
+}
+
 /// A field every supported JDK has; missing means a JDK whose internals this version does not
 /// know, reported as `UnsupportedOperationException` naming it (not a `NoSuchFieldError`).
 fn required(env: &mut JNIEnv, class: &str, name: &str, sig: &str) -> Result<Field> {
@@ -130,6 +155,8 @@ fn jdk(env: &mut JNIEnv) -> Result<&'static Jdk> {
             "impl",
             "Ljava/net/SocketImpl;",
         )?,
+        socket_is_closed: required_method(env, "java/net/Socket", "isClosed", "()Z")?,
+        server_socket_is_closed: required_method(env, "java/net/ServerSocket", "isClosed", "()Z")?,
         impl_fd: required(env, "java/net/SocketImpl", "fd", fd)?,
         fd_int: required(env, "java/io/FileDescriptor", "fd", "I")?,
         delegating: optional_field(
@@ -203,6 +230,52 @@ fn class_name(env: &mut JNIEnv, obj: &JObject) -> String {
         let _ = env.exception_clear();
         "an unknown class".to_string()
     })
+}
+
+/// Calls the boolean method `method` of `class` on `obj` without virtual dispatch: the JDK's own
+/// answer even when a subclass overrides the method.
+fn nonvirtual_bool(
+    env: &mut JNIEnv,
+    obj: &JObject,
+    class: &GlobalRef,
+    method: JMethodID,
+) -> Result<bool> {
+    let raw = env.get_raw();
+    // SAFETY: `raw` is this thread's valid JNIEnv; `obj` is a live reference to an instance of
+    // `class` (the caller's IsInstanceOf check) and `method` a `()Z` method of `class` looked up
+    // on it; the argument array is empty, as the signature says.
+    let answer = unsafe {
+        let call = (**raw)
+            .CallNonvirtualBooleanMethodA
+            .expect("JNI 1.1 function");
+        call(
+            raw,
+            obj.as_raw(),
+            class.as_obj().as_raw(),
+            method.into_raw(),
+            std::ptr::null(),
+        )
+    };
+    if env.exception_check()? {
+        return Err(Failure::Jni(jni::errors::Error::JavaException));
+    }
+    Ok(answer == jni::sys::JNI_TRUE)
+}
+
+/// Fails when `socket` (a `java.net.Socket` or `ServerSocket`, per `server`) is closed by the
+/// JDK's own account, whatever an override of `isClosed()` says: after close the JDK keeps the old
+/// number in its `FileDescriptor`, and another socket may have it now.
+fn ensure_open(env: &mut JNIEnv, jdk: &Jdk, socket: &JObject, server: bool) -> Result<()> {
+    let (class, method) = if server {
+        (&jdk.server_socket_impl.class, jdk.server_socket_is_closed)
+    } else {
+        (&jdk.socket_impl.class, jdk.socket_is_closed)
+    };
+    if nonvirtual_bool(env, socket, class, method)? {
+        let name = class_name(env, socket);
+        return Err(Failure::NoDescriptor(format!("the {name} is closed")));
+    }
+    Ok(())
 }
 
 /// The `int fd` of a `java.io.FileDescriptor`; a missing or closed one is an error naming `owner`.
@@ -294,6 +367,11 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
         }
         for channel in [&jdk.channel, &jdk.server_channel] {
             if is(env, &current, channel)? {
+                // isOpen() is final (AbstractInterruptibleChannel): the channel's own state.
+                if !env.call_method(&current, "isOpen", "()Z", &[])?.z()? {
+                    let name = class_name(env, &current);
+                    return Err(Failure::NoDescriptor(format!("the {name} is closed")));
+                }
                 let fd = get_object(env, &current, channel.as_ref().expect("checked"))?;
                 return descriptor_of(env, jdk, &fd, &current);
             }
@@ -306,10 +384,12 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
             }
         }
         if is_a(env, &current, &jdk.socket_impl)? {
+            ensure_open(env, jdk, &current, false)?;
             let socket_impl = get_object(env, &current, &jdk.socket_impl)?;
             return impl_descriptor(env, jdk, &current, socket_impl);
         }
         if is_a(env, &current, &jdk.server_socket_impl)? {
+            ensure_open(env, jdk, &current, true)?;
             let socket_impl = get_object(env, &current, &jdk.server_socket_impl)?;
             return impl_descriptor(env, jdk, &current, socket_impl);
         }
@@ -328,8 +408,10 @@ fn find_fd<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>) -> Result<RawFd> {
 
 /// What `Native.kind` (Java) found the object's exact class to be, so that the common cases read
 /// their few fields directly instead of walking the `IsInstanceOf` chain (each JNI call costs a
-/// VM transition). Anything unusual on the fast path falls back to [`find_fd`], which also
-/// explains failures.
+/// VM transition). The kind is checked against the object's class before any field is read (a
+/// wrong one is an `IllegalArgumentException`); anything unusual on the fast path falls back to
+/// [`find_fd`], which also explains failures.
+const KIND_GENERAL: jint = 0; // anything: the general walk
 const KIND_PLAIN_SOCKET: jint = 1; // exactly java.net.Socket
 const KIND_SOCKET_CHANNEL: jint = 2; // exactly sun.nio.ch.SocketChannelImpl
 const KIND_SOCKET_ADAPTOR: jint = 3; // exactly sun.nio.ch.SocketAdaptor
@@ -369,6 +451,39 @@ fn raw_is(env: &JNIEnv, obj: &JObject, field: &Option<Field>) -> bool {
     }
 }
 
+/// True when `obj`'s class is exactly `class` (not a subclass).
+fn raw_exact_class(env: &JNIEnv, obj: &JObject, class: &GlobalRef) -> bool {
+    let raw = env.get_raw();
+    // SAFETY: valid env and a live, non-null local reference (the caller checked); the class
+    // reference GetObjectClass returns is a new local one, deleted before returning.
+    unsafe {
+        let get_class = (**raw).GetObjectClass.expect("JNI 1.1 function");
+        let same = (**raw).IsSameObject.expect("JNI 1.1 function");
+        let delete = (**raw).DeleteLocalRef.expect("JNI 1.1 function");
+        let actual = get_class(raw, obj.as_raw());
+        let exact = same(raw, actual, class.as_obj().as_raw()) == jni::sys::JNI_TRUE;
+        delete(raw, actual);
+        exact
+    }
+}
+
+/// The class `kind` stands for, or `None` for [`KIND_GENERAL`]; an unknown kind or one the JDK
+/// lacks is an error.
+fn kind_class(jdk: &Jdk, kind: jint) -> Result<Option<&GlobalRef>> {
+    let class = match kind {
+        KIND_GENERAL => return Ok(None),
+        KIND_PLAIN_SOCKET => Some(&jdk.socket_impl.class),
+        KIND_SOCKET_CHANNEL => jdk.channel.as_ref().map(|f| &f.class),
+        KIND_SOCKET_ADAPTOR => jdk.adaptor.as_ref().map(|f| &f.class),
+        _ => None,
+    };
+    class.map(Some).ok_or_else(|| {
+        Failure::Unknown(format!(
+            "tcp-keepalive internal error: socket kind {kind} is not one of 0 to 3 known on this JDK"
+        ))
+    })
+}
+
 /// The descriptor of a `FileDescriptor` object, or `None` when null or closed (-1).
 fn fd_value(env: &JNIEnv, jdk: &Jdk, fd: &JObject) -> Option<RawFd> {
     if fd.is_null() {
@@ -379,7 +494,8 @@ fn fd_value(env: &JNIEnv, jdk: &Jdk, fd: &JObject) -> Option<RawFd> {
 }
 
 /// The fast path for the classes `Native.kind` recognises; `None` sends the caller to
-/// [`find_fd`].
+/// [`find_fd`]. The caller has checked that `obj`'s class is exactly the one `kind` stands for,
+/// so each field below belongs to the class of the object it is read from.
 fn find_fd_fast(env: &JNIEnv, jdk: &Jdk, obj: &JObject, kind: jint) -> Option<RawFd> {
     match kind {
         KIND_PLAIN_SOCKET => {
@@ -416,6 +532,15 @@ fn descriptor<'l>(env: &mut JNIEnv<'l>, obj: &JObject<'l>, kind: jint) -> Result
         return Err(Failure::Null("socket"));
     }
     let jdk = jdk(env)?;
+    let Some(class) = kind_class(jdk, kind)? else {
+        return find_fd(env, obj);
+    };
+    if !raw_exact_class(env, obj, class) {
+        let name = class_name(env, obj);
+        return Err(Failure::Unknown(format!(
+            "tcp-keepalive internal error: socket kind {kind} does not match a {name}"
+        )));
+    }
     match find_fd_fast(env, jdk, obj, kind) {
         Some(fd) => Ok(fd),
         None => find_fd(env, obj),
@@ -619,8 +744,11 @@ pub extern "system" fn Java_tcpkeepalive_Native_apply0<'l>(
             user_timeout,
         )?;
         let fd = descriptor(env, &socket, kind)?;
-        // SAFETY: `fd` is non-negative and owned by the Java socket, which the caller holds for
-        // the duration of this call.
+        // SAFETY: `fd` is non-negative and was the socket's descriptor while its JDK state said
+        // open. Nothing here closes it or keeps it past this call; the core only passes the
+        // number to setsockopt/getsockopt. Holding the Java socket does not stop another thread's
+        // close(): then these calls fail with EBADF or reach whatever reused the number, as any
+        // descriptor-level code would (the JDK's own setOption takes a lock JNI cannot).
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         if fresh != 0 {
             k.apply_to_new_socket(fd)?;
@@ -642,7 +770,7 @@ pub extern "system" fn Java_tcpkeepalive_Native_inspect0<'l>(
 ) -> jintArray {
     guard(&mut env, std::ptr::null_mut(), |env| {
         let fd = descriptor(env, &socket, kind)?;
-        // SAFETY: as in `apply`.
+        // SAFETY: as in `apply0`.
         let fd = unsafe { BorrowedFd::borrow_raw(fd) };
         let s = tcp_keepalive::inspect(fd)?;
         let clamp = |v: u128| v.min(i32::MAX as u128) as jint;
@@ -680,14 +808,101 @@ pub extern "system" fn Java_tcpkeepalive_Native_fromEnv<'l>(
     _class: JClass<'l>,
 ) -> jintArray {
     guard(&mut env, std::ptr::null_mut(), |env| {
-        let values = match KeepAlive::from_env()? {
-            EnvConfig::Unset => [0, 0, 0, 0, 0],
-            EnvConfig::Off => [1, 0, 0, 0, 0],
-            EnvConfig::On(k) => {
-                let [a, b, c, d] = to_ints(&k);
-                [2, a, b, c, d]
-            }
+        let values = env_ints(KeepAlive::from_env()?);
+        int_array(env, &values)
+    })
+}
+
+/// The keys of a settings string and the environment variables they stand for.
+const SETTING_KEYS: [(&str, &str); 5] = [
+    ("keepalive", "TCP_KEEPALIVE"),
+    ("idle", "TCP_KEEPALIVE_IDLE"),
+    ("interval", "TCP_KEEPALIVE_INTERVAL"),
+    ("count", "TCP_KEEPALIVE_COUNT"),
+    ("user_timeout", "TCP_KEEPALIVE_USER_TIMEOUT"),
+];
+
+const SETTINGS_FORM: &str = "key=value items separated by commas, keys keepalive (on/off), idle, \
+     interval, count, user_timeout, each at most once, e.g. idle=60,interval=10,count=6,user_timeout=30s";
+
+/// Parses a settings string such as `idle=60,interval=10,count=6,user_timeout=30s` (what
+/// pgjdbc's `socketFactoryArg` passes to a factory's String constructor) with the environment
+/// vocabulary: each key stands for its `TCP_KEEPALIVE_*` variable, and the core's
+/// [`KeepAlive::from_lookup`] parses and checks the values. Errors name the key, not the variable.
+fn parse_settings(text: &str) -> std::result::Result<EnvConfig, Error> {
+    // As the core trims values: ASCII whitespace only.
+    let trim = |t: &str| {
+        t.trim_matches(|c: char| c.is_ascii_whitespace())
+            .to_string()
+    };
+    let mut values: [Option<String>; 5] = Default::default();
+    for item in text.split(',') {
+        if trim(text).is_empty() {
+            continue;
+        }
+        let bad = || Error::InvalidArgument {
+            name: "setting".to_string(),
+            value: item.to_string(),
+            allowed: SETTINGS_FORM.to_string(),
         };
+        let (key, value) = item.split_once('=').ok_or_else(bad)?;
+        let index = SETTING_KEYS
+            .iter()
+            .position(|(k, _)| *k == trim(key))
+            .ok_or_else(bad)?;
+        if values[index].is_some() || trim(value).is_empty() {
+            return Err(bad());
+        }
+        values[index] = Some(value.to_string());
+    }
+    KeepAlive::from_lookup(|name| {
+        let index = SETTING_KEYS.iter().position(|(_, var)| *var == name)?;
+        values[index].clone()
+    })
+    .map_err(|e| match e {
+        Error::InvalidArgument {
+            name,
+            value,
+            allowed,
+        } => Error::InvalidArgument {
+            name: SETTING_KEYS
+                .iter()
+                .find(|(_, var)| *var == name)
+                .map_or(name, |(key, _)| key.to_string()),
+            value,
+            allowed,
+        },
+        other => other,
+    })
+}
+
+/// `[state, idle s, interval s, count, user timeout ms or 0]`, state 0 unset, 1 off, 2 on.
+fn env_ints(config: EnvConfig) -> [jint; 5] {
+    match config {
+        EnvConfig::Unset => [0, 0, 0, 0, 0],
+        EnvConfig::Off => [1, 0, 0, 0, 0],
+        EnvConfig::On(k) => {
+            let [a, b, c, d] = to_ints(&k);
+            [2, a, b, c, d]
+        }
+    }
+}
+
+/// `Native.parseSettings(text)`: a settings string (see [`parse_settings`]) as
+/// `[state, idle s, interval s, count, user timeout ms or 0]`, like `fromEnv`; an invalid one
+/// throws `IllegalArgumentException` naming the key.
+#[no_mangle]
+pub extern "system" fn Java_tcpkeepalive_Native_parseSettings<'l>(
+    mut env: JNIEnv<'l>,
+    _class: JClass<'l>,
+    text: JString<'l>,
+) -> jintArray {
+    guard(&mut env, std::ptr::null_mut(), |env| {
+        if text.is_null() {
+            return Err(Failure::Null("settings"));
+        }
+        let text: String = env.get_string(&text)?.into();
+        let values = env_ints(parse_settings(&text)?);
         int_array(env, &values)
     })
 }
@@ -730,5 +945,35 @@ mod tests {
         assert!(err.starts_with("invalid idle"), "{err}");
         let k = build((1, 1), (2, 0), 3, Some((0, 1))).unwrap();
         assert_eq!(to_ints(&k), [2, 2, 3, 1]);
+    }
+
+    #[test]
+    fn settings_strings_use_the_environment_vocabulary() {
+        let on = |text: &str| match parse_settings(text).unwrap() {
+            EnvConfig::On(k) => to_ints(&k),
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(
+            on("idle=61,interval=7,count=5,user_timeout=30s"),
+            [61, 7, 5, 30_000]
+        );
+        assert_eq!(on(" idle = 2m , count=9"), [120, 10, 9, 0]);
+        assert_eq!(on("keepalive=on"), [60, 10, 6, 0]);
+        assert_eq!(parse_settings("").unwrap(), EnvConfig::Unset);
+        assert_eq!(
+            parse_settings("keepalive=off,idle=5").unwrap(),
+            EnvConfig::Off
+        );
+        let err = |text: &str| parse_settings(text).unwrap_err().to_string();
+        assert_eq!(
+            err("idle=0"),
+            "invalid idle: \"0\" (allowed: 1 to 32767 seconds (finer values round up to whole seconds))"
+        );
+        assert!(err("count=200").starts_with("invalid count: \"200\""));
+        assert!(err("idle=60,idle=61").starts_with("invalid setting: \"idle=61\""));
+        assert!(err("idle").starts_with("invalid setting: \"idle\""));
+        assert!(err("idle=").starts_with("invalid setting: \"idle=\""));
+        assert!(err("idle=60,").starts_with("invalid setting: \"\""));
+        assert!(err("KEEPIDLE=60").contains("keys keepalive (on/off), idle"));
     }
 }

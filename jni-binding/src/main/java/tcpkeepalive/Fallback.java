@@ -115,58 +115,68 @@ final class Fallback {
         return new IllegalArgumentException("invalid " + name + ": " + quote(value) + " (allowed: " + allowed + ")");
     }
 
-    /** Rust's {@code {:?}} of a string, for the characters environment values hold. */
-    private static String quote(String s) {
+    /**
+     * A value as the core's messages show it (core/src/error.rs {@code quote}): printable ASCII
+     * as is, except the double quote and the backslash, which get a backslash before; tab, LF, CR
+     * as backslash-t, -n, -r; any other character as backslash-u{hex} (lowercase hex).
+     */
+    static String quote(String s) {
         StringBuilder b = new StringBuilder("\"");
-        for (char c : s.toCharArray()) {
-            if (c == '"' || c == '\\') b.append('\\').append(c);
-            else if (c == '\n') b.append("\\n");
+        for (int i = 0; i < s.length(); ) {
+            int c = s.codePointAt(i);
+            i += Character.charCount(c);
+            if (c == '"' || c == '\\') b.append('\\').append((char) c);
             else if (c == '\t') b.append("\\t");
+            else if (c == '\n') b.append("\\n");
             else if (c == '\r') b.append("\\r");
-            else b.append(c);
+            else if (c >= ' ' && c <= '~') b.append((char) c);
+            else b.append('\\').append("u{").append(Integer.toHexString(c)).append('}');
         }
         return b.append('"').toString();
     }
 
-    // ---- environment, as the core reads it ----
+    // ---- environment, as the core reads it (core/src/env.rs, KeepAlive::from_lookup) ----
 
     private static final String DURATION_FORMS = "a whole number of seconds, or with a unit: 90, 90s, 2m, 1h, 1500ms";
+    private static final String SWITCH_WORDS = "on or off (also 1/0, true/false, yes/no)";
+
+    /** Each setting's names in the order read (ours, classic libkeepalive, msantos, libdontdie). */
+    private static final String[] SWITCH = {"TCP_KEEPALIVE", "KEEPALIVE", "DD_USE_KEEPALIVE"};
+    private static final String[] IDLE_VARS = {"TCP_KEEPALIVE_IDLE", "KEEPIDLE", "TCP_KEEPIDLE", "DD_TCP_KEEPALIVE_TIME"};
+    private static final String[] INTERVAL_VARS = {"TCP_KEEPALIVE_INTERVAL", "KEEPINTVL", "TCP_KEEPINTVL",
+        "DD_TCP_KEEPALIVE_INTVL"};
+    private static final String[] COUNT_VARS = {"TCP_KEEPALIVE_COUNT", "KEEPCNT", "TCP_KEEPCNT", "DD_TCP_KEEPALIVE_PROBES"};
+    private static final String[] USER_TIMEOUT_VARS = {"TCP_KEEPALIVE_USER_TIMEOUT", "TCP_USER_TIMEOUT"};
+    /** msantos/libkeepalive's names: a plain 0 there means "leave the system's value", i.e. unset. */
+    private static final java.util.List<String> MSANTOS = java.util.Arrays.asList("TCP_KEEPIDLE", "TCP_KEEPINTVL",
+            "TCP_KEEPCNT", "TCP_USER_TIMEOUT");
+
+    private static final java.math.BigInteger NANOS_PER_SECOND = java.math.BigInteger.valueOf(1_000_000_000L);
+    private static final java.math.BigInteger NANOS_PER_MILLI = java.math.BigInteger.valueOf(1_000_000L);
 
     /** {state (0 unset, 1 off, 2 on), idle s, interval s, count, user timeout ms}. */
     static int[] fromEnv(Map<String, String> env) {
-        String[] sw = get(env, "TCP_KEEPALIVE", "KEEPALIVE");
-        String[] idle = get(env, "TCP_KEEPALIVE_IDLE", "KEEPIDLE");
-        String[] interval = get(env, "TCP_KEEPALIVE_INTERVAL", "KEEPINTVL");
-        String[] count = get(env, "TCP_KEEPALIVE_COUNT", "KEEPCNT");
-        String[] ut = get(env, "TCP_KEEPALIVE_USER_TIMEOUT", null);
-        if (sw != null) {
-            String v = sw[1].trim().toLowerCase(Locale.ROOT);
-            if (v.equals("off") || v.equals("0") || v.equals("false") || v.equals("no")) return new int[] {1, 0, 0, 0, 0};
-            if (!(v.equals("on") || v.equals("1") || v.equals("true") || v.equals("yes"))) {
-                throw invalid(sw[0], sw[1], "on or off (also 1/0, true/false, yes/no)");
-            }
+        String[] sw = first(env, SWITCH);
+        String[] idle = first(env, IDLE_VARS);
+        String[] interval = first(env, INTERVAL_VARS);
+        String[] count = first(env, COUNT_VARS);
+        String[] ut = first(env, USER_TIMEOUT_VARS);
+        if (sw != null && !parseSwitch(sw[0], sw[1])) return new int[] {1, 0, 0, 0, 0};
+        if (sw == null && idle == null && interval == null && count == null && ut == null) {
+            return new int[] {0, 0, 0, 0, 0};
         }
-        if (sw == null && idle == null && interval == null && count == null && ut == null) return new int[] {0, 0, 0, 0, 0};
-        int i = envSeconds(idle, 60);
-        int n = envSeconds(interval, 10);
-        int c = 6;
-        if (count != null) {
-            String allowed = "a whole number from 1 to " + MAX_COUNT;
-            long parsed;
-            try {
-                String t = count[1].trim();
-                if (!t.matches("\\+?[0-9]+")) throw new NumberFormatException();
-                parsed = Long.parseLong(t);
-            } catch (NumberFormatException e) {
-                throw invalid(count[0], count[1], allowed);
-            }
-            if (parsed < 1 || parsed > MAX_COUNT) throw invalid(count[0], count[1], "1 to " + MAX_COUNT + " probes");
-            c = (int) parsed;
-        }
+        int i = idle == null ? 60 : envSeconds(idle);
+        int n = interval == null ? 10 : envSeconds(interval);
+        int c = count == null ? 6 : parseCount(count[0], count[1]);
         int u = 0;
         if (ut != null) {
-            long[] d = parseDuration(ut[0], ut[1]);
-            long ms = d[0] > MAX_USER_TIMEOUT_MS ? MAX_USER_TIMEOUT_MS + 1 : ceil(d[0], (int) d[1], 1_000_000L);
+            java.math.BigInteger nanos;
+            if (ut[0].equals("TCP_USER_TIMEOUT") && asciiTrim(ut[1]).equals("-1")) {
+                nanos = java.math.BigInteger.valueOf(i + (long) n * c).multiply(NANOS_PER_SECOND);
+            } else {
+                nanos = parseDuration(ut[0], ut[1], ut[0].equals("TCP_USER_TIMEOUT") ? NANOS_PER_MILLI : NANOS_PER_SECOND);
+            }
+            long ms = ceilUnits(nanos, NANOS_PER_MILLI);
             if (ms < 1 || ms > MAX_USER_TIMEOUT_MS) {
                 throw invalid(ut[0], ut[1], "1 to " + MAX_USER_TIMEOUT_MS + " milliseconds (finer values round up)");
             }
@@ -175,49 +185,137 @@ final class Fallback {
         return new int[] {2, i, n, c, u};
     }
 
-    private static int envSeconds(String[] var, int dflt) {
-        if (var == null) return dflt;
-        long[] d = parseDuration(var[0], var[1]);
-        long secs = d[0] > MAX_SECONDS ? MAX_SECONDS + 1 : ceil(d[0], (int) d[1], 1_000_000_000L);
+    /** {name, value} of the first of {@code names} that is set (blank is unset; msantos's 0 too). */
+    private static String[] first(Map<String, String> env, String[] names) {
+        for (String name : names) {
+            String v = env.get(name);
+            if (v == null || asciiTrim(v).isEmpty()) continue;
+            if (MSANTOS.contains(name)) {
+                String[] number = splitNumber(v);
+                if (!number[0].isEmpty() && number[1].isEmpty() && new java.math.BigInteger(number[0]).signum() == 0) {
+                    continue;
+                }
+            }
+            return new String[] {name, v};
+        }
+        return null;
+    }
+
+    private static boolean parseSwitch(String name, String text) {
+        String v = asciiLower(asciiTrim(text));
+        if (v.equals("on") || v.equals("1") || v.equals("true") || v.equals("yes")) return true;
+        if (v.equals("off") || v.equals("0") || v.equals("false") || v.equals("no")) return false;
+        throw invalid(name, text, SWITCH_WORDS);
+    }
+
+    private static String asciiLower(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (char c : s.toCharArray()) b.append(c >= 'A' && c <= 'Z' ? (char) (c + 32) : c);
+        return b.toString();
+    }
+
+    /**
+     * The number rule: surrounding ASCII whitespace ignored, then ASCII digits only (no sign),
+     * any leading zeros. {digits, the rest of the trimmed text}.
+     */
+    private static String[] splitNumber(String text) {
+        String t = asciiTrim(text);
+        int split = 0;
+        while (split < t.length() && t.charAt(split) >= '0' && t.charAt(split) <= '9') split++;
+        return new String[] {t.substring(0, split), t.substring(split)};
+    }
+
+    /** Nanoseconds of {@code 90}, {@code 90s}, {@code 2m}, {@code 1h}, {@code 1500ms}; bare in {@code bare}. */
+    private static java.math.BigInteger parseDuration(String name, String text, java.math.BigInteger bare) {
+        String[] number = splitNumber(text);
+        if (number[0].isEmpty()) throw invalid(name, text, DURATION_FORMS);
+        java.math.BigInteger n = new java.math.BigInteger(number[0]);
+        String unit = asciiTrim(number[1]);
+        // Exact arithmetic where the core saturates at u64::MAX: both only ever exceed the range.
+        if (unit.isEmpty()) return n.multiply(bare);
+        if (unit.equals("s")) return n.multiply(NANOS_PER_SECOND);
+        if (unit.equals("ms")) return n.multiply(NANOS_PER_MILLI);
+        if (unit.equals("m")) return n.multiply(java.math.BigInteger.valueOf(60_000_000_000L));
+        if (unit.equals("h")) return n.multiply(java.math.BigInteger.valueOf(3_600_000_000_000L));
+        throw invalid(name, text, DURATION_FORMS);
+    }
+
+    /** Rounds up to whole units; beyond a long, Long.MAX_VALUE (out of every range). */
+    private static long ceilUnits(java.math.BigInteger nanos, java.math.BigInteger unit) {
+        java.math.BigInteger[] qr = nanos.divideAndRemainder(unit);
+        java.math.BigInteger units = qr[1].signum() == 0 ? qr[0] : qr[0].add(java.math.BigInteger.ONE);
+        return units.bitLength() > 62 ? Long.MAX_VALUE : units.longValue();
+    }
+
+    private static int envSeconds(String[] var) {
+        long secs = ceilUnits(parseDuration(var[0], var[1], NANOS_PER_SECOND), NANOS_PER_SECOND);
         if (secs < 1 || secs > MAX_SECONDS) {
             throw invalid(var[0], var[1], "1 to " + MAX_SECONDS + " seconds (finer values round up to whole seconds)");
         }
         return (int) secs;
     }
 
-    /** {seconds, nanos} of {@code 90}, {@code 90s}, {@code 2m}, {@code 1h}, {@code 1500ms}. */
-    private static long[] parseDuration(String name, String text) {
-        String t = text.trim();
-        int split = 0;
-        while (split < t.length() && t.charAt(split) >= '0' && t.charAt(split) <= '9') split++;
-        String digits = t.substring(0, split);
-        String unit = t.substring(split).trim();
-        if (digits.isEmpty() || digits.length() > 20) throw invalid(name, text, DURATION_FORMS);
-        java.math.BigInteger n = new java.math.BigInteger(digits);
-        if (n.bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
-        java.math.BigInteger nanos;
-        if (unit.isEmpty() || unit.equals("s")) nanos = n.multiply(java.math.BigInteger.valueOf(1_000_000_000L));
-        else if (unit.equals("ms")) nanos = n.multiply(java.math.BigInteger.valueOf(1_000_000L));
-        else if (unit.equals("m")) {
-            if (n.multiply(java.math.BigInteger.valueOf(60)).bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
-            nanos = n.multiply(java.math.BigInteger.valueOf(60_000_000_000L));
-        } else if (unit.equals("h")) {
-            if (n.multiply(java.math.BigInteger.valueOf(3600)).bitLength() > 64) throw invalid(name, text, DURATION_FORMS);
-            nanos = n.multiply(java.math.BigInteger.valueOf(3_600_000_000_000L));
-        } else throw invalid(name, text, DURATION_FORMS);
-        java.math.BigInteger[] qr = nanos.divideAndRemainder(java.math.BigInteger.valueOf(1_000_000_000L));
-        long secs = qr[0].bitLength() > 62 ? Long.MAX_VALUE / 2 : qr[0].longValue();
-        return new long[] {secs, qr[1].longValue()};
+    private static int parseCount(String name, String text) {
+        String[] number = splitNumber(text);
+        if (number[0].isEmpty() || !number[1].isEmpty()) {
+            throw invalid(name, text, "a whole number from 1 to " + MAX_COUNT);
+        }
+        java.math.BigInteger n = new java.math.BigInteger(number[0]);
+        if (n.signum() == 0 || n.compareTo(java.math.BigInteger.valueOf(MAX_COUNT)) > 0) {
+            throw invalid(name, text, "1 to " + MAX_COUNT + " probes");
+        }
+        return n.intValue();
     }
 
-    /** {name, value} of the prefixed variable, else the classic one; empty values count as unset. */
-    private static String[] get(Map<String, String> env, String prefixed, String classic) {
-        String v = env.get(prefixed);
-        if (v != null && !v.trim().isEmpty()) return new String[] {prefixed, v};
-        if (classic == null) return null;
-        v = env.get(classic);
-        if (v != null && !v.trim().isEmpty()) return new String[] {classic, v};
-        return null;
+    /** The keys of a settings string and the variables they stand for (lib.rs SETTING_KEYS). */
+    private static final String[][] SETTING_KEYS = {{"keepalive", "TCP_KEEPALIVE"}, {"idle", "TCP_KEEPALIVE_IDLE"},
+        {"interval", "TCP_KEEPALIVE_INTERVAL"}, {"count", "TCP_KEEPALIVE_COUNT"},
+        {"user_timeout", "TCP_KEEPALIVE_USER_TIMEOUT"}};
+    private static final String SETTINGS_FORM = "key=value items separated by commas, keys keepalive (on/off), idle, "
+            + "interval, count, user_timeout, each at most once, e.g. idle=60,interval=10,count=6,user_timeout=30s";
+
+    /** As the native parseSettings: each key is its variable, parsed by {@link #fromEnv}. */
+    static int[] parseSettings(String text) {
+        if (text == null) throw new NullPointerException("settings is null");
+        Map<String, String> vars = new java.util.HashMap<String, String>();
+        boolean blank = asciiTrim(text).isEmpty();
+        for (String item : text.split(",", -1)) {
+            if (blank) continue;
+            int eq = item.indexOf('=');
+            String var = null;
+            if (eq >= 0) {
+                String key = asciiTrim(item.substring(0, eq));
+                for (String[] k : SETTING_KEYS) if (k[0].equals(key)) var = k[1];
+            }
+            if (var == null || vars.containsKey(var) || asciiTrim(item.substring(eq + 1)).isEmpty()) {
+                throw invalid("setting", item, SETTINGS_FORM);
+            }
+            vars.put(var, item.substring(eq + 1));
+        }
+        try {
+            return fromEnv(vars);
+        } catch (IllegalArgumentException e) {
+            for (String[] k : SETTING_KEYS) {
+                String prefix = "invalid " + k[1] + ": ";
+                if (e.getMessage().startsWith(prefix)) {
+                    throw new IllegalArgumentException("invalid " + k[0] + ": " + e.getMessage().substring(prefix.length()));
+                }
+            }
+            throw e;
+        }
+    }
+
+    /** Without surrounding ASCII whitespace (space, tab, LF, FF, CR), as the core trims. */
+    static String asciiTrim(String s) {
+        int start = 0;
+        int end = s.length();
+        while (start < end && isAsciiWhitespace(s.charAt(start))) start++;
+        while (end > start && isAsciiWhitespace(s.charAt(end - 1))) end--;
+        return s.substring(start, end);
+    }
+
+    private static boolean isAsciiWhitespace(char c) {
+        return c == ' ' || c == '\t' || c == '\n' || c == '\f' || c == '\r';
     }
 
     // ---- sockets, through jdk.net.ExtendedSocketOptions ----
@@ -228,6 +326,7 @@ final class Fallback {
                     + ", and no JDK offers TCP_USER_TIMEOUT in jdk.net.ExtendedSocketOptions");
         }
         requireOptions();
+        requireTcp(target);
         if (target instanceof ServerSocket) {
             throw new UnsupportedOperationException("the JDK cannot set SO_KEEPALIVE on a listening socket, and "
                     + why() + "; configure the accepted sockets instead");
@@ -253,6 +352,7 @@ final class Fallback {
 
     static int[] inspect(Object target) throws SocketException {
         requireOptions();
+        requireTcp(target);
         boolean on = (Boolean) get(target, StandardSocketOptions.SO_KEEPALIVE);
         return new int[] {on ? 1 : 0, (Integer) get(target, IDLE), (Integer) get(target, INTERVAL),
             (Integer) get(target, COUNT), 0};
@@ -263,6 +363,37 @@ final class Fallback {
             throw new UnsupportedOperationException("keep-alive timings cannot be set: " + why()
                     + ", and this JDK (" + System.getProperty("java.version")
                     + ") lacks jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE (JDK 11+, 8u261+)");
+        }
+    }
+
+    /**
+     * The same exception types as the native path where the JDK would throw
+     * {@code UnsupportedOperationException} for a missing option: a channel without TCP options
+     * (Unix-domain) is not TCP ({@code SocketException}); a socket whose {@code SocketImpl} is not
+     * the JDK's is one this library cannot see into ({@code IllegalArgumentException}).
+     */
+    private static void requireTcp(Object target) throws SocketException {
+        if (target instanceof NetworkChannel) {
+            if (!((NetworkChannel) target).supportedOptions().contains(IDLE)) {
+                throw new SocketException("the " + target.getClass().getName() + " is not a TCP socket (" + target
+                        + "): keep-alive options apply to TCP sockets only");
+            }
+            return;
+        }
+        if (!(target instanceof Socket) && !(target instanceof ServerSocket)) {
+            throw new IllegalArgumentException("tcp-keepalive cannot configure a " + target.getClass().getName()
+                    + ": it knows java.net.Socket, java.net.ServerSocket and SocketChannel");
+        }
+        Object supported;
+        try {
+            // JDK 9+ (the jar is Java 8 bytecode); JDK 8 has no way to ask, and goes on.
+            supported = target.getClass().getMethod("supportedOptions").invoke(target);
+        } catch (ReflectiveOperationException | RuntimeException e) {
+            return;
+        }
+        if (supported instanceof java.util.Set && !((java.util.Set<?>) supported).contains(IDLE)) {
+            throw new IllegalArgumentException("tcp-keepalive cannot configure this " + target.getClass().getName()
+                    + ": its SocketImpl is not the JDK's and offers no TCP_KEEPIDLE (" + why() + ")");
         }
     }
 

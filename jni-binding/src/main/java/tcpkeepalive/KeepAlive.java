@@ -76,6 +76,34 @@ public final class KeepAlive {
     }
 
     /**
+     * What the factories' no-arg constructors use: {@link #fromEnv()}'s settings, the defaults
+     * when no variable is set, null for {@code TCP_KEEPALIVE=off} (sockets are left alone).
+     */
+    static KeepAlive fromEnvOrDefaults() {
+        return ofState(Native.loaded() ? Native.fromEnv() : Fallback.fromEnv(System.getenv()));
+    }
+
+    /**
+     * What the factories' String constructors use: a settings string in the environment's
+     * vocabulary, {@code idle=60,interval=10,count=6,user_timeout=30s} (keys {@code keepalive}
+     * on/off, {@code idle}, {@code interval}, {@code count}, {@code user_timeout}; values as the
+     * {@code TCP_KEEPALIVE_*} variables take them; keys not given take the defaults). Null for
+     * {@code keepalive=off}.
+     *
+     * @throws IllegalArgumentException naming the key and its value when one is invalid
+     */
+    static KeepAlive fromSettings(String settings) {
+        if (settings == null) throw new NullPointerException("settings is null");
+        return ofState(Native.loaded() ? Native.parseSettings(settings) : Fallback.parseSettings(settings));
+    }
+
+    private static KeepAlive ofState(int[] v) {
+        if (v[0] == 0) return DEFAULTS;
+        if (v[0] == 1) return null;
+        return new KeepAlive(v[1], v[2], v[3], v[4]);
+    }
+
+    /**
      * Turns keep-alive on for a TCP socket (connected, unconnected or a TLS socket) with these
      * timings, all or nothing.
      *
@@ -145,6 +173,7 @@ public final class KeepAlive {
      * without the settings (nor leaks one).
      */
     Socket applyToNew(Socket socket) throws SocketException {
+        if (socket == null) throw new NullPointerException("the delegate factory returned no socket");
         try {
             applyObject(socket, true);
             return socket;
@@ -168,16 +197,20 @@ public final class KeepAlive {
     }
 
     /**
-     * Checks the socket is open and makes sure it has a file descriptor: an unconnected
+     * Checks the socket is open (the native side asks the JDK's own closed state again for any
+     * subclass, whose {@code isClosed()} may be overridden; the fallback's JDK calls check their
+     * implementation's state) and makes sure it has a file descriptor: an unconnected
      * {@code new Socket()} (what OkHttp's {@code createSocket()} returns) gets one from the JDK
-     * only when first used; reading an option creates it without changing anything.
+     * only when first used. Reading {@code SO_TIMEOUT} creates it without changing anything and
+     * without a system call of its own (the JDK keeps that timeout in a field), so the factory path
+     * costs the same system calls as the JDK's own way: socket() and the four writes.
      */
     private static void ready(Object target) throws SocketException {
         if (target == null) throw new NullPointerException("socket is null");
         if (target instanceof Socket) {
             Socket s = (Socket) target;
             if (s.isClosed()) throw new SocketException("Socket is closed");
-            if (!s.isConnected() && !s.isBound()) s.getKeepAlive();
+            if (!s.isConnected() && !s.isBound()) s.getSoTimeout();
         } else if (target instanceof SocketChannel) {
             if (!((SocketChannel) target).isOpen()) throw new SocketException("Socket is closed");
         } else if (target instanceof ServerSocket) {
@@ -358,17 +391,20 @@ public final class KeepAlive {
             return enabled;
         }
 
-        /** {@code TCP_KEEPIDLE}; the system default (7200 s) when never set. */
+        /**
+         * {@code TCP_KEEPIDLE}; when never set on the socket, the host's
+         * {@code net.ipv4.tcp_keepalive_time} (of the socket's network namespace).
+         */
         public Duration idle() {
             return Duration.ofSeconds(idleSeconds);
         }
 
-        /** {@code TCP_KEEPINTVL}; the system default (75 s) when never set. */
+        /** {@code TCP_KEEPINTVL}; when never set, the host's {@code net.ipv4.tcp_keepalive_intvl}. */
         public Duration interval() {
             return Duration.ofSeconds(intervalSeconds);
         }
 
-        /** {@code TCP_KEEPCNT}; the system default (9) when never set. */
+        /** {@code TCP_KEEPCNT}; when never set, the host's {@code net.ipv4.tcp_keepalive_probes}. */
         public int count() {
             return count;
         }

@@ -164,8 +164,10 @@ final class Native {
 
     /**
      * The exact class, for the native side's fast paths (1 plain Socket, 2 SocketChannel, 3 its
-     * socket() adaptor; 0 anything else, found by the general walk). An exact class comparison
-     * is a pointer compare here, where the native side would need several JNI calls.
+     * socket() adaptor; 0 anything else, found by the general walk). The native side checks the
+     * kind against the object's class before reading any field, and throws
+     * {@code IllegalArgumentException} when they differ. Only the JDK's own exact classes get a
+     * kind: their {@code isClosed()}, which {@code KeepAlive} calls first, cannot be overridden.
      */
     static int kind(Object socket) {
         if (socket == null) return 0;
@@ -185,4 +187,7 @@ final class Native {
 
     /** {state (0 unset, 1 off, 2 on), idle, interval, count, user timeout ms}. */
     static native int[] fromEnv();
+
+    /** A settings string ({@code idle=60,interval=10,...}) as {@link #fromEnv()} reports. */
+    static native int[] parseSettings(String settings);
 }

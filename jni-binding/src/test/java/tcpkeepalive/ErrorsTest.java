@@ -94,7 +94,7 @@ class ErrorsTest {
         assertThrows(NullPointerException.class, () -> KeepAlive.builder().idle(null));
         assertThrows(NullPointerException.class, () -> KeepAlive.builder().interval(null));
         assertThrows(NullPointerException.class, () -> KeepAlive.builder().userTimeout(null));
-        assertThrows(NullPointerException.class, () -> new KeepAliveSocketFactory(null));
+        assertThrows(NullPointerException.class, () -> new KeepAliveSocketFactory((KeepAlive) null));
         assertThrows(NullPointerException.class, () -> new KeepAliveSocketFactory(null, KeepAlive.defaults()));
         assertThrows(NullPointerException.class, () -> new KeepAliveSSLSocketFactory(null, KeepAlive.defaults()));
         // The native side refuses null by itself too (no JVM crash).

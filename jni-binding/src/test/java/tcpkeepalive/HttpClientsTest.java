@@ -32,7 +32,18 @@ import javax.net.ssl.SSLSocketFactory;
 import okhttp3.OkHttpClient;
 import okhttp3.Request;
 import okhttp3.Response;
+import java.net.SocketException;
+import java.nio.channels.SocketChannel;
+import java.util.concurrent.TimeUnit;
+import org.apache.hc.client5.http.async.methods.SimpleHttpResponse;
+import org.apache.hc.client5.http.async.methods.SimpleRequestBuilder;
 import org.apache.hc.client5.http.classic.methods.HttpGet;
+import org.apache.hc.client5.http.impl.async.CloseableHttpAsyncClient;
+import org.apache.hc.client5.http.impl.async.HttpAsyncClients;
+import org.apache.hc.core5.io.CloseMode;
+import org.apache.hc.core5.reactor.IOReactorConfig;
+import org.apache.hc.core5.reactor.IOSession;
+import org.apache.hc.core5.reactor.IOSessionListener;
 import org.apache.hc.client5.http.impl.classic.CloseableHttpClient;
 import org.apache.hc.client5.http.impl.classic.HttpClients;
 import org.apache.hc.client5.http.impl.io.PoolingHttpClientConnectionManager;
@@ -275,6 +286,78 @@ class HttpClientsTest {
             Socket s = theConnection(rec.sockets);
             assertFalse(s.getKeepAlive(), "HttpClient's default SocketConfig turned SO_KEEPALIVE off");
             assertEquals(505, (int) s.getOption(jdk.net.ExtendedSocketOptions.TCP_KEEPIDLE), "the timings stay");
+        }
+    }
+
+    /**
+     * An IOSessionListener for HttpClient 5 async: {@code connected} runs after the reactor's own
+     * socket setup (which sets SO_KEEPALIVE to IOReactorConfig's soKeepAlive, false by default),
+     * so what it applies stays. {@code keepAlive} null: only record the channel.
+     */
+    static final class KeepAliveSessions implements IOSessionListener {
+        final KeepAlive keepAlive;
+        final List<SocketChannel> channels = new CopyOnWriteArrayList<>();
+
+        KeepAliveSessions(KeepAlive keepAlive) {
+            this.keepAlive = keepAlive;
+        }
+
+        @Override public void connected(IOSession session) {
+            if (!(session.channel() instanceof SocketChannel)) return;
+            SocketChannel channel = (SocketChannel) session.channel();
+            try {
+                if (keepAlive != null) keepAlive.apply(channel);
+                channels.add(channel);
+            } catch (SocketException e) {
+                session.close(CloseMode.IMMEDIATE); // no connection without its keep-alive
+            }
+        }
+        @Override public void startTls(IOSession session) {}
+        @Override public void inputReady(IOSession session) {}
+        @Override public void outputReady(IOSession session) {}
+        @Override public void timeout(IOSession session) {}
+        @Override public void exception(IOSession session, Exception ex) {}
+        @Override public void disconnected(IOSession session) {}
+    }
+
+    @Test
+    void apacheHttpClient5AsyncWithAnIOSessionListener() throws Exception {
+        KeepAliveSessions sessions = new KeepAliveSessions(ka(506, 76, 66, 17_000));
+        try (CloseableHttpAsyncClient client = HttpAsyncClients.custom().setIOSessionListener(sessions).build()) {
+            client.start();
+            SimpleHttpResponse r = client.execute(SimpleRequestBuilder.get(url(http, "http")).build(), null)
+                    .get(30, TimeUnit.SECONDS);
+            assertEquals("hello", r.getBodyText());
+            assertEquals(1, sessions.channels.size());
+            SocketChannel ch = sessions.channels.get(0);
+            assertTrue(SEEN.contains(((InetSocketAddress) ch.getLocalAddress()).getPort()), "the server's connection");
+            // The default IOReactorConfig (soKeepAlive false) ran before connected(): ours stays.
+            assertKernel(ch, expect(506, 76, 66, 17_000));
+        }
+    }
+
+    @Test
+    void apacheHttpClient5AsyncIOReactorConfigNeedsSoKeepAlive() throws Exception {
+        // httpcore5 5.3+'s own timings work only together with setSoKeepAlive(true) ...
+        KeepAliveSessions seen = new KeepAliveSessions(null);
+        try (CloseableHttpAsyncClient client = HttpAsyncClients.custom().setIOSessionListener(seen)
+                .setIOReactorConfig(IOReactorConfig.custom().setSoKeepAlive(true).setTcpKeepIdle(507)
+                        .setTcpKeepInterval(77).setTcpKeepCount(67).build()).build()) {
+            client.start();
+            assertEquals("hello", client.execute(SimpleRequestBuilder.get(url(http, "http")).build(), null)
+                    .get(30, TimeUnit.SECONDS).getBodyText());
+            assertEquals(1, seen.channels.size());
+            assertKernel(seen.channels.get(0), expect(507, 77, 67));
+        }
+        // ... without it the timings are written and SO_KEEPALIVE is switched off: no probes.
+        KeepAliveSessions off = new KeepAliveSessions(null);
+        try (CloseableHttpAsyncClient client = HttpAsyncClients.custom().setIOSessionListener(off)
+                .setIOReactorConfig(IOReactorConfig.custom().setTcpKeepIdle(508).build()).build()) {
+            client.start();
+            assertEquals("hello", client.execute(SimpleRequestBuilder.get(url(http, "http")).build(), null)
+                    .get(30, TimeUnit.SECONDS).getBodyText());
+            KeepAlive.Settings s = KeepAlive.inspect(off.channels.get(0));
+            assertFalse(s.enabled(), "IOReactorConfig's default soKeepAlive=false: " + s);
         }
     }
 

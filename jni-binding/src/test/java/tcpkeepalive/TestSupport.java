@@ -270,10 +270,8 @@ final class TestSupport {
         cmd.add(mainClass.getName());
         for (String a : args) cmd.add(a);
         ProcessBuilder pb = new ProcessBuilder(cmd).redirectErrorStream(true);
-        for (String name : new String[] {"TCP_KEEPALIVE", "TCP_KEEPALIVE_IDLE", "TCP_KEEPALIVE_INTERVAL",
-            "TCP_KEEPALIVE_COUNT", "TCP_KEEPALIVE_USER_TIMEOUT", "KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT"}) {
-            pb.environment().remove(name);
-        }
+        // Every name of the environment vocabulary (ours, the classic, msantos's and libdontdie's).
+        pb.environment().keySet().removeIf(name -> name.matches("(TCP_KEEP|TCP_USER_TIMEOUT|KEEP|DD_).*"));
         pb.environment().putAll(env);
         Process p = pb.start();
         ByteArrayOutputStream out = new ByteArrayOutputStream();
