@@ -467,6 +467,9 @@ class Cgroups:
     def __init__(self, run_id: str, phase: str):
         self.root = cgroup2_mount()
         self.parent = os.path.join(self.root or "/nonexistent", f"tkl-{run_id}-{phase}")
+        # The phase's own pin root (TCP_KEEPALIVE_PIN_ROOT), removed in `down`: nothing of the lab
+        # stays under the BPF file system, and labs side by side never share one.
+        self.pins = f"/sys/fs/bpf/tkl-{run_id}-{phase}"
         self._made: List[str] = []
         self._attached: List[str] = []
 
@@ -484,7 +487,7 @@ class Cgroups:
 
     def attach(self, path: str, keepalive: Dict[str, str], enforce: bool = True) -> str:
         """`tcp-keepalive cgroup attach` with the scenario's timings; its first line."""
-        argv = [cli_path(), "cgroup", "attach", path,
+        argv = ["env", f"TCP_KEEPALIVE_PIN_ROOT={self.pins}", cli_path(), "cgroup", "attach", path,
                 "--idle", keepalive["TCP_KEEPALIVE_IDLE"],
                 "--interval", keepalive["TCP_KEEPALIVE_INTERVAL"],
                 "--count", keepalive["TCP_KEEPALIVE_COUNT"]]
@@ -507,7 +510,13 @@ class Cgroups:
 
     def down(self):
         for path in reversed(self._attached):
-            run([cli_path(), "cgroup", "detach", path], check=False)
+            run(["env", f"TCP_KEEPALIVE_PIN_ROOT={self.pins}", cli_path(), "cgroup", "detach", path],
+                check=False)
+        if self._attached:
+            try:
+                os.rmdir(self.pins)
+            except OSError as e:
+                print(f"lab: could not remove the pin root {self.pins}: {e}", file=sys.stderr)
         self._attached.clear()
         for path in reversed(self._made):
             for _ in range(50):  # bounded: 5 s for the killed processes to leave
@@ -949,9 +958,13 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             # The evidence: what the kernel has on the client's socket once it sent its request.
             threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
         if rescue:
-            after_request(r)
-            if evidence:  # a cgroup attached while the client waits: look once it is done
-                threading.Thread(target=look_at_client, args=(r, port), daemon=True).start()
+            # In a thread of its own: the hook races the middlebox's idle timeout, so it must not
+            # wait behind another row's hook or this loop's other events.
+            def rescue_then_look():
+                after_request(r)
+                if evidence:  # a cgroup attached while the client waits: look once it is done
+                    look_at_client(r, port)
+            threading.Thread(target=rescue_then_look, daemon=True).start()
         if not r.scenario.cut:
             return
         try:
@@ -979,6 +992,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         env = dict(os.environ, LAB_PID=str(r.pid), **r.scenario.keepalive)
         if r.cgroup:
             env["LAB_CGROUP"] = r.cgroup
+            env["TCP_KEEPALIVE_PIN_ROOT"] = cgroups.pins
             cgroups.will_attach(r.cgroup)  # the hook attaches it: detached with the phase
         try:
             done = subprocess.run(list(r.client.after_request), capture_output=True, text=True,

@@ -888,7 +888,7 @@ fn env_ints(config: EnvConfig) -> [jint; 5] {
     }
 }
 
-/// `Native.parseSettings(text)`: a settings string (see [`parse_settings`]) as
+/// `Native.parseSettings(text)`: a settings string (see `parse_settings`) as
 /// `[state, idle s, interval s, count, user timeout ms or 0]`, like `fromEnv`; an invalid one
 /// throws `IllegalArgumentException` naming the key.
 #[no_mangle]

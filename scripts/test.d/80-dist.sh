@@ -104,7 +104,8 @@ jvm_jar() {
     (cd "$project/target/classes" && python3 -m zipfile -e "$jar" .) || return 1
     local logfile=$WORK/jvm.log
     if ! mvn -B -q -f "$project/pom.xml" -Dmaven.main.skip=true -Dmaven.antrun.skip=true \
-        -Dcargo.skip=true "-Dtest.jvmArgs=-Xcheck:jni" test >"$logfile" 2>&1; then
+        -Dcargo.skip=true "-Dtest.jvmArgs=-Xcheck:jni" \
+        "-DenvCasesTable=$ROOT/core/tests/data/env-cases.tsv" test >"$logfile" 2>&1; then
         cat "$logfile" >&2
         return 1
     fi

@@ -20,7 +20,8 @@ import org.junit.jupiter.api.Test;
  * native path is the core itself, proven against the same table by core/tests/env_table.rs.)
  */
 class EnvTableTest {
-    static final Path TABLE = Paths.get("..", "core", "tests", "data", "env-cases.tsv");
+    static final Path TABLE = Paths.get(System.getProperty("tcpkeepalive.envCases",
+            "../core/tests/data/env-cases.tsv"));
 
     /** The table's escapes; null for a value with a {@code \xHH} byte (not UTF-8), which a Java environment cannot hold. */
     static String unescape(String text) {
