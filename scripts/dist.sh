@@ -37,7 +37,8 @@ setup() {
     fi
     need_packages rustc-web cargo-web libstd-rust-web-dev libstd-rust-web-dev:arm64 \
         build-essential gcc-aarch64-linux-gnu libc6-dev-arm64-cross binutils-aarch64-linux-gnu \
-        python3 python3-venv python3-dev openjdk-17-jdk-headless maven buildah
+        python3 python3-venv python3-dev openjdk-17-jdk-headless maven buildah \
+        clang libbpf-dev linux-libc-dev  # the kernel door's BPF object, built into the command
     if [ ! -x "$TOOLS/bin/python" ]; then
         log "creating $TOOLS"
         python3 -m venv "$TOOLS"
