@@ -12,56 +12,21 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-/// A value with the table's escapes undone, as bytes (`\xHH` may make it non-UTF-8).
-fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            let mut buf = [0; 4];
-            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            continue;
-        }
-        match chars.next() {
-            Some('s') => out.push(b' '),
-            Some('t') => out.push(b'\t'),
-            Some('n') => out.push(b'\n'),
-            Some('r') => out.push(b'\r'),
-            Some('\\') => out.push(b'\\'),
-            Some('x') => {
-                let hex: String = chars.by_ref().take(2).collect();
-                out.push(u8::from_str_radix(&hex, 16).expect("\\xHH"));
-            }
-            Some('u') => {
-                assert_eq!(chars.next(), Some('{'), "\\u{{HEX}} in {text:?}");
-                let hex: String = chars.by_ref().take_while(|c| *c != '}').collect();
-                let c = char::from_u32(u32::from_str_radix(&hex, 16).unwrap()).unwrap();
-                let mut buf = [0; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
-            other => panic!("unknown escape \\{other:?} in {text:?}"),
-        }
-    }
-    out
-}
+#[path = "../../core/tests/data/env_table.rs"]
+mod table;
 
 #[test]
 fn every_row_of_the_shared_table_holds_under_the_preload() {
     let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/env-cases.tsv");
     let text = std::fs::read_to_string(&table).expect("core/tests/data/env-cases.tsv");
     let mut checked = 0;
-    for row in text.lines() {
-        if row.is_empty() || row.starts_with('#') {
-            continue;
-        }
-        let (variables, expected) = row.split_once('\t').expect("two fields");
+    for case in table::cases(&text) {
+        let expected = case.expected.as_str();
+        let row = format!("line {}: {expected}", case.line);
         let mut cmd = Command::new(sockets_program());
         cmd.arg("one");
-        if variables != "-" {
-            for assignment in variables.split(' ') {
-                let (name, value) = assignment.split_once('=').expect("NAME=VALUE");
-                cmd.env(name, OsStr::from_bytes(&unescape(value)));
-            }
+        for (name, value) in &case.vars {
+            cmd.env(name, OsStr::from_bytes(value));
         }
         let out = run(cmd, true, &[], Duration::from_secs(60));
         assert_eq!(out.code, Some(0), "{row}: {out:?}");
