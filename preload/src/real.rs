@@ -40,34 +40,22 @@ fn next(name: &'static CStr, ours: usize) -> usize {
 
 /// Finds libc's functions; called once, by the constructor.
 pub(crate) fn resolve() {
-    SOCKET.store(
-        next(c"socket", crate::socket as *const () as usize),
-        Ordering::Relaxed,
-    );
-    SETSOCKOPT.store(
-        next(c"setsockopt", crate::setsockopt as *const () as usize),
-        Ordering::Relaxed,
-    );
-    ACCEPT.store(
-        next(c"accept", crate::accept as *const () as usize),
-        Ordering::Relaxed,
-    );
-    ACCEPT4.store(
-        next(c"accept4", crate::accept4 as *const () as usize),
-        Ordering::Relaxed,
-    );
-    DUP.store(
-        next(c"dup", crate::dup as *const () as usize),
-        Ordering::Relaxed,
-    );
-    DUP2.store(
-        next(c"dup2", crate::dup2 as *const () as usize),
-        Ordering::Relaxed,
-    );
-    DUP3.store(
-        next(c"dup3", crate::dup3 as *const () as usize),
-        Ordering::Relaxed,
-    );
+    let slots: [(&AtomicUsize, &'static CStr, usize); 7] = [
+        (&SOCKET, c"socket", crate::socket as *const () as usize),
+        (
+            &SETSOCKOPT,
+            c"setsockopt",
+            crate::setsockopt as *const () as usize,
+        ),
+        (&ACCEPT, c"accept", crate::accept as *const () as usize),
+        (&ACCEPT4, c"accept4", crate::accept4 as *const () as usize),
+        (&DUP, c"dup", crate::dup as *const () as usize),
+        (&DUP2, c"dup2", crate::dup2 as *const () as usize),
+        (&DUP3, c"dup3", crate::dup3 as *const () as usize),
+    ];
+    for (slot, name, ours) in slots {
+        slot.store(next(name, ours), Ordering::Relaxed);
+    }
 }
 
 // The system calls themselves, for when libc's function is not known: out of line, with the
