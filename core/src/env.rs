@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::{Error, KeepAlive};
+use crate::{Error, KeepAlive, Raw};
 
 /// Which variables hold each setting, in the order they are read: the first that is set wins.
 /// Ours first, then the classic libkeepalive names, then msantos/libkeepalive's, then libdontdie's.
@@ -89,14 +89,14 @@ const SWITCH_WORDS: &str = "on or off (also 1/0, true/false, yes/no)";
 /// The number rule, the same for every number in every door: surrounding ASCII whitespace is
 /// ignored, then ASCII digits only (no sign, no `_`, no other script's digits), any number of
 /// leading zeros. Returns the digits and the rest of the trimmed text.
-fn split_number(text: &str) -> (&str, &str) {
+pub(crate) fn split_number(text: &str) -> (&str, &str) {
     let t = trim_ascii(text);
     t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()))
 }
 
 /// The value of ASCII digits, saturating at `u64::MAX`: a number too large for 64 bits is out of
 /// every range, and the range check says so.
-fn saturating_value(digits: &str) -> u64 {
+pub(crate) fn saturating_value(digits: &str) -> u64 {
     digits.bytes().fold(0u64, |n, d| {
         n.saturating_mul(10).saturating_add(u64::from(d - b'0'))
     })
@@ -114,7 +114,11 @@ pub fn parse_duration(what: &str, text: &str) -> Result<Duration, Error> {
 }
 
 /// [`parse_duration`] where a bare number is in the unit `bare` makes.
-fn parse_duration_in(what: &str, text: &str, bare: fn(u64) -> Duration) -> Result<Duration, Error> {
+pub(crate) fn parse_duration_in(
+    what: &str,
+    text: &str,
+    bare: fn(u64) -> Duration,
+) -> Result<Duration, Error> {
     let (digits, unit) = split_number(text);
     if digits.is_empty() {
         return Err(Error::invalid(what, text, DURATION_FORMS));
@@ -134,33 +138,20 @@ fn parse_duration_in(what: &str, text: &str, bare: fn(u64) -> Duration) -> Resul
 /// 1 to 32767 s (finer values round up), with the text as given in the error: for doors that
 /// take text (the command line). The error's `name` is `what`.
 pub fn parse_seconds(what: &str, text: &str) -> Result<Duration, Error> {
-    let d = parse_duration(what, text)?;
-    crate::check_seconds(what, d).map_err(|e| from_variable(what, text, e))?;
-    Ok(d)
+    crate::check_idle(what, Raw::Text(text))
 }
 
 /// Parses a user timeout (a bare number is seconds; see [`parse_duration`]) and checks the range,
 /// 1 ms to `i32::MAX` ms (finer values round up), with the text as given in the error. The
 /// error's `name` is `what`.
 pub fn parse_user_timeout(what: &str, text: &str) -> Result<Duration, Error> {
-    let d = parse_duration(what, text)?;
-    crate::check_user_timeout(d).map_err(|e| from_variable(what, text, e))?;
-    Ok(d)
+    crate::check_user_timeout(what, Raw::Text(text))
 }
 
 /// Parses a probe count with the number rule (see [`parse_duration`]) and checks its range,
 /// 1 to 127: the one count parser of every door. The error's `name` is `what`.
 pub fn parse_count(what: &str, text: &str) -> Result<u32, Error> {
-    let (digits, rest) = split_number(text);
-    if digits.is_empty() || !rest.is_empty() {
-        return Err(Error::invalid(
-            what,
-            text,
-            format!("a whole number from 1 to {}", crate::MAX_COUNT),
-        ));
-    }
-    let n = u32::try_from(saturating_value(digits)).unwrap_or(u32::MAX);
-    crate::check_count(n).map_err(|e| from_variable(what, text, e))
+    crate::check_count(what, Raw::Text(text))
 }
 
 fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
@@ -168,14 +159,6 @@ fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
         "on" | "1" | "true" | "yes" => Ok(true),
         "off" | "0" | "false" | "no" => Ok(false),
         _ => Err(Error::invalid(name, text, SWITCH_WORDS)),
-    }
-}
-
-/// Re-labels a range error with the variable it came from, keeping the allowed range.
-fn from_variable(name: &str, text: &str, err: Error) -> Error {
-    match err {
-        Error::InvalidArgument { allowed, .. } => Error::invalid(name, text, allowed),
-        other => other,
     }
 }
 
@@ -271,47 +254,118 @@ impl KeepAlive {
         let interval = first(INTERVAL);
         let count = first(COUNT);
         let user_timeout = first(USER_TIMEOUT);
-
-        if let Some((name, text)) = &switch {
-            if !parse_switch(name, text)? {
-                return Ok(EnvConfig::Off);
-            }
+        fn field<'a>(var: &'a Option<(&'static str, String)>) -> Option<FieldText<'a>> {
+            var.as_ref()
+                .map(|(name, text)| FieldText::new(name, text.as_str()))
         }
-        if switch.is_none()
-            && idle.is_none()
-            && interval.is_none()
-            && count.is_none()
-            && user_timeout.is_none()
-        {
-            return Ok(EnvConfig::Unset);
-        }
-
-        let defaults = KeepAlive::default();
-        let seconds = |var: Option<(&str, String)>, default: Duration| match var {
-            None => Ok(default),
-            Some((name, text)) => parse_seconds(name, &text),
+        let fields = TextFields {
+            keepalive: field(&switch),
+            idle: field(&idle),
+            interval: field(&interval),
+            count: field(&count),
+            user_timeout: field(&user_timeout),
         };
-        let idle = seconds(idle, defaults.idle())?;
-        let interval = seconds(interval, defaults.interval())?;
-        let count = match count {
-            None => defaults.count(),
-            Some((name, text)) => parse_count(name, &text)?,
-        };
-        let mut keepalive = KeepAlive::new(idle, interval, count)?;
-        if let Some((name, text)) = user_timeout {
-            let d = if name == "TCP_USER_TIMEOUT" {
-                if trim_ascii(&text) == "-1" {
-                    keepalive.detection_bound()
-                } else {
-                    parse_duration_in(name, &text, Duration::from_millis)?
-                }
-            } else {
-                parse_duration(name, &text)?
-            };
-            keepalive = keepalive
-                .with_user_timeout(d)
-                .map_err(|e| from_variable(name, &text, e))?;
-        }
-        Ok(EnvConfig::On(keepalive))
+        // msantos/libkeepalive's TCP_USER_TIMEOUT: a bare number is milliseconds, -1 derives it.
+        let msantos = matches!(&user_timeout, Some((name, _)) if *name == "TCP_USER_TIMEOUT");
+        from_fields_in(&fields, msantos)
     }
+
+    /// Settings from text fields, each checked with the number rule of [`parse_duration`] and
+    /// named in errors by its own label: the one path behind the environment
+    /// ([`KeepAlive::from_lookup`], labels the variables), the command's flags (`idle`, ...),
+    /// the JVM settings string (its keys) and Kubernetes annotations (their names).
+    ///
+    /// `keepalive` takes the switch words (`on`/`off`, `1`/`0`, `true`/`false`, `yes`/`no`);
+    /// when it says off the result is [`EnvConfig::Off`] whatever the others hold. With no field
+    /// at all the result is [`EnvConfig::Unset`]; fields not given take the defaults. Checked in
+    /// the order keepalive, idle, interval, count, user timeout; the first invalid one is the
+    /// error. A field is taken as given: a door that treats empty values as unset leaves them out.
+    pub fn from_fields(fields: &TextFields<'_>) -> Result<EnvConfig, Error> {
+        from_fields_in(fields, false)
+    }
+}
+
+/// One setting as text, with the label its errors name (an environment variable, a command-line
+/// option, a key of the JVM settings string, a Kubernetes annotation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldText<'a> {
+    /// The name errors give the value.
+    pub label: &'a str,
+    /// The value as given.
+    pub text: &'a str,
+}
+
+impl<'a> FieldText<'a> {
+    /// A field `label` holding `text`.
+    pub fn new(label: &'a str, text: &'a str) -> FieldText<'a> {
+        FieldText { label, text }
+    }
+}
+
+/// The five settings as text, each optional: the input of [`KeepAlive::from_fields`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TextFields<'a> {
+    /// The switch: `on`/`off` and the other switch words.
+    pub keepalive: Option<FieldText<'a>>,
+    /// Silence before the first probe (a bare number is seconds).
+    pub idle: Option<FieldText<'a>>,
+    /// Time between unanswered probes.
+    pub interval: Option<FieldText<'a>>,
+    /// Unanswered probes before the connection is dropped.
+    pub count: Option<FieldText<'a>>,
+    /// `TCP_USER_TIMEOUT` (a bare number is seconds).
+    pub user_timeout: Option<FieldText<'a>>,
+}
+
+/// [`KeepAlive::from_fields`]; `msantos`: the user timeout is msantos/libkeepalive's (a bare
+/// number is milliseconds, `-1` is `idle + interval × count`).
+fn from_fields_in(fields: &TextFields<'_>, msantos: bool) -> Result<EnvConfig, Error> {
+    if let Some(f) = fields.keepalive {
+        if !parse_switch(f.label, f.text)? {
+            return Ok(EnvConfig::Off);
+        }
+    }
+    let TextFields {
+        keepalive,
+        idle,
+        interval,
+        count,
+        user_timeout,
+    } = *fields;
+    if keepalive.is_none()
+        && idle.is_none()
+        && interval.is_none()
+        && count.is_none()
+        && user_timeout.is_none()
+    {
+        return Ok(EnvConfig::Unset);
+    }
+    let defaults = KeepAlive::default();
+    let idle = match idle {
+        None => defaults.idle(),
+        Some(f) => crate::check_idle(f.label, Raw::Text(f.text))?,
+    };
+    let interval = match interval {
+        None => defaults.interval(),
+        Some(f) => crate::check_interval(f.label, Raw::Text(f.text))?,
+    };
+    let count = match count {
+        None => defaults.count(),
+        Some(f) => crate::check_count(f.label, Raw::Text(f.text))?,
+    };
+    let mut keepalive = KeepAlive::new(idle, interval, count)?;
+    if let Some(f) = user_timeout {
+        let d = if msantos && trim_ascii(f.text) == "-1" {
+            keepalive.detection_bound()
+        } else {
+            let bare = if msantos {
+                Duration::from_millis
+            } else {
+                Duration::from_secs
+            };
+            crate::fields::user_timeout(f.label, Raw::Text(f.text), bare)?
+        };
+        keepalive = keepalive.with_user_timeout(d)?;
+    }
+    Ok(EnvConfig::On(keepalive))
 }
