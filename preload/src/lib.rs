@@ -199,6 +199,9 @@ extern "C" fn load() {
         // (A closure: the hook's argument type was renamed in Rust 1.81, after our MSRV.)
         panic::set_hook(Box::new(|info| quiet_panic(info)));
         real::resolve();
+        tracked::own();
+        // SAFETY: registers a handler that only stores getpid's result (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(tracked::own)) };
         find_options();
         stderr::remember();
         let config = Box::into_raw(Box::new(Config::from_env()));
@@ -436,11 +439,7 @@ fn enforce(fd: c_int, level: c_int, name: c_int, config: &Config) {
 #[inline(always)]
 fn accepted(listener: c_int, fd: c_int) {
     if fd >= 0 {
-        if tracked::contains(listener) {
-            tracked::remember(fd);
-        } else {
-            tracked::forget(fd);
-        }
+        tracked::mark(fd, tracked::contains(listener));
     }
 }
 
@@ -477,11 +476,7 @@ pub unsafe extern "C" fn accept4(
 #[inline(always)]
 fn duplicated(old: c_int, new: c_int) {
     if new >= 0 && new != old {
-        if tracked::contains(old) {
-            tracked::remember(new);
-        } else {
-            tracked::forget(new);
-        }
+        tracked::mark(new, tracked::contains(old));
     }
 }
 

@@ -54,6 +54,9 @@ const ENFORCED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("dup-ka-off", "1", "71", "13", "5", "45678"),
     ("dup2-ka-off", "1", "71", "13", "5", "45678"),
     ("dup3-ka-off", "1", "71", "13", "5", "45678"),
+    // A vfork child's dup2 over one of ours: still ours in the parent (its table is shared).
+    ("vfork-dup2-ka-off", "1", "71", "13", "5", "45678"),
+    ("vfork-dup2-idle-longer", "1", "71", "13", "5", "45678"),
     // Accepted from our listener (accept and accept4): ours too.
     ("accepted-ka-off", "1", "71", "13", "5", "45678"),
     ("accepted-idle-longer", "1", "71", "13", "5", "45678"),
