@@ -520,6 +520,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KeepAlive>()?;
     m.add_class::<Settings>()?;
     m.add("KeepAliveError", py.get_type::<KeepAliveError>())?;
+    // The distribution's version (maturin takes it from Cargo.toml).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_IDLE", tcp_keepalive::DEFAULT_IDLE.as_secs())?;
     m.add(
         "DEFAULT_INTERVAL",
