@@ -135,7 +135,7 @@ impl KeepAlive {
     }
 
     /// The value an operator door writes when a program sets `option` to `requested` on a socket
-    /// the door configured with these settings: these settings are a ceiling (DESIGN.md, "Who
+    /// the door configured with these settings: these settings are a ceiling (docs/design.md, "Who
     /// decides").
     ///
     /// - `SO_KEEPALIVE`: always 1, so keep-alive cannot be turned off.

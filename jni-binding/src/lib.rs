@@ -38,7 +38,7 @@ use tcp_keepalive::{
 
 /// Why a native call failed; each variant becomes one Java exception in [`throw`].
 enum Failure {
-    /// From the core: mapped per DESIGN.md.
+    /// From the core: mapped per docs/design.md ("Errors").
     Core(Error),
     /// A null argument (`NullPointerException`).
     Null(&'static str),

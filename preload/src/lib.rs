@@ -9,7 +9,7 @@
 //!   core's write plan and its undo ([`tcp_keepalive::WritePlan::apply_new`], `SO_KEEPALIVE`
 //!   last), run through bare system calls; every other socket is left exactly as the kernel made
 //!   it.
-//! - `setsockopt`: enforcement (DESIGN.md, "Who decides"). When the program's own write of a
+//! - `setsockopt`: enforcement (docs/design.md, "Who decides"). When the program's own write of a
 //!   keep-alive option on a socket we configured succeeded, core's
 //!   [`tcp_keepalive::KeepAlive::enforce_on`] reads the value now in force back and, if it exceeds
 //!   the operator's ceiling, writes the ceiling over it. The program's pointer is never read (a bad one gets the

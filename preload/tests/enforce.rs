@@ -1,4 +1,4 @@
-//! Enforcement (contract C1, DESIGN.md "Who decides"): the program's own setsockopt calls on the
+//! Enforcement (contract C1, docs/design.md "Who decides"): the program's own setsockopt calls on the
 //! sockets the preload configured, from tests/programs/sockets.c `enforce`. Each case creates a
 //! socket, makes one write, and prints the call's result and errno and every value the kernel
 //! then holds. The program runs bare and preloaded: result and errno must be the same (the

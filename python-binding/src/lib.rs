@@ -31,7 +31,7 @@ pyo3::create_exception!(
      message says which descriptor and option."
 );
 
-/// Turns a core error into the Python exception DESIGN.md assigns it, with the core's message.
+/// Turns a core error into the Python exception docs/design.md ("Errors") assigns it, with the core's message.
 pub fn to_py_err(err: Error) -> PyErr {
     match err {
         Error::InvalidArgument { .. } => PyValueError::new_err(err.to_string()),
