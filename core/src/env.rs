@@ -5,60 +5,85 @@ use std::time::Duration;
 
 use crate::{Error, KeepAlive, Raw};
 
-/// Which variables hold each setting, in the order they are read: the first that is set wins.
-/// Ours first, then the classic libkeepalive names, then msantos/libkeepalive's, then libdontdie's.
-const SWITCH: &[&str] = &["TCP_KEEPALIVE", "KEEPALIVE", "DD_USE_KEEPALIVE"];
-const IDLE: &[&str] = &[
-    "TCP_KEEPALIVE_IDLE",
-    "KEEPIDLE",
-    "TCP_KEEPIDLE",
-    "DD_TCP_KEEPALIVE_TIME",
+/// Every variable, once: a row per source, in the order they are read (ours, then the classic
+/// libkeepalive names, then msantos/libkeepalive's, then libdontdie's; the first that is set
+/// wins), a column per setting (the switch, idle, interval, count, user timeout).
+const NAMES: [[Option<&str>; 5]; 4] = [
+    [
+        Some("TCP_KEEPALIVE"),
+        Some("TCP_KEEPALIVE_IDLE"),
+        Some("TCP_KEEPALIVE_INTERVAL"),
+        Some("TCP_KEEPALIVE_COUNT"),
+        Some("TCP_KEEPALIVE_USER_TIMEOUT"),
+    ],
+    [
+        Some("KEEPALIVE"),
+        Some("KEEPIDLE"),
+        Some("KEEPINTVL"),
+        Some("KEEPCNT"),
+        None,
+    ],
+    // msantos/libkeepalive's: there 0 means "leave the system's value", so here 0 counts as
+    // unset, and its TCP_USER_TIMEOUT is in milliseconds, -1 meaning "derive from the others".
+    [
+        None,
+        Some("TCP_KEEPIDLE"),
+        Some("TCP_KEEPINTVL"),
+        Some("TCP_KEEPCNT"),
+        Some("TCP_USER_TIMEOUT"),
+    ],
+    [
+        Some("DD_USE_KEEPALIVE"),
+        Some("DD_TCP_KEEPALIVE_TIME"),
+        Some("DD_TCP_KEEPALIVE_INTVL"),
+        Some("DD_TCP_KEEPALIVE_PROBES"),
+        None,
+    ],
 ];
-const INTERVAL: &[&str] = &[
-    "TCP_KEEPALIVE_INTERVAL",
-    "KEEPINTVL",
-    "TCP_KEEPINTVL",
-    "DD_TCP_KEEPALIVE_INTVL",
-];
-const COUNT: &[&str] = &[
-    "TCP_KEEPALIVE_COUNT",
-    "KEEPCNT",
-    "TCP_KEEPCNT",
-    "DD_TCP_KEEPALIVE_PROBES",
-];
-const USER_TIMEOUT: &[&str] = &["TCP_KEEPALIVE_USER_TIMEOUT", "TCP_USER_TIMEOUT"];
 
-/// msantos/libkeepalive's names: there 0 means "leave the system's value", so here 0 counts as
-/// unset, and its `TCP_USER_TIMEOUT` is in milliseconds, -1 meaning "derive from the others".
-const MSANTOS: &[&str] = &[
-    "TCP_KEEPIDLE",
-    "TCP_KEEPINTVL",
-    "TCP_KEEPCNT",
-    "TCP_USER_TIMEOUT",
-];
+/// The row of msantos/libkeepalive's names in [`NAMES`].
+const MSANTOS: usize = 2;
+
+/// How many names [`NAMES`] holds.
+const COUNT_OF_NAMES: usize = {
+    let mut n = 0;
+    let mut row = 0;
+    while row < NAMES.len() {
+        let mut column = 0;
+        while column < 5 {
+            if NAMES[row][column].is_some() {
+                n += 1;
+            }
+            column += 1;
+        }
+        row += 1;
+    }
+    n
+};
+
+/// [`NAMES`] row by row.
+const ALL_NAMES: [&str; COUNT_OF_NAMES] = {
+    let mut out = [""; COUNT_OF_NAMES];
+    let mut i = 0;
+    let mut row = 0;
+    while row < NAMES.len() {
+        let mut column = 0;
+        while column < 5 {
+            if let Some(name) = NAMES[row][column] {
+                out[i] = name;
+                i += 1;
+            }
+            column += 1;
+        }
+        row += 1;
+    }
+    out
+};
 
 /// Every variable [`KeepAlive::from_env`] reads: ours, the classic libkeepalive names, then the
 /// names of msantos/libkeepalive and libdontdie, so replacing their library keeps a deployment's
 /// settings. [`OperatorEnv`] also reads `TCP_KEEPALIVE_LOG` and `TCP_KEEPALIVE_ENFORCE`.
-pub const ENV_VARIABLES: &[&str] = &[
-    "TCP_KEEPALIVE",
-    "TCP_KEEPALIVE_IDLE",
-    "TCP_KEEPALIVE_INTERVAL",
-    "TCP_KEEPALIVE_COUNT",
-    "TCP_KEEPALIVE_USER_TIMEOUT",
-    "KEEPALIVE",
-    "KEEPIDLE",
-    "KEEPINTVL",
-    "KEEPCNT",
-    "TCP_KEEPIDLE",
-    "TCP_KEEPINTVL",
-    "TCP_KEEPCNT",
-    "TCP_USER_TIMEOUT",
-    "DD_USE_KEEPALIVE",
-    "DD_TCP_KEEPALIVE_TIME",
-    "DD_TCP_KEEPALIVE_INTVL",
-    "DD_TCP_KEEPALIVE_PROBES",
-];
+pub const ENV_VARIABLES: &[&str] = &ALL_NAMES;
 
 /// What the environment asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,21 +264,22 @@ impl KeepAlive {
     /// [`parse_duration`]. An invalid value is an error naming the variable and the value; it is
     /// never replaced by a default.
     pub fn from_lookup(mut lookup: impl FnMut(&str) -> Option<String>) -> Result<EnvConfig, Error> {
-        let mut first = |names: &[&'static str]| {
-            names.iter().find_map(|&name| {
+        let mut first = |column: usize| {
+            NAMES.iter().enumerate().find_map(|(row, names)| {
+                let name = names[column]?;
                 let text = lookup(name).filter(|v| !is_blank(v))?;
-                let leave_alone = MSANTOS.contains(&name) && {
+                let leave_alone = row == MSANTOS && {
                     let (digits, rest) = split_number(&text);
                     !digits.is_empty() && rest.is_empty() && saturating_value(digits) == 0
                 };
                 (!leave_alone).then_some((name, text))
             })
         };
-        let switch = first(SWITCH);
-        let idle = first(IDLE);
-        let interval = first(INTERVAL);
-        let count = first(COUNT);
-        let user_timeout = first(USER_TIMEOUT);
+        let switch = first(0);
+        let idle = first(1);
+        let interval = first(2);
+        let count = first(3);
+        let user_timeout = first(4);
         fn field<'a>(var: &'a Option<(&'static str, String)>) -> Option<FieldText<'a>> {
             var.as_ref()
                 .map(|(name, text)| FieldText::new(name, text.as_str()))
@@ -266,7 +292,7 @@ impl KeepAlive {
             user_timeout: field(&user_timeout),
         };
         // msantos/libkeepalive's TCP_USER_TIMEOUT: a bare number is milliseconds, -1 derives it.
-        let msantos = matches!(&user_timeout, Some((name, _)) if *name == "TCP_USER_TIMEOUT");
+        let msantos = matches!(&user_timeout, Some((name, _)) if Some(*name) == NAMES[MSANTOS][4]);
         from_fields_in(&fields, msantos)
     }
 

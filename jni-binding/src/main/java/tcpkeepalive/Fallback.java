@@ -150,9 +150,9 @@ final class Fallback {
         if (sw == null && idle == null && interval == null && count == null && ut == null) {
             return new int[] {0, 0, 0, 0, 0};
         }
-        int i = idle == null ? 60 : envSeconds(idle);
-        int n = interval == null ? 10 : envSeconds(interval);
-        int c = count == null ? 6 : parseCount(count[0], count[1]);
+        int i = idle == null ? KeepAlive.DEFAULT_IDLE : envSeconds(idle);
+        int n = interval == null ? KeepAlive.DEFAULT_INTERVAL : envSeconds(interval);
+        int c = count == null ? KeepAlive.DEFAULT_COUNT : parseCount(count[0], count[1]);
         int u = 0;
         if (ut != null) {
             java.math.BigInteger nanos;
