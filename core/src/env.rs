@@ -306,6 +306,29 @@ impl KeepAlive {
     /// at all the result is [`EnvConfig::Unset`]; fields not given take the defaults. Checked in
     /// the order keepalive, idle, interval, count, user timeout; the first invalid one is the
     /// error. A field is taken as given: a door that treats empty values as unset leaves them out.
+    ///
+    /// ```
+    /// use tcp_keepalive::{EnvConfig, FieldText, KeepAlive, TextFields};
+    ///
+    /// // A pod's annotations, each named by its own key in errors.
+    /// let fields = TextFields {
+    ///     idle: Some(FieldText::new("tcp-keepalive.dev/idle", "2m")),
+    ///     count: Some(FieldText::new("tcp-keepalive.dev/count", "0")),
+    ///     ..TextFields::default()
+    /// };
+    /// let err = KeepAlive::from_fields(&fields).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     "invalid tcp-keepalive.dev/count: \"0\" (allowed: 1 to 127 probes)"
+    /// );
+    /// let fields = TextFields {
+    ///     idle: Some(FieldText::new("tcp-keepalive.dev/idle", "2m")),
+    ///     ..TextFields::default()
+    /// };
+    /// let EnvConfig::On(k) = KeepAlive::from_fields(&fields)? else { unreachable!() };
+    /// assert_eq!(k.idle().as_secs(), 120);
+    /// # Ok::<(), tcp_keepalive::Error>(())
+    /// ```
     pub fn from_fields(fields: &TextFields<'_>) -> Result<EnvConfig, Error> {
         from_fields_in(fields, false)
     }

@@ -24,6 +24,11 @@
 //!
 //! All or nothing: values are checked before any system call, and a call that fails leaves every
 //! option of the socket as it was.
+//!
+//! Every rule here is written down in the repository's `docs/design.md`, and every action on a
+//! socket (the write plan and its undo, the enforcement step, the socket-kind check) runs through
+//! one injected interface, [`Syscalls`], so the doors that make their own system calls (the
+//! preload) run exactly core's sequence.
 #![cfg_attr(not(unix), allow(unused))]
 #![warn(missing_docs)]
 

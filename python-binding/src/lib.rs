@@ -230,6 +230,14 @@ pub fn build(
     }
 }
 
+// The signatures below write core's defaults as literals (60, 10, 6), which is what Python's
+// text signatures and the .pyi show; they cannot drift from core's: checked when compiling.
+const _: () = assert!(
+    tcp_keepalive::DEFAULT_IDLE.as_secs() == 60
+        && tcp_keepalive::DEFAULT_INTERVAL.as_secs() == 10
+        && tcp_keepalive::DEFAULT_COUNT == 6
+);
+
 /// A descriptor number given by Python code. Negative numbers are kept: the core reports them as
 /// a bad descriptor, which is what they are.
 fn fd_of(sock: &Bound<'_, PyAny>) -> PyResult<RawFd> {
