@@ -2,11 +2,12 @@
 /*
  * The kernel door of tcp-keepalive: two cgroup BPF programs sharing one settings map.
  *
- *  - sockops: on every TCP connection made or accepted in the cgroup (and its children) sets
- *    TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT (when asked for) and then
- *    SO_KEEPALIVE: before the SYN of a connection made, once established for one accepted.
+ *  - sockops: on every TCP connection made or accepted in the cgroup (and its children) caps
+ *    TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT (when asked for) at the
+ *    operator's values, then sets SO_KEEPALIVE: before the SYN of a connection made
+ *    (TCP_CONNECT_CB), once established for one accepted (PASSIVE_ESTABLISHED_CB).
  *  - cgroup/setsockopt: with enforcement on, rewrites the program's own keep-alive writes so the
- *    operator's settings stay a ceiling (the contract C1 in DESIGN.md and cgroup/README.md).
+ *    operator's settings stay a ceiling (DESIGN.md, "Who decides", and cgroup/README.md).
  *
  * The settings come from user space (tcp-keepalive-cgroup's loader), validated by the core crate;
  * nothing here re-validates them beyond "the map is filled". Only UAPI headers are included, never
@@ -79,12 +80,49 @@ static __always_inline struct counters *current_counters(void)
 	return bpf_map_lookup_elem(&counters, &key);
 }
 
-static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int name, __u32 value)
+static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int name, int value)
 {
-	int v = (int)value;
+	int v = value;
 
 	/* A failure leaves the socket as it was; nothing to report from here. */
 	bpf_setsockopt(skops, level, name, &v, sizeof(v));
+}
+
+/* min(v, limit) when v is inside Linux's range lo..=hi, else v (the kernel fails it, as it would). */
+static __always_inline int cap(int v, int lo, int hi, __u32 limit)
+{
+	if (v < lo || v > hi)
+		return v;
+	return v < (int)limit ? v : (int)limit;
+}
+
+/* TCP_USER_TIMEOUT under the ceiling: 0 (no timeout at all) becomes ours; a negative value is
+ * left for the kernel to refuse. */
+static __always_inline int cap_user_timeout(int v, __u32 limit)
+{
+	if (v < 0)
+		return v;
+	return v == 0 ? (int)limit : cap(v, 1, 0x7fffffff, limit);
+}
+
+/* The socket's own value of a TCP-level option: what the program set before connect (or on the
+ * listener an accepted socket inherits from), else the system default. -1 when the kernel cannot
+ * say (bpf_getsockopt reads keep-alive options from Linux 6.1 on). */
+static __always_inline int get_int(struct bpf_sock_ops *skops, int name)
+{
+	int v = -1;
+
+	if (bpf_getsockopt(skops, SOL_TCP, name, &v, sizeof(v)) != 0)
+		return -1;
+	return v;
+}
+
+/* The smaller of the socket's own value and ours; ours where the socket's cannot be read. */
+static __always_inline void cap_option(struct bpf_sock_ops *skops, int name, int hi, __u32 limit)
+{
+	int v = get_int(skops, name);
+
+	set_int(skops, SOL_TCP, name, v < 1 ? (int)limit : cap(v, 1, hi, limit));
 }
 
 SEC("sockops")
@@ -104,12 +142,19 @@ int set_keepalive(struct bpf_sock_ops *skops)
 	struct settings *s = current_settings();
 	if (!s)
 		return 1;
-	/* The timings first, SO_KEEPALIVE last: probing never starts with half-set timings. */
-	set_int(skops, SOL_TCP, TCP_KEEPIDLE, s->idle_s);
-	set_int(skops, SOL_TCP, TCP_KEEPINTVL, s->interval_s);
-	set_int(skops, SOL_TCP, TCP_KEEPCNT, s->count);
-	if (s->user_timeout_ms)
-		set_int(skops, SOL_TCP, TCP_USER_TIMEOUT, s->user_timeout_ms);
+	/* The operator's values are a ceiling here too: each timing becomes the smaller of the
+	 * socket's own and ours, so a program that chose shorter ones before connect (curl
+	 * --keepalive-time) keeps them. The timings first, SO_KEEPALIVE last: probing never starts
+	 * with half-set timings. */
+	cap_option(skops, TCP_KEEPIDLE, MAX_TCP_KEEPIDLE, s->idle_s);
+	cap_option(skops, TCP_KEEPINTVL, MAX_TCP_KEEPINTVL, s->interval_s);
+	cap_option(skops, TCP_KEEPCNT, MAX_TCP_KEEPCNT, s->count);
+	if (s->user_timeout_ms) {
+		int ut = get_int(skops, TCP_USER_TIMEOUT);
+
+		set_int(skops, SOL_TCP, TCP_USER_TIMEOUT,
+			cap_user_timeout(ut < 0 ? 0 : ut, s->user_timeout_ms));
+	}
 	set_int(skops, SOL_SOCKET, SO_KEEPALIVE, 1);
 	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
@@ -118,14 +163,6 @@ count:;
 	if (c && current_settings())
 		c->configured++;
 	return 1;
-}
-
-/* min(v, limit) when v is inside Linux's range lo..=hi, else v (the kernel fails it, as it would). */
-static __always_inline int cap(int v, int lo, int hi, __u32 limit)
-{
-	if (v < lo || v > hi)
-		return v;
-	return v < (int)limit ? v : (int)limit;
 }
 
 /* Whether optlen exceeds the buffer the kernel copied for us: min(optlen, PAGE_SIZE). Told
@@ -177,12 +214,15 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 	if (!s || !s->enforce)
 		goto untouched;
 
+	/* optval..optval_end is the kernel's copy of the caller's buffer, its first
+	 * min(optlen, PAGE_SIZE) bytes. It stays the caller's when a program before us (another
+	 * attachment's, on this cgroup or a child) passed the call through with optlen 0 ("use the
+	 * caller's buffer"): so optlen 0 is read from there too, and rewritten with optlen 4.
+	 * Shorter than an int: the kernel fails it (EINVAL), as it would have. */
 	int *optval = ctx->optval;
 	void *end = ctx->optval_end;
-	/* Shorter than an int: the kernel fails it (EINVAL), as it would have. Longer than the
-	 * page the kernel copied for us: passed untouched (optlen 0 below keeps the program's own
-	 * buffer). */
-	if (ctx->optlen < (int)sizeof(int) || (void *)(optval + 1) > end || larger_than_copied(ctx))
+	int len = ctx->optlen;
+	if ((void *)(optval + 1) > end || (len > 0 && len < (int)sizeof(int)))
 		goto untouched;
 
 	int v = *optval;
@@ -196,12 +236,16 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 		w = cap(v, 1, MAX_TCP_KEEPINTVL, s->interval_s);
 	else if (name == TCP_KEEPCNT)
 		w = cap(v, 1, MAX_TCP_KEEPCNT, s->count);
-	else if (s->user_timeout_ms && v >= 0)
-		/* 0 asks for no timeout at all: the operator's bounds it. */
-		w = v == 0 ? (int)s->user_timeout_ms : cap(v, 1, 0x7fffffff, s->user_timeout_ms);
+	else if (s->user_timeout_ms)
+		w = cap_user_timeout(v, s->user_timeout_ms);
 	if (w == v)
 		goto untouched;
 	*optval = w;
+	/* The kernel reads only the first int of a keep-alive option. optlen 4 makes it take our
+	 * buffer: after a pass-through (optlen 0), and for a buffer larger than the page it copied,
+	 * whose untouched optlen would make it use the caller's own. */
+	if (len == 0 || larger_than_copied(ctx))
+		ctx->optlen = sizeof(int);
 	struct counters *c = current_counters();
 	if (c)
 		c->capped++;

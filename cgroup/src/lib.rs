@@ -45,6 +45,7 @@ use aya::{Ebpf, EbpfLoader};
 use tcp_keepalive::KeepAlive;
 
 pub use error::Error;
+
 use map::{MapCounters, MapSettings};
 
 /// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
@@ -236,6 +237,52 @@ pub struct Status {
     /// Whether both links are attached to this cgroup (false once the cgroup was removed: its
     /// links are then defunct and only the pins remain; `detach` cleans them up).
     pub linked: bool,
+    /// The other `cgroup/setsockopt` programs the kernel runs after ours on this cgroup's
+    /// sockets (attached later to the same cgroup, or to an ancestor). Any of them may pass a
+    /// program's call through (`optlen = 0`, "use the caller's buffer") and so undo
+    /// enforcement: while this is not empty, enforcement is not held. `None` when it could not
+    /// be read (no CAP_NET_ADMIN, the cgroup gone).
+    pub setsockopt_after_ours: Option<Vec<OtherProgram>>,
+}
+
+/// Someone else's BPF program, as the kernel names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OtherProgram {
+    /// The kernel's program id (`bpftool prog show id N`).
+    pub id: u32,
+    /// Its name, empty when it could not be read (needs CAP_SYS_ADMIN).
+    pub name: String,
+}
+
+impl std::fmt::Display for OtherProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.name.as_str() {
+            "" => write!(f, "program id {}", self.id),
+            name => write!(f, "program id {} ({name})", self.id),
+        }
+    }
+}
+
+/// The `cgroup/setsockopt` programs that run after ours (pinned in `dir`) on the sockets of
+/// the cgroup at `path`, in the kernel's order; `None` when that cannot be read.
+fn setsockopt_after_ours(dir: &Path, path: &Path) -> Option<Vec<OtherProgram>> {
+    let link = sys::obj_get(&dir.join(PIN_SETSOCKOPT)).ok()?;
+    let ours = sys::link_info(link.as_fd()).ok()?.prog_id;
+    let cgroup = File::open(path).ok()?;
+    let ids = sys::effective_programs(cgroup.as_fd(), sys::BPF_CGROUP_SETSOCKOPT).ok()?;
+    let at = ids.iter().position(|id| *id == ours)?;
+    Some(
+        ids[at + 1..]
+            .iter()
+            .map(|&id| OtherProgram {
+                id,
+                name: sys::prog_by_id(id)
+                    .and_then(|fd| sys::prog_info(fd.as_fd()))
+                    .map(|info| info.name)
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    )
 }
 
 /// The kernel's release (`uname -r`) and whether it is at least [`MIN_KERNEL`].
@@ -590,6 +637,7 @@ impl Attachments {
         }
         let mut s = read_status(&dir, cgroup.id)?;
         s.cgroup_path = Some(cgroup.path.clone());
+        s.setsockopt_after_ours = setsockopt_after_ours(&dir, &cgroup.path);
         Ok(s)
     }
 
@@ -627,8 +675,13 @@ impl Attachments {
         let paths = find_cgroups(&ids);
         ids.into_iter()
             .map(|id| {
-                let mut s = read_status(&self.pin_root.join(id.to_string()), id)?;
+                let dir = self.pin_root.join(id.to_string());
+                let mut s = read_status(&dir, id)?;
                 s.cgroup_path = paths.get(&id).cloned();
+                s.setsockopt_after_ours = s
+                    .cgroup_path
+                    .as_deref()
+                    .and_then(|p| setsockopt_after_ours(&dir, p));
                 Ok(s)
             })
             .collect()
@@ -746,6 +799,7 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         capped,
         links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
         linked: links_attached(dir, cgroup_id),
+        setsockopt_after_ours: None,
     })
 }
 
@@ -763,8 +817,8 @@ fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
 fn links_attached(dir: &Path, cgroup_id: u64) -> bool {
     [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
         sys::obj_get(&dir.join(name))
-            .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
-            .is_ok_and(|id| id == cgroup_id)
+            .and_then(|fd| sys::link_info(fd.as_fd()))
+            .is_ok_and(|info| info.cgroup_id == cgroup_id)
     })
 }
 

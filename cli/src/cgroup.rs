@@ -29,8 +29,8 @@ pub enum CgroupCmd {
     /// (TCP_KEEPALIVE_PIN_ROOT moves it), so the attachment outlives this command. Attaching
     /// again updates the settings in place. Enforced by default: programs may choose shorter
     /// timings but cannot turn keep-alive off or lengthen them; --no-enforce lets their own
-    /// writes win. Then applies the settings to every open TCP connection of the cgroup's
-    /// processes (as `apply` does) and says how many it changed. Needs Linux 5.9+, CAP_BPF and
+    /// writes win. Then caps every open TCP connection of the cgroup's processes at the settings
+    /// (a shorter timing a program chose stays) and says how many it changed. Needs Linux 5.9+, CAP_BPF and
     /// CAP_NET_ADMIN (root).
     #[command(after_help = ATTACH_HELP)]
     Attach {
@@ -135,6 +135,13 @@ fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Re
         cgroup.id(),
         if enforce { "on" } else { "off" },
     );
+    if enforce {
+        if let Ok(status) = attachments()?.status(cgroup) {
+            if let Some(warning) = not_held(&status) {
+                eprintln!("tcp-keepalive: warning: {warning}");
+            }
+        }
+    }
     let swept = sweep(cgroup, keepalive)?;
     println!(
         "open connections: changed {} of {} TCP sockets in {} processes",
@@ -156,8 +163,9 @@ struct Sweep {
     failed: Vec<String>,
 }
 
-/// Applies the settings to every TCP socket of every process in the cgroup and below, through
-/// pidfd_getfd duplicates, as `apply` does. Processes gone meanwhile are skipped.
+/// Caps every TCP socket of every process in the cgroup and below at the settings (keep-alive
+/// on, each timing the smaller of the socket's and ours: `KeepAlive::apply_ceiling`), through
+/// pidfd_getfd duplicates. Processes gone meanwhile are skipped.
 fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
     let mut out = Sweep::default();
     let own = std::process::id() as i32;
@@ -177,8 +185,9 @@ fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
         // One duplicate at a time, as `apply` does: any process under any open-file limit.
         let visited = process.each_tcp_socket(|s| {
             out.sockets += 1;
-            match keepalive.apply(&s.dup) {
-                Ok(()) => out.changed += 1,
+            // A ceiling, as for new connections: a program's shorter choice stays.
+            match keepalive.apply_ceiling(&s.dup) {
+                Ok(changed) => out.changed += usize::from(changed),
                 Err(e) => out
                     .failed
                     .push(format!("process {pid}: {}", e.with_fd(s.fd))),
@@ -192,6 +201,31 @@ fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
         }
     }
     Ok(out)
+}
+
+/// Why enforcement does not hold on an attachment, when another cgroup/setsockopt program runs
+/// after ours (it may pass calls through with optlen 0 and so undo the cap).
+fn not_held(s: &Status) -> Option<String> {
+    let after = s.setsockopt_after_ours.as_ref().filter(|a| !a.is_empty())?;
+    if !s.enforce {
+        return None;
+    }
+    let names: Vec<String> = after.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "enforcement may not hold on cgroup id {}: the kernel runs {} after ours on its sockets \
+         (attached later to the same cgroup, or to an ancestor), and a program that passes calls \
+         through (optlen = 0) undoes the cap; the CAPPED count then includes writes it undid. \
+         Detach it, or attach it before ours / below this cgroup (cgroup/README.md, \"Beside \
+         other BPF programs\")",
+        s.cgroup_id,
+        names.join(", ")
+    ))
+}
+
+#[derive(Serialize)]
+struct OtherJson {
+    id: u32,
+    name: String,
 }
 
 #[derive(Serialize)]
@@ -208,6 +242,10 @@ struct StatusJson {
     capped: u64,
     links_pinned: bool,
     linked: bool,
+    /// Other cgroup/setsockopt programs run after ours (null: could not be read).
+    setsockopt_after_ours: Option<Vec<OtherJson>>,
+    /// Enforcement on and no other setsockopt program after ours (null: could not be read).
+    enforce_held: Option<bool>,
 }
 
 impl From<&Status> for StatusJson {
@@ -225,6 +263,18 @@ impl From<&Status> for StatusJson {
             capped: s.capped,
             links_pinned: s.links_pinned,
             linked: s.linked,
+            setsockopt_after_ours: s.setsockopt_after_ours.as_ref().map(|a| {
+                a.iter()
+                    .map(|p| OtherJson {
+                        id: p.id,
+                        name: p.name.clone(),
+                    })
+                    .collect()
+            }),
+            enforce_held: s
+                .setsockopt_after_ours
+                .as_ref()
+                .map(|a| s.enforce && a.is_empty()),
         }
     }
 }
@@ -274,7 +324,18 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
                 s.keepalive
                     .user_timeout()
                     .map_or_else(|| "-".into(), |t| format!("{}ms", t.as_millis())),
-                if s.enforce { "on" } else { "off" }.into(),
+                match (s.enforce, &s.setsockopt_after_ours) {
+                    (false, _) => "off".into(),
+                    (true, Some(after)) if !after.is_empty() => format!(
+                        "on, NOT HELD: {} after ours",
+                        after
+                            .iter()
+                            .map(|p| p.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    (true, _) => "on".into(),
+                },
                 s.configured.to_string(),
                 s.capped.to_string(),
                 if s.links_pinned {
@@ -286,6 +347,11 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
             ]
         })
         .collect();
+    for s in &all {
+        if let Some(warning) = not_held(s) {
+            eprintln!("tcp-keepalive: warning: {warning}");
+        }
+    }
     table::print(
         &[
             "CGROUP",

@@ -89,6 +89,8 @@ enum Cmd {
     /// --peer every TCP socket is changed, listening ones too (their future connections inherit
     /// the settings). Options not given take the defaults (idle 60 s, interval 10 s, count 6);
     /// the user timeout is left as it is unless given. Only TCP sockets are ever touched.
+    /// This is the operator acting by hand on one process: it sets exactly these values, longer
+    /// ones than the program chose included (the sweeps of `cgroup attach` and the agent cap).
     #[command(
         after_help = "Examples:\n  sudo tcp-keepalive apply --pid 4242\n  sudo tcp-keepalive apply --pid 4242 --peer 203.0.113.2:8080 --idle 1 --interval 1 --count 3"
     )]

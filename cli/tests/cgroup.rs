@@ -73,6 +73,93 @@ fn readings(fd: i32) -> Vec<i64> {
     ]
 }
 
+/// A TCP socket of `family` with `TCP_KEEPIDLE` set to `idle` and `SO_KEEPALIVE` 0, unbound.
+fn socket_with_idle(family: i32, idle: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let fd = tcp_socket(family);
+    assert_eq!(raw_set(fd.as_raw_fd(), TCP, KEEPIDLE, idle, 4), 0);
+    assert_eq!(raw_set(fd.as_raw_fd(), SOL_SOCKET, SO_KEEPALIVE, 0, 4), 0);
+    fd
+}
+
+fn tcp_socket(family: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket we own.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is ours and open.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// A client with `level`/`name` set to `value` before `connect()`.
+fn connect_after(
+    to: std::net::SocketAddr,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let fd = tcp_socket(libc::AF_INET);
+    assert_eq!(raw_set(fd.as_raw_fd(), level, name, value, 4), 0);
+    connect_fd(fd, to)
+}
+
+fn sockaddr_v4(addr: std::net::SocketAddr) -> libc::sockaddr_in {
+    let std::net::SocketAddr::V4(a) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A listener on 127.0.0.1 whose `TCP_KEEPIDLE` was set to `idle` before `listen()`.
+fn socket2_listener(idle: i32) -> std::net::TcpListener {
+    use std::os::fd::AsRawFd;
+    let fd = socket_with_idle(libc::AF_INET, idle);
+    let sa = sockaddr_v4("127.0.0.1:0".parse().unwrap());
+    let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+    // SAFETY: bind and listen on our socket with a valid address.
+    unsafe {
+        assert_eq!(
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                len
+            ),
+            0
+        );
+        assert_eq!(libc::listen(fd.as_raw_fd(), 8), 0);
+    }
+    std::net::TcpListener::from(fd)
+}
+
+/// A client whose `TCP_KEEPIDLE` (`idle`) and `SO_KEEPALIVE` 0 were set before `connect()`.
+fn connect_with_idle(to: std::net::SocketAddr, idle: i32) -> std::net::TcpStream {
+    connect_fd(socket_with_idle(libc::AF_INET, idle), to)
+}
+
+fn connect_fd(fd: std::os::fd::OwnedFd, to: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let sa = sockaddr_v4(to);
+    let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+    // SAFETY: connect our socket to a valid address.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    };
+    assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+    std::net::TcpStream::from(fd)
+}
+
 /// The child: one JSON line per command on stdin.
 /// `pair4` / `pair6`: a listener, a client connected to it and the accepted socket; prints
 /// `{"id": N, "client": readings, "server": readings}`. `udp`: a UDP socket's SO_KEEPALIVE.
@@ -107,6 +194,39 @@ fn child_main() {
                 });
                 pairs.push((l, c, a));
                 v
+            }
+            ["pre", client_idle, listener_idle] => {
+                // Keep-alive chosen before connect (curl --keepalive-time does it): the client's
+                // idle and SO_KEEPALIVE 0 on its socket before connect(), the listener's idle
+                // (inherited by the accepted socket) before listen().
+                let l = socket2_listener(listener_idle.parse().unwrap());
+                let c = connect_with_idle(l.local_addr().unwrap(), client_idle.parse().unwrap());
+                let (a, _) = l.accept().unwrap();
+                let v = serde_json::json!({
+                    "id": pairs.len(),
+                    "client": readings(c.as_raw_fd()),
+                    "server": readings(a.as_raw_fd()),
+                });
+                pairs.push((l, c, a));
+                v
+            }
+            ["preset", level, name, value] => {
+                // A value set before connect(), on the client only.
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let (level, name) = (level.parse().unwrap(), name.parse().unwrap());
+                let c = connect_after(l.local_addr().unwrap(), level, name, value.parse().unwrap());
+                let (a, _) = l.accept().unwrap();
+                let v = serde_json::json!({
+                    "id": pairs.len(),
+                    "client": readings(c.as_raw_fd()),
+                    "value": raw_get(c.as_raw_fd(), level, name),
+                });
+                pairs.push((l, c, a));
+                v
+            }
+            ["value", n, level, name] => {
+                let (_, c, _) = &pairs[n.parse::<usize>().unwrap()];
+                serde_json::json!({ "value": raw_get(c.as_raw_fd(), level.parse().unwrap(), name.parse().unwrap()) })
             }
             ["udp"] => {
                 let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -416,6 +536,26 @@ fn new_connections_inside_get_the_settings() -> Outcome {
     Ok(())
 }
 
+/// Values a program chose before connect (or on its listener) are capped, never lengthened:
+/// shorter ones stay, longer ones become ours, keep-alive is on; with --no-enforce too.
+fn values_set_before_connect_are_capped() -> Outcome {
+    let s = Scratch::new();
+    let mut p = Peer::start(Some(&s.cgroup));
+    for extra in [&[][..], &["--no-enforce"][..]] {
+        let mut args = vec!["--idle", "30", "--interval", "3", "--count", "2"];
+        args.extend_from_slice(extra);
+        s.attach(&args);
+        // The client chose 5 (shorter: stays), the listener 40 (longer: ours, 30).
+        let r = p.ask("pre 5 40");
+        assert_eq!(ints(&r["client"]), [1, 5, 3, 2, 0], "{extra:?}: {r}");
+        assert_eq!(ints(&r["server"]), [1, 30, 3, 2, 0], "{extra:?}: {r}");
+        let r = p.ask("pre 100 2");
+        assert_eq!(ints(&r["client"]), [1, 30, 3, 2, 0], "{extra:?}: {r}");
+        assert_eq!(ints(&r["server"]), [1, 2, 3, 2, 0], "{extra:?}: {r}");
+    }
+    Ok(())
+}
+
 /// Contract C1, case by case, inside the cgroup; then `--no-enforce` in place.
 fn enforcement_caps_the_programs_own_writes() -> Outcome {
     let s = Scratch::new();
@@ -451,9 +591,15 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
         (SOL_SOCKET, SO_KEEPALIVE, 0, 2, einval, [1, 5, 1, 2, 4500]),
         // Longer than an int: capped all the same (the kernel reads the first int).
         (TCP, KEEPIDLE, 900, 8, 0, [1, 7, 1, 2, 4500]),
-        // Larger than a page: passed through untouched, and it works as the program asked.
-        (SOL_SOCKET, SO_KEEPALIVE, 0, 8192, 0, [0, 7, 1, 2, 4500]),
-        (SOL_SOCKET, SO_KEEPALIVE, 1, 4, 0, [1, 7, 1, 2, 4500]),
+        // Larger than the page the kernel copied: the kernel reads the first int, so it is
+        // capped all the same (keep-alive stays on, 9999 becomes ours), a shorter one stays,
+        // and one out of range fails as it would.
+        (SOL_SOCKET, SO_KEEPALIVE, 0, 8192, 0, [1, 7, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 9999, 8192, 0, [1, 7, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 4, 70000, 0, [1, 4, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 40000, 8192, einval, [1, 4, 1, 2, 4500]),
+        (TCP, USER_TIMEOUT, 0, 20000, 0, [1, 4, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 7, 4, 0, [1, 7, 1, 2, 4500]),
     ];
     for (level, name, value, len, ret, want) in cases {
         let r = p.ask(&format!("set 0 {level} {name} {value} {len}"));
@@ -468,11 +614,17 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
             "set {level}/{name}={value} len {len}: {r}"
         );
     }
-    // Any other option: untouched.
+    // Any other option: untouched, also with a buffer larger than a page.
     let r = p.ask(&format!("set 0 {TCP} {} 1 4", libc::TCP_NODELAY));
     assert_eq!(
         (r["ret"].as_i64(), r["nodelay"].as_i64()),
         (Some(0), Some(1)),
+        "{r}"
+    );
+    let r = p.ask(&format!("set 0 {TCP} {} 0 8192", libc::TCP_NODELAY));
+    assert_eq!(
+        (r["ret"].as_i64(), r["nodelay"].as_i64()),
+        (Some(0), Some(0)),
         "{r}"
     );
     assert!(s.status()["attachments"][0]["capped"].as_u64().unwrap() >= 5);
@@ -512,59 +664,104 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
     Ok(())
 }
 
-/// The shared table of contract C1 (`core/tests/data/enforce-cases.tsv`, core's own cases):
-/// each row's requested value set inside the cgroup must do exactly what the expected value
-/// does on a socket outside it (the same return, the same value read back).
+/// The shared enforcement table (`core/tests/data/enforce-cases.tsv`, core's own cases), every
+/// row through the kernel door: `write` rows set inside the cgroup with their optlen, `connect`
+/// rows set before connect under `--no-enforce` (the sock_ops program alone caps them), `sweep`
+/// rows set on an open connection before an enforcing attach. Each must do exactly what the
+/// expected value does on a socket outside the cgroup (the same return, the same value read back).
+/// A missing table fails.
 fn shared_enforce_table() -> Outcome {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/enforce-cases.tsv");
-    let Ok(table) = std::fs::read_to_string(&path) else {
-        println!(
-            "  ({} is not in this tree yet: the table above covers C1)",
-            path.display()
-        );
-        return Ok(());
-    };
+    let table = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the shared table {}: {e}", path.display()));
     let s = Scratch::new();
     let mut p = Peer::start(Some(&s.cgroup));
-    p.ask("pair4");
+    let mut pair = p.ask("pair4")["id"].as_i64().unwrap();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let control = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let control_fd = std::os::fd::AsRawFd::as_raw_fd(&control);
     let mut attached_with = String::new();
-    let mut rows = 0;
+    let mut rows = std::collections::BTreeMap::<String, usize>::new();
     for line in table
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
         let f: Vec<&str> = line.split('\t').collect();
-        assert!(f.len() >= 9, "bad row {line:?}");
-        let settings = format!("{} {} {} {}", f[0], f[1], f[2], f[3]);
-        if settings != attached_with {
+        assert_eq!(f.len(), 12, "bad row {line:?}");
+        let when = f[10];
+        let enforce = if when == "connect" {
+            "--no-enforce"
+        } else {
+            ""
+        };
+        let attach = |s: &Scratch, enforce: &str| {
             let mut args = vec!["--idle", f[0], "--interval", f[1], "--count", f[2]];
             let ut = format!("{}ms", f[3]);
             if f[3] != "-" {
                 args.extend(["--user-timeout", ut.as_str()]);
             }
+            if !enforce.is_empty() {
+                args.push(enforce);
+            }
             s.attach(&args);
+        };
+        let settings = format!("{} {} {} {} {enforce}", f[0], f[1], f[2], f[3]);
+        if settings != attached_with || when == "sweep" {
+            attach(
+                &s,
+                if when == "sweep" {
+                    "--no-enforce"
+                } else {
+                    enforce
+                },
+            );
             attached_with = settings;
         }
         let (level, name): (i32, i32) = (f[4].parse().unwrap(), f[5].parse().unwrap());
         let (requested, expected): (i32, i32) = (f[7].parse().unwrap(), f[8].parse().unwrap());
+        let optlen: usize = f[9].parse().unwrap();
         let want_ret = raw_set(control_fd, level, name, expected, 4);
-        let r = p.ask(&format!("set 0 {level} {name} {requested} 4"));
-        assert_eq!(r["ret"].as_i64(), Some(want_ret), "row {line:?}: {r}");
+        let (ret, value) = match when {
+            "write" => {
+                let r = p.ask(&format!("set {pair} {level} {name} {requested} {optlen}"));
+                (r["ret"].as_i64(), r["value"].as_i64())
+            }
+            "connect" => {
+                let r = p.ask(&format!("preset {level} {name} {requested}"));
+                pair = r["id"].as_i64().unwrap();
+                (Some(0), r["value"].as_i64())
+            }
+            "sweep" => {
+                let r = p.ask("pair4");
+                pair = r["id"].as_i64().unwrap();
+                let r = p.ask(&format!("set {pair} {level} {name} {requested} {optlen}"));
+                assert_eq!(r["ret"], 0, "row {line:?}: {r}");
+                attach(&s, "");
+                attached_with.clear();
+                let r = p.ask(&format!("value {pair} {level} {name}"));
+                (Some(0), r["value"].as_i64())
+            }
+            other => panic!("row {line:?}: when {other:?}"),
+        };
+        assert_eq!(ret, Some(want_ret), "row {line:?}");
         if want_ret == 0 {
             assert_eq!(
-                r["value"].as_i64(),
+                value,
                 Some(raw_get(control_fd, level, name)),
-                "row {line:?}: {r}"
+                "row {line:?}"
             );
         }
-        rows += 1;
+        *rows.entry(when.to_string()).or_default() += 1;
     }
-    assert!(rows > 0, "no rows in {}", path.display());
-    println!("  {rows} rows of {}", path.display());
+    assert!(
+        ["write", "connect", "sweep"]
+            .iter()
+            .all(|w| rows.get(*w).copied().unwrap_or(0) > 0),
+        "rows of every kind in {}: {rows:?}",
+        path.display()
+    );
+    println!("  rows of {}: {rows:?}", path.display());
     Ok(())
 }
 
@@ -752,12 +949,12 @@ fn one_attachment_per_cgroup() -> Outcome {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(ints(&pa.ask("pair4")["client"]), system_defaults());
     assert_eq!(ints(&pb.ask("pair4")["client"])[..2], [1, 11]);
-    // Nested: the kernel runs the inner cgroup's programs first and the outer's after them, so
-    // for new connections the outer attachment writes last and wins, while enforcement caps a
-    // program's own writes at the smaller of the two (documented in cgroup/README.md).
+    // Nested: the kernel runs the inner cgroup's programs first and the outer's after them;
+    // each caps, so new connections and a program's own writes both get the smaller of the two
+    // (documented in cgroup/README.md).
     s.attach(&["--idle", "20", "--count", "3"]);
     let r = pb.ask("pair4");
-    assert_eq!(ints(&r["client"])[..4], [1, 20, 10, 3], "nested: {r}");
+    assert_eq!(ints(&r["client"])[..4], [1, 11, 10, 3], "nested: {r}");
     let r = pb.ask(&format!("set 2 {TCP} {KEEPIDLE} 100 4"));
     assert_eq!(ints(&r["client"])[1], 11, "nested enforcement: {r}");
     let out = s.cli(&["cgroup", "detach", b.to_str().unwrap()]);
@@ -814,6 +1011,33 @@ fn attach_sweeps_open_connections() -> Outcome {
     assert_eq!(ints(&r["client"]), [1, 9, 2, 4, 0], "{r}");
     assert_eq!(ints(&r["server"]), [1, 9, 2, 4, 0], "{r}");
     assert_eq!(ints(&low.ask("read 0")["client"]), [1, 9, 2, 4, 0]);
+    // The sweep caps: a connection whose program chose shorter timings keeps them (5 stays 5,
+    // and the count 1 stays 1), the longer ones become ours, keep-alive goes on.
+    let r = low.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(r["ret"], 0, "{r}");
+    // Enforcement would rewrite the writes below: this attachment lets them through.
+    s.attach(&[
+        "--idle",
+        "9",
+        "--interval",
+        "2",
+        "--count",
+        "4",
+        "--no-enforce",
+    ]);
+    for (name, value) in [(KEEPIDLE, 5), (KEEPINTVL, 100), (KEEPCNT, 1)] {
+        let r = low.ask(&format!("set 0 {TCP} {name} {value} 4"));
+        assert_eq!(r["ret"], 0, "{r}");
+    }
+    low.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(ints(&low.ask("read 0")["client"]), [0, 5, 100, 1, 0]);
+    let said = s.attach(&["--idle", "9", "--interval", "2", "--count", "4"]);
+    // Only that one socket was outside the ceiling.
+    assert!(
+        said.contains("changed 1 of 6 TCP sockets in 2 processes"),
+        "{said}"
+    );
+    assert_eq!(ints(&low.ask("read 0")["client"]), [1, 5, 2, 1, 0]);
     Ok(())
 }
 
@@ -949,6 +1173,134 @@ fn other_programs_stay_attached() -> Outcome {
     names.sort();
     assert_eq!(names, ["other_setsockopt", "other_sock_ops"]);
     assert!(std::fs::read_dir(&s.pins).map_or(true, |mut d| d.next().is_none()));
+    Ok(())
+}
+
+/// Attaches the pinned program `prog` to `cgroup` with bpftool (multi), detached on drop.
+fn attach_other(s: &mut Scratch, cgroup: &Path, kind: &str, prog: &Path) {
+    let cg = cgroup.to_str().unwrap();
+    let out = bpftool(&[
+        "cgroup",
+        "attach",
+        cg,
+        kind,
+        "pinned",
+        prog.to_str().unwrap(),
+        "multi",
+    ]);
+    assert!(out.status.success(), "bpftool attach: {}", text(&out));
+    s.undo.insert(
+        0,
+        [
+            "bpftool",
+            "cgroup",
+            "detach",
+            cg,
+            kind,
+            "pinned",
+            prog.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+}
+
+fn detach_other(s: &mut Scratch) {
+    let cmd = s.undo.remove(0);
+    let out = Command::new(&cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+}
+
+/// A cgroup/setsockopt program that passes every call through (`optlen = 0`, the kernel's
+/// documented "use the caller's buffer", cli/tests/data/other_bpf.c) beside ours. Where the
+/// kernel runs it before ours (attached earlier to the same cgroup, or on a child cgroup),
+/// enforcement holds. Where it runs after ours (attached later, or on an ancestor), nothing
+/// can hold: attach and status say so, and the JSON says `enforce_held: false`.
+fn beside_a_pass_through_program() -> Outcome {
+    let mut s = Scratch::new();
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (_, pass_through) = other_programs(&other_dir);
+    let top = s.cgroup.clone();
+    let held = |p: &mut Peer, pair: i64, what: &str| {
+        let r = p.ask(&format!("set {pair} {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+        assert_eq!(
+            (r["ret"].as_i64(), ints(&r["client"])[0]),
+            (Some(0), 1),
+            "{what}: {r}"
+        );
+        let r = p.ask(&format!("set {pair} {TCP} {KEEPIDLE} 999 4"));
+        assert_eq!(
+            (r["ret"].as_i64(), ints(&r["client"])[1]),
+            (Some(0), 7),
+            "{what}: {r}"
+        );
+    };
+    let json = |s: &Scratch, cg: &Path| -> Value {
+        let out = s.cli(&["cgroup", "status", cg.to_str().unwrap(), "--json"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["attachments"][0].clone()
+    };
+    let settings = ["--idle", "7", "--interval", "3", "--count", "2"];
+
+    // 1. Attached to the same cgroup before ours: it runs first, ours reads the caller's buffer.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let said = s.attach(&settings);
+    assert!(!said.contains("warning"), "{said}");
+    let mut p = Peer::start(Some(&s.cgroup));
+    p.ask("pair4");
+    held(&mut p, 0, "pass-through before ours");
+    let a = json(&s, &s.cgroup);
+    assert_eq!(a["enforce_held"], true, "{a}");
+    assert!(a["capped"].as_u64().unwrap() >= 2, "{a}");
+
+    // 2. On a child cgroup (the kernel runs the inner cgroup's programs first).
+    detach_other(&mut s);
+    let inner = s.child("inner");
+    attach_other(&mut s, &inner, "setsockopt", &pass_through);
+    let mut q = Peer::start(Some(&inner));
+    q.ask("pair4");
+    held(&mut q, 0, "pass-through on a child cgroup");
+    detach_other(&mut s);
+
+    // 3. Attached to the same cgroup after ours: it runs last; attach and status say so.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let said = s.attach(&settings);
+    assert!(
+        said.contains("warning: enforcement may not hold") && said.contains("(other_setsockop)"),
+        "{said}"
+    );
+    let a = json(&s, &s.cgroup);
+    assert_eq!(a["enforce_held"], false, "{a}");
+    assert_eq!(
+        a["setsockopt_after_ours"][0]["name"], "other_setsockop",
+        "{a}"
+    );
+    let out = s.cli(&["cgroup", "status"]);
+    assert!(text(&out).contains("NOT HELD"), "{}", text(&out));
+    // What the warning is about, read back from the kernel: the write went through.
+    let r = p.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(ints(&r["client"])[0], 0, "{r}");
+    detach_other(&mut s);
+    assert_eq!(json(&s, &s.cgroup)["enforce_held"], true);
+    let out = s.cli(&["cgroup", "detach", s.cgroup.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // 4. On an ancestor of the attached cgroup: also after ours.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let out = s.cli(&["cgroup", "attach", inner.to_str().unwrap(), "--idle", "7"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("may not hold"), "{}", text(&out));
+    assert_eq!(json(&s, &inner)["enforce_held"], false);
+    let out = s.cli(&["cgroup", "detach", inner.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
     Ok(())
 }
 
@@ -1196,6 +1548,10 @@ fn main() {
             new_connections_inside_get_the_settings,
         ),
         (
+            "values_set_before_connect_are_capped",
+            values_set_before_connect_are_capped,
+        ),
+        (
             "enforcement_caps_the_programs_own_writes",
             enforcement_caps_the_programs_own_writes,
         ),
@@ -1207,6 +1563,10 @@ fn main() {
             attach_sweeps_open_connections,
         ),
         ("other_programs_stay_attached", other_programs_stay_attached),
+        (
+            "beside_a_pass_through_program",
+            beside_a_pass_through_program,
+        ),
         ("one_attachment_per_cgroup", one_attachment_per_cgroup),
         ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),

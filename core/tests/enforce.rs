@@ -16,6 +16,7 @@ const TABLE: &str = include_str!("data/enforce-cases.tsv");
 
 struct Case {
     line: usize,
+    when: String,
     keepalive: KeepAlive,
     level: i32,
     name: i32,
@@ -31,11 +32,19 @@ fn cases() -> Vec<Case> {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
+        // optlen and when (fields 9 and 10) matter to the doors, not to the decision: core's
+        // is the same for a write, a value set before connect and an open socket swept.
         assert_eq!(
             f.len(),
-            10,
-            "line {}: 10 fields expected: {line:?}",
+            12,
+            "line {}: 12 fields expected: {line:?}",
             index + 1
+        );
+        assert!(
+            matches!(f[10], "write" | "connect" | "sweep"),
+            "line {}: when {:?}",
+            index + 1,
+            f[10]
         );
         let num = |i: usize| -> i64 {
             f[i].parse()
@@ -54,6 +63,7 @@ fn cases() -> Vec<Case> {
         }
         cases.push(Case {
             line: index + 1,
+            when: f[10].to_string(),
             keepalive,
             level: num(4) as i32,
             name: num(5) as i32,
@@ -182,4 +192,34 @@ fn the_kernel_answers_the_enforced_value_as_it_answers_the_requested_one() {
             }
         }
     }
+}
+
+/// The sweep's rows through `KeepAlive::apply_ceiling` (what the operator doors' sweeps call) on a
+/// real socket whose program set the requested value before the door came.
+#[test]
+fn the_sweep_caps_an_open_socket() {
+    let mut rows = 0;
+    for addr in common::loopbacks() {
+        for case in cases().into_iter().filter(|c| c.when == "sweep") {
+            let pair = common::pair(addr);
+            set(&pair.client, case.level, case.name, case.requested).unwrap();
+            assert!(
+                case.keepalive.apply_ceiling(&pair.client).unwrap(),
+                "line {}: something to change",
+                case.line
+            );
+            let read = common::raw_get(&pair.client, case.level, case.name);
+            assert_eq!(read, case.expected, "line {}: {}", case.line, case.option);
+            assert_eq!(
+                common::raw_get(&pair.client, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+                1,
+                "line {}",
+                case.line
+            );
+            // Within the ceiling now: a second sweep writes nothing.
+            assert!(!case.keepalive.apply_ceiling(&pair.client).unwrap());
+            rows += 1;
+        }
+    }
+    assert!(rows >= 6, "sweep rows: {rows}");
 }
