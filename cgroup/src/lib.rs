@@ -29,12 +29,13 @@
 
 mod error;
 mod map;
+mod pins;
 mod sys;
 
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -45,8 +46,11 @@ use aya::{Ebpf, EbpfLoader};
 use tcp_keepalive::KeepAlive;
 
 pub use error::Error;
-
 use map::{MapCounters, MapSettings};
+pub use pins::DEFAULT_LOCK_TIMEOUT;
+use pins::{
+    pin_error, remove_pins, PINS, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_SOCK_OPS,
+};
 
 /// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
@@ -62,12 +66,9 @@ const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
 const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
-/// The pins of one attachment, inside its directory.
-const PIN_SETTINGS: &str = "settings";
-const PIN_COUNTERS: &str = "counters";
-const PIN_SOCK_OPS: &str = "sock_ops";
-const PIN_SETSOCKOPT: &str = "setsockopt";
-const PINS: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
+/// The environment variable that bounds the wait for another attach or detach (a duration
+/// such as `10s` or `500ms`; default [`DEFAULT_LOCK_TIMEOUT`]).
+pub const LOCK_TIMEOUT_ENV: &str = "TCP_KEEPALIVE_LOCK_TIMEOUT";
 
 fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes())
@@ -161,6 +162,12 @@ impl Cgroup {
     /// The directory.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether this is the cgroup v2 root (id 1, or the mount point itself, as a cgroup
+    /// namespace shows its root): every process of the host, or of the namespace, is below it.
+    pub fn is_root(&self) -> bool {
+        self.id == 1 || cgroup2_mount().is_some_and(|m| m == self.path)
     }
 
     /// The kernel's cgroup id (what `bpf_get_current_cgroup_id` returns; names the pin directory).
@@ -382,6 +389,8 @@ pub fn probe() -> Result<(), Error> {
 #[derive(Debug, Clone)]
 pub struct Attachments {
     pin_root: PathBuf,
+    lock_timeout: std::time::Duration,
+    whole_host: bool,
 }
 
 impl Attachments {
@@ -389,12 +398,38 @@ impl Attachments {
     pub fn new(pin_root: impl Into<PathBuf>) -> Attachments {
         Attachments {
             pin_root: pin_root.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            whole_host: false,
         }
+    }
+
+    /// Whether [`Attachments::attach`] may attach to the cgroup v2 root (every process of the
+    /// host); refused with [`Error::CgroupRoot`] unless asked for here.
+    pub fn whole_host(mut self, allowed: bool) -> Attachments {
+        self.whole_host = allowed;
+        self
+    }
+
+    /// How long an attach or detach waits for another one to release the pin root's lock
+    /// before it fails with [`Error::Locked`].
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Attachments {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Under `TCP_KEEPALIVE_PIN_ROOT`, else [`DEFAULT_PIN_ROOT`]. An empty or relative value is
     /// an error that names it.
     pub fn from_env() -> Result<Attachments, Error> {
+        let door = Attachments::pin_root_from_env()?;
+        match std::env::var(LOCK_TIMEOUT_ENV) {
+            Err(_) => Ok(door),
+            Ok(text) => tcp_keepalive::parse_duration(LOCK_TIMEOUT_ENV, &text)
+                .map(|t| door.with_lock_timeout(t))
+                .map_err(|e| Error::other(format!("read {LOCK_TIMEOUT_ENV}"), e)),
+        }
+    }
+
+    fn pin_root_from_env() -> Result<Attachments, Error> {
         match std::env::var_os(PIN_ROOT_ENV) {
             None => Ok(Attachments::new(DEFAULT_PIN_ROOT)),
             Some(v) if Path::new(&v).is_absolute() => Ok(Attachments::new(v)),
@@ -448,26 +483,16 @@ impl Attachments {
                 _ => bpffs_error(format!("mounting it at /sys/fs/bpf failed: {e}")),
             })?;
         }
-        std::fs::create_dir_all(&self.pin_root).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => Error::Permission {
-                what: format!("create {}", self.pin_root.display()),
-                source: e,
-            },
-            _ => bpffs_error(format!("creating it failed: {e}")),
-        })
+        // 0700 whatever the umask, root's, and not renamable by others; an existing one that
+        // is not is refused (pins::check_trusted).
+        pins::make_trusted_dir(&self.pin_root)
     }
 
     /// An exclusive lock on the pin root, held while pins are checked, made or removed, so
     /// attaches and detaches by several processes (an agent restarting while someone attaches
-    /// by hand) take turns. Released when the returned descriptor is dropped.
-    fn lock(&self) -> Result<File, Error> {
-        let dir = File::open(&self.pin_root).map_err(|e| pin_error(&self.pin_root, e))?;
-        // SAFETY: flock on a descriptor we own; it blocks until the other holder is done
-        // (they hold it for the few milliseconds an attach takes).
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(pin_error(&self.pin_root, io::Error::last_os_error()));
-        }
-        Ok(dir)
+    /// by hand) take turns; a wait longer than the lock timeout fails with [`Error::Locked`].
+    fn lock(&self) -> Result<pins::Lock, Error> {
+        pins::lock(&self.pin_root, self.lock_timeout)
     }
 
     /// Attaches both programs to `cgroup` with these settings, or, when already attached,
@@ -483,6 +508,11 @@ impl Attachments {
         enforce: bool,
     ) -> Result<Attached, Error> {
         let settings = MapSettings::new(keepalive, enforce);
+        if cgroup.is_root() && !self.whole_host {
+            return Err(Error::CgroupRoot {
+                path: cgroup.path.clone(),
+            });
+        }
         check_kernel()?;
         self.ensure_bpffs()?;
         let _lock = self.lock()?;
@@ -493,7 +523,7 @@ impl Attachments {
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
-        remove_pins(&dir)?;
+        remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
         let mut ebpf = load(&settings)?;
         let cgroup_dir = File::open(&cgroup.path)
@@ -501,12 +531,19 @@ impl Attachments {
         let attach_error = |program: &'static str, e: io::Error| {
             let what = format!("attach the {program} program to {}", cgroup.path.display());
             match e.raw_os_error() {
-                // Root may attach: EPERM here means a program holds the cgroup exclusively.
-                Some(libc::EPERM) if is_root() => Error::Exclusive {
-                    path: cgroup.path.clone(),
-                    program,
-                    source: e,
-                },
+                // EPERM with the privileges to load: a program holding this cgroup or one above
+                // it exclusively (named), else a seccomp filter or an LSM.
+                Some(libc::EPERM) => {
+                    match exclusive_holder(&cgroup.path, attach_type_of(program)) {
+                        Ok(Some(path)) => Error::Exclusive {
+                            path,
+                            program,
+                            source: e,
+                        },
+                        Ok(None) => Error::Refused { what, source: e },
+                        Err(q) => Error::from_bpf(&what, q),
+                    }
+                }
                 Some(libc::EINVAL | libc::EOPNOTSUPP) => Error::KernelUnsupported {
                     reason: format!("{what}: {e} (no cgroup BPF links: needs Linux 5.7+)"),
                 },
@@ -544,12 +581,16 @@ impl Attachments {
                 let _ = sys::link_detach(link.as_fd());
             }
         };
-        if let Err(e) = std::fs::create_dir(&dir) {
-            undo_links();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(pin_error(&dir, e));
+        match pins::make_pin_dir(&dir) {
+            Ok(true) => {}
+            Ok(false) => {
+                undo_links();
+                return self.update_when_pinned(&dir, cgroup, settings);
             }
-            return self.update_when_pinned(&dir, cgroup, settings);
+            Err(e) => {
+                undo_links();
+                return Err(e);
+            }
         }
         // Until every pin is made, dropping the links detaches them again.
         let pinned = (|| -> Result<(), Error> {
@@ -568,7 +609,7 @@ impl Attachments {
         })();
         if let Err(e) = pinned {
             undo_links();
-            let _ = remove_pins(&dir);
+            let _ = remove_pins(&self.pin_root, &cgroup.id.to_string());
             return Err(e);
         }
         Ok(Attached::New)
@@ -601,33 +642,34 @@ impl Attachments {
     /// attached.
     /// New connections then get the system defaults again; existing ones keep their settings.
     pub fn detach(&self, cgroup: &Cgroup) -> Result<(), Error> {
-        let dir = self.pins_of(cgroup);
-        self.detach_dir(&dir, cgroup.path())
+        self.detach_dir(cgroup.id, cgroup.path())
     }
 
     /// Detaches the attachment of a cgroup id, also one whose cgroup is gone.
     pub fn detach_id(&self, cgroup_id: u64) -> Result<(), Error> {
-        let dir = self.pin_root.join(cgroup_id.to_string());
-        self.detach_dir(&dir, Path::new(&format!("cgroup id {cgroup_id}")))
+        self.detach_dir(cgroup_id, Path::new(&format!("cgroup id {cgroup_id}")))
     }
 
-    fn detach_dir(&self, dir: &Path, what: &Path) -> Result<(), Error> {
+    fn detach_dir(&self, cgroup_id: u64, what: &Path) -> Result<(), Error> {
+        pins::check_pin_root(&self.pin_root)?;
+        let dir = self.pin_root.join(cgroup_id.to_string());
         let _lock = if self.pin_root.is_dir() {
             Some(self.lock()?)
         } else {
             None
         };
-        if !dir.is_dir() {
+        if std::fs::symlink_metadata(&dir).is_err() {
             return Err(Error::NotAttached {
                 path: what.to_path_buf(),
-                pins: dir.to_path_buf(),
+                pins: dir,
             });
         }
-        remove_pins(dir)
+        remove_pins(&self.pin_root, &cgroup_id.to_string())
     }
 
     /// The attachment of one cgroup, read back from its pins.
     pub fn status(&self, cgroup: &Cgroup) -> Result<Status, Error> {
+        pins::check_pin_root(&self.pin_root)?;
         let dir = self.pins_of(cgroup);
         if !dir.join(PIN_SETTINGS).exists() {
             return Err(Error::NotAttached {
@@ -656,6 +698,7 @@ impl Attachments {
 
     /// Every attachment under the pin root, by cgroup id. A missing pin root means none.
     pub fn list(&self) -> Result<Vec<Status>, Error> {
+        pins::check_pin_root(&self.pin_root)?;
         let entries = match std::fs::read_dir(&self.pin_root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -688,9 +731,33 @@ impl Attachments {
     }
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+fn attach_type_of(program: &str) -> u32 {
+    if program == "sock_ops" {
+        sys::BPF_CGROUP_SOCK_OPS
+    } else {
+        sys::BPF_CGROUP_SETSOCKOPT
+    }
+}
+
+/// The cgroup, `path` or one above it up to the cgroup v2 mount, that holds a program of this
+/// attach type exclusively (attached without BPF_F_ALLOW_MULTI), which makes the kernel refuse
+/// every other attachment at or below it.
+fn exclusive_holder(path: &Path, attach_type: u32) -> io::Result<Option<PathBuf>> {
+    let top = cgroup2_mount();
+    let mut dir = Some(path);
+    // Bounded by the path's depth.
+    while let Some(d) = dir {
+        let f = File::open(d)?;
+        let (ids, flags) = sys::attached_programs(f.as_fd(), attach_type)?;
+        if !ids.is_empty() && flags & sys::BPF_F_ALLOW_MULTI == 0 {
+            return Ok(Some(d.to_path_buf()));
+        }
+        if top.as_deref() == Some(d) {
+            break;
+        }
+        dir = d.parent();
+    }
+    Ok(None)
 }
 
 fn io_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
@@ -700,19 +767,6 @@ fn io_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
             io::Error::from_raw_os_error,
         ),
         None => io::Error::other(e.to_string()),
-    }
-}
-
-fn pin_error(dir: &Path, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => Error::Permission {
-            what: format!("pin in {}", dir.display()),
-            source: e,
-        },
-        _ => Error::Bpffs {
-            path: dir.to_path_buf(),
-            reason: format!("pinning failed: {e}"),
-        },
     }
 }
 
@@ -731,33 +785,6 @@ fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
         pins: dir.to_path_buf(),
         reason: e.to_string(),
     })
-}
-
-/// Removes our pins (which detaches the links once nothing else holds them) and the directory.
-fn remove_pins(dir: &Path) -> Result<(), Error> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    for name in PINS {
-        let path = dir.join(name);
-        // Detached now, not when the kernel gets round to freeing the link; a pin that is no
-        // link (or a kernel before 5.9) is just removed.
-        if name == PIN_SOCK_OPS || name == PIN_SETSOCKOPT {
-            if let Ok(link) = sys::obj_get(&path) {
-                let _ = sys::link_detach(link.as_fd());
-            }
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(pin_error(dir, e)),
-        }
-    }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(pin_error(dir, e)),
-    }
 }
 
 fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {

@@ -187,6 +187,25 @@ pub fn effective_programs(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Resul
     Ok(ids)
 }
 
+/// `BPF_F_ALLOW_MULTI` in a query's `attach_flags`.
+pub const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The programs attached to this cgroup itself for `attach_type` and the flags they were
+/// attached with (0: exclusive; BPF_PROG_QUERY without EFFECTIVE). Needs CAP_NET_ADMIN.
+pub fn attached_programs(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<(Vec<u32>, u32)> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = Attr([0; 128]);
+    put_u32(&mut attr, 0, cgroup.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, attach_type);
+    attr.0[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    put_u32(&mut attr, 24, ids.len() as u32);
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let flags = u32::from_ne_bytes(attr.0[12..16].try_into().expect("4 bytes"));
+    let count = u32::from_ne_bytes(attr.0[24..28].try_into().expect("4 bytes")) as usize;
+    ids.truncate(count.min(64));
+    Ok((ids, flags))
+}
+
 /// `mount -t bpf bpf PATH -o mode=0700`.
 pub fn mount_bpffs(path: &Path) -> io::Result<()> {
     let target = CString::new(path.as_os_str().as_bytes())

@@ -11,6 +11,16 @@ use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup, Status};
 use crate::fail::Failure;
 use crate::process::Process;
 use crate::table;
+
+/// `println!`, with control characters of the text escaped (cgroup names are anyone's).
+macro_rules! say {
+    ($($arg:tt)*) => { println!("{}", table::printable(&format!($($arg)*))) };
+}
+
+/// `eprintln!`, escaped the same way.
+macro_rules! warn {
+    ($($arg:tt)*) => { eprintln!("{}", table::printable(&format!($($arg)*))) };
+}
 use crate::values::Timings;
 
 const ATTACH_HELP: &str = "\
@@ -39,6 +49,10 @@ pub enum CgroupCmd {
         cgroup: PathBuf,
         #[command(flatten)]
         settings: DoorSettings,
+        /// Allow the cgroup v2 root itself: every process of the host (refused without it, so
+        /// an empty variable in `$POD_CGROUP` cannot do it by accident).
+        #[arg(long)]
+        whole_host: bool,
     },
     /// Remove our programs and pins from a cgroup; other programs attached there stay.
     ///
@@ -91,17 +105,22 @@ pub struct DoorSettings {
 /// `tcp-keepalive cgroup ...`.
 pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
     match cmd {
-        CgroupCmd::Attach { cgroup, settings } => {
+        CgroupCmd::Attach {
+            cgroup,
+            settings,
+            whole_host,
+        } => {
             // Every value is checked before anything is looked at.
             let keepalive = settings.timings.resolve()?;
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
-            attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+            let door = attachments()?.whole_host(*whole_host);
+            attach_and_sweep(&door, &cgroup, &keepalive, !settings.no_enforce)?;
             Ok(0)
         }
         CgroupCmd::Detach { cgroup } => {
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
             attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;
-            println!(
+            say!(
                 "detached from {} (cgroup id {}): new connections get the system defaults",
                 cgroup.path().display(),
                 cgroup.id()
@@ -121,11 +140,16 @@ fn attachments() -> Result<Attachments, Failure> {
     Attachments::from_env().map_err(Failure::Kernel)
 }
 
-fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Result<(), Failure> {
-    let what = attachments()?
+fn attach_and_sweep(
+    door: &Attachments,
+    cgroup: &Cgroup,
+    keepalive: &KeepAlive,
+    enforce: bool,
+) -> Result<(), Failure> {
+    let what = door
         .attach(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
-    println!(
+    say!(
         "{} {} (cgroup id {}): {keepalive}, enforce {}",
         match what {
             Attached::New => "attached to",
@@ -136,20 +160,22 @@ fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Re
         if enforce { "on" } else { "off" },
     );
     if enforce {
-        if let Ok(status) = attachments()?.status(cgroup) {
+        if let Ok(status) = door.status(cgroup) {
             if let Some(warning) = not_held(&status) {
-                eprintln!("tcp-keepalive: warning: {warning}");
+                warn!("tcp-keepalive: warning: {warning}");
             }
         }
     }
     let swept = sweep(cgroup, keepalive)?;
-    println!(
+    say!(
         "open connections: changed {} of {} TCP sockets in {} processes",
-        swept.changed, swept.sockets, swept.processes,
+        swept.changed,
+        swept.sockets,
+        swept.processes,
     );
     // The attachment stands (every new connection is covered), so these are warnings.
     for failure in &swept.failed {
-        eprintln!("tcp-keepalive: sweep: {failure}");
+        warn!("tcp-keepalive: sweep: {failure}");
     }
     Ok(())
 }
@@ -295,11 +321,11 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
             "attachments": rows,
         }))
         .map_err(|e| Failure::Other(format!("writing JSON failed: {e}")))?;
-        println!("{text}");
+        say!("{text}");
         return Ok(0);
     }
     if all.is_empty() {
-        println!(
+        say!(
             "tcp-keepalive is attached to no cgroup (pins: {})",
             door.pin_root().display()
         );
@@ -349,7 +375,7 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
         .collect();
     for s in &all {
         if let Some(warning) = not_held(s) {
-            eprintln!("tcp-keepalive: warning: {warning}");
+            warn!("tcp-keepalive: warning: {warning}");
         }
     }
     table::print(
@@ -398,27 +424,27 @@ fn run_agent(
         })?,
     };
     let cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+    attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
     // Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
     // pins; clearing them is safe, the kernel reports their links attached to nothing.
     match attachments()?.remove_defunct() {
         Ok(ids) if !ids.is_empty() => {
-            println!(
+            say!(
                 "agent: removed the pins of {} cgroups that are gone: {ids:?}",
                 ids.len()
             )
         }
         Ok(_) => {}
-        Err(e) => eprintln!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
+        Err(e) => warn!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
     }
-    println!("agent: waiting for SIGTERM or SIGINT");
+    say!("agent: waiting for SIGTERM or SIGINT");
     let signal = wait_for(&signals);
     if keep_on_exit {
-        println!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
+        say!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
         return Ok(0);
     }
     attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;
-    println!(
+    say!(
         "agent: signal {signal}: detached from {}",
         cgroup.path().display()
     );

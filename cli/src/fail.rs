@@ -32,6 +32,12 @@ pub mod code {
     pub const EXCLUSIVE: i32 = 13;
     /// `cgroup agent`: neither kubepods.slice nor kubepods under the cgroup root.
     pub const NO_KUBEPODS: i32 = 14;
+    /// `cgroup`: the pin root or a pin directory is not root's alone (owner, mode, a link).
+    pub const UNTRUSTED_PINS: i32 = 15;
+    /// `cgroup`: another attach or detach held the lock longer than the wait allows.
+    pub const LOCKED: i32 = 16;
+    /// `cgroup attach`: the cgroup v2 root (every process of the host) without `--whole-host`.
+    pub const CGROUP_ROOT: i32 = 17;
     /// `run`: the command exists but could not be executed.
     pub const CANNOT_EXECUTE: i32 = 126;
     /// `run`: the command was not found.
@@ -89,7 +95,10 @@ impl Failure {
                     K::NotADirectory { .. } | K::CgroupV1 { .. } | K::NotCgroup { .. } => {
                         code::NOT_CGROUP2
                     }
-                    K::Permission { .. } => code::BPF_PERMISSION,
+                    K::Permission { .. } | K::Refused { .. } => code::BPF_PERMISSION,
+                    K::UntrustedPins { .. } => code::UNTRUSTED_PINS,
+                    K::Locked { .. } => code::LOCKED,
+                    K::CgroupRoot { .. } => code::CGROUP_ROOT,
                     K::KernelUnsupported { .. } => code::KERNEL_UNSUPPORTED,
                     K::Bpffs { .. } => code::NO_BPFFS,
                     K::NotAttached { .. } => code::NOT_ATTACHED,

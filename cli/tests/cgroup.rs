@@ -439,6 +439,18 @@ impl Drop for Scratch {
     }
 }
 
+/// The attachments' directories under a pin root (its `lock` directory aside).
+fn attachment_dirs(pins: &Path) -> Vec<String> {
+    std::fs::read_dir(pins)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "lock")
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn code(out: &Output) -> i32 {
     out.status.code().unwrap_or(-1)
 }
@@ -878,7 +890,7 @@ fn children_reattach_and_detach() -> Outcome {
     assert_eq!(ints(&p.ask("pair4")["client"]), system_defaults());
     // Open connections keep what they had; no pins are left.
     assert_eq!(ints(&p.ask("read 1")["client"]), [1, 11, 4, 5, 0]);
-    assert!(std::fs::read_dir(&s.pins).unwrap().next().is_none());
+    assert!(attachment_dirs(&s.pins).is_empty());
     let out = s.cli(&["cgroup", "status", s.cgroup.to_str().unwrap()]);
     assert_eq!(code(&out), 12, "{}", text(&out));
     Ok(())
@@ -1172,7 +1184,7 @@ fn other_programs_stay_attached() -> Outcome {
     let mut names = attached_names(&s.cgroup);
     names.sort();
     assert_eq!(names, ["other_setsockopt", "other_sock_ops"]);
-    assert!(std::fs::read_dir(&s.pins).map_or(true, |mut d| d.next().is_none()));
+    assert!(attachment_dirs(&s.pins).is_empty());
     Ok(())
 }
 
@@ -1301,6 +1313,273 @@ fn beside_a_pass_through_program() -> Outcome {
     assert_eq!(json(&s, &inner)["enforce_held"], false);
     let out = s.cli(&["cgroup", "detach", inner.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", text(&out));
+    Ok(())
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn chown(path: &Path, uid: u32) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: lchown with a NUL-terminated path.
+    assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0);
+}
+
+/// The pin root is trusted only when it is root's alone: another owner, a mode that lets others
+/// write, a symbolic link are refused (exit 15, the fix named, nothing attached); what attach
+/// makes is 0700 whatever the umask; a symbolic link planted as a pin directory is never
+/// followed; the lock cannot be held by another user, and a wait for it ends with exit 16.
+fn pin_root_trust() -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let cg = s.cgroup.to_str().unwrap().to_string();
+    let refused = |s: &Scratch, args: &[&str], says: &str| {
+        let out = s.cli(args);
+        assert_eq!(code(&out), 15, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("chmod 0700"), "{}", text(&out));
+        assert!(attached_names(&s.cgroup).is_empty(), "{args:?} attached");
+    };
+    // Made first by another user (as on a 1777 bpffs).
+    std::fs::create_dir(&s.pins).unwrap();
+    chown(&s.pins, NOBODY);
+    refused(&s, &["cgroup", "attach", &cg], "owned by uid 65534");
+    refused(&s, &["cgroup", "status"], "owned by uid 65534");
+    refused(&s, &["cgroup", "detach", &cg], "owned by uid 65534");
+    // Root's, but others may write it.
+    chown(&s.pins, 0);
+    std::fs::set_permissions(&s.pins, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&s, &["cgroup", "attach", &cg], "mode 0777");
+    // A symbolic link to a directory that would pass.
+    std::fs::remove_dir(&s.pins).unwrap();
+    let real = s.pins.with_file_name(format!(
+        "{}-real",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&real, &s.pins).unwrap();
+    refused(&s, &["cgroup", "attach", &cg], "symbolic link");
+    std::fs::remove_file(&s.pins).unwrap();
+    std::fs::remove_dir(&real).unwrap();
+
+    // Under umask 000 attach makes 0700 directories (and the kernel 0600 pins).
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(["cgroup", "attach", &cg])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: umask between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let id = s.status()["attachments"][0]["cgroup_id"].as_u64().unwrap();
+    let dir = s.pins.join(id.to_string());
+    assert_eq!(mode_of(&s.pins), 0o700);
+    assert_eq!(mode_of(&dir), 0o700);
+    assert_eq!(mode_of(&s.pins.join("lock")), 0o700);
+    assert_eq!(
+        mode_of(&dir.join("sock_ops")) & 0o077,
+        0,
+        "a pin others may use"
+    );
+
+    // The lock: another user cannot even open it; root holding it makes attach wait, then
+    // fail with exit 16 and what to do.
+    let lock = s.pins.join("lock");
+    let other = Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("flock (util-linux)");
+    assert!(!other.status.success(), "nobody took the lock");
+    let mut holder = Command::new("flock")
+        .args(["-o", lock.to_str().unwrap(), "sleep", "20"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let out = Command::new(cli_exe())
+        .args(["cgroup", "attach", &cg, "--idle", "9"])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .env("TCP_KEEPALIVE_LOCK_TIMEOUT", "400ms")
+        .output()
+        .unwrap();
+    let waited = start.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code(&out), 16, "{}", text(&out));
+    assert!(text(&out).contains("holds the lock"), "{}", text(&out));
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert_eq!(s.status()["attachments"][0]["idle_s"], 60);
+
+    // A symbolic link planted as the pin directory: refused, never followed.
+    let out = s.cli(&["cgroup", "detach", &cg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let victim = std::env::temp_dir().join(format!("tcpka-victim-{}", std::process::id()));
+    std::fs::create_dir_all(&victim).unwrap();
+    for name in ["settings", "counters", "sock_ops", "setsockopt"] {
+        std::fs::write(victim.join(name), "keep me").unwrap();
+    }
+    std::os::unix::fs::symlink(&victim, &dir).unwrap();
+    for args in [["cgroup", "detach", &cg], ["cgroup", "attach", &cg]] {
+        let out = s.cli(&args);
+        assert_eq!(code(&out), 15, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+        for name in ["settings", "counters", "sock_ops", "setsockopt"] {
+            assert!(
+                victim.join(name).exists(),
+                "{args:?} removed {name} through the link"
+            );
+        }
+    }
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::remove_dir_all(&victim).unwrap();
+    Ok(())
+}
+
+/// The cgroup v2 root (every process of the host) is refused without --whole-host.
+fn cgroup_root_refused() -> Outcome {
+    let s = Scratch::new();
+    let root = cgroup2_mount().unwrap();
+    let before = attached_names(&root);
+    let out = s.cli(&["cgroup", "attach", root.to_str().unwrap()]);
+    assert_eq!(code(&out), 17, "{}", text(&out));
+    assert!(text(&out).contains("--whole-host"), "{}", text(&out));
+    assert_eq!(attached_names(&root), before);
+    assert!(!s.pins.join("1").exists());
+    Ok(())
+}
+
+/// A program attached exclusively on the parent: exit 13 names the parent, where it is. The
+/// same EPERM from a seccomp filter is told apart: exit 9, the filter or LSM named.
+fn refusals_told_apart() -> Outcome {
+    let mut s = Scratch::new();
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (sock_ops, _) = other_programs(&other_dir);
+    let top = s.cgroup.clone();
+    let child = s.child("pod");
+    // Exclusive: no `multi`.
+    let out = bpftool(&[
+        "cgroup",
+        "attach",
+        top.to_str().unwrap(),
+        "sock_ops",
+        "pinned",
+        sock_ops.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "bpftool attach: {}", text(&out));
+    s.undo.insert(
+        0,
+        [
+            "bpftool",
+            "cgroup",
+            "detach",
+            top.to_str().unwrap(),
+            "sock_ops",
+            "pinned",
+            sock_ops.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let out = s.cli(&["cgroup", "attach", child.to_str().unwrap()]);
+    assert_eq!(code(&out), 13, "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        said.contains(&format!("{} already has a sock_ops program", top.display())),
+        "{said}"
+    );
+    assert!(attached_names(&child).is_empty());
+    detach_other(&mut s);
+
+    // bpf(BPF_LINK_CREATE) refused by a seccomp filter (x86_64 numbers).
+    if !cfg!(target_arch = "x86_64") {
+        println!("  (the seccomp case runs on x86_64 only)");
+        return Ok(());
+    }
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(["cgroup", "attach", top.to_str().unwrap()])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: only prctl between fork and exec, with a filter that lives in the closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let stmt = |code: u16, k: u32| libc::sock_filter {
+                code,
+                jt: 0,
+                jf: 0,
+                k,
+            };
+            let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+                code: 0x15,
+                jt,
+                jf,
+                k,
+            };
+            let filter = [
+                stmt(0x20, 4),           // arch
+                jeq(0xc000_003e, 0, 5),  // AUDIT_ARCH_X86_64, else allow
+                stmt(0x20, 0),           // nr
+                jeq(321, 0, 3),          // bpf, else allow
+                stmt(0x20, 16),          // args[0], low half
+                jeq(28, 0, 1),           // BPF_LINK_CREATE, else allow
+                stmt(0x06, 0x0005_0001), // SECCOMP_RET_ERRNO | EPERM
+                stmt(0x06, 0x7fff_0000), // SECCOMP_RET_ALLOW
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut _,
+            };
+            if libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const _) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 9, "{}", text(&out));
+    assert!(
+        text(&out).contains("seccomp filter or an LSM"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("exclusively ("), "{}", text(&out));
+    assert!(attached_names(&top).is_empty());
+    Ok(())
+}
+
+/// Cgroup names are anyone's: terminal escapes in one are written escaped, never raw.
+fn escapes_in_names() -> Outcome {
+    let s = Scratch::new();
+    let evil = s.child("evil\x1b]0;owned\x07\x1b[2J");
+    let out = s.cli(&["cgroup", "attach", evil.to_str().unwrap(), "--idle", "9"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = s.cli(&["cgroup", "status"]);
+    let all = format!("{:?}", text(&out));
+    assert!(text(&out).contains("evil\\x1b]0;owned\\x07"), "{all}");
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b),
+        "{all}"
+    );
+    let out = s.cli(&["cgroup", "detach", evil.to_str().unwrap()]);
+    assert!(!out.stdout.contains(&0x1b), "{:?}", text(&out));
+    let out = s.cli(&["cgroup", "status", evil.to_str().unwrap()]);
+    assert_eq!(code(&out), 12, "{}", text(&out));
+    assert!(!out.stderr.contains(&0x1b), "{:?}", text(&out));
     Ok(())
 }
 
@@ -1571,6 +1850,10 @@ fn main() {
         ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
+        ("pin_root_trust", pin_root_trust),
+        ("cgroup_root_refused", cgroup_root_refused),
+        ("refusals_told_apart", refusals_told_apart),
+        ("escapes_in_names", escapes_in_names),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);

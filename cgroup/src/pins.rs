@@ -1,0 +1,312 @@
+//! The pin root and the pin directories: trusted only when root owns them and nobody else may
+//! write them, made 0700 whatever the umask, locked through a root-only lock directory with a
+//! bounded wait, and emptied with operations relative to opened directories that never follow a
+//! symbolic link.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::sys;
+use crate::Error;
+
+/// The pins of one attachment, inside its directory.
+pub(crate) const PIN_SETTINGS: &str = "settings";
+pub(crate) const PIN_COUNTERS: &str = "counters";
+pub(crate) const PIN_SOCK_OPS: &str = "sock_ops";
+pub(crate) const PIN_SETSOCKOPT: &str = "setsockopt";
+pub(crate) const PINS: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
+/// The lock directory inside the pin root (bpffs holds no regular files, and no names with a
+/// dot): 0700, root's.
+pub(crate) const LOCK: &str = "lock";
+/// How long an attach or detach waits for another one to finish, unless told otherwise.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn untrusted(path: &Path, reason: impl Into<String>) -> Error {
+    Error::UntrustedPins {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Refuses a directory that root does not own, that group or others may write, or that is a
+/// symbolic link (looked at with lstat: the link itself, never its target).
+pub(crate) fn check_trusted(path: &Path) -> Result<(), Error> {
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) => return Err(Error::other(format!("look at {}", path.display()), e)),
+    };
+    if meta.file_type().is_symlink() {
+        return Err(untrusted(path, "it is a symbolic link"));
+    }
+    if !meta.is_dir() {
+        return Err(untrusted(path, "it is not a directory"));
+    }
+    if meta.uid() != 0 {
+        return Err(untrusted(
+            path,
+            format!("it is owned by uid {}, not root", meta.uid()),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(untrusted(
+            path,
+            format!(
+                "group or others may write it (mode {:04o})",
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The parent of the pin root may be shared (bpffs mounts as 1777 by default), but then only
+/// with the sticky bit: without it anyone could rename our pin root away.
+fn check_parent(path: &Path) -> Result<(), Error> {
+    let Some(parent) = path.parent() else {
+        return Ok(());
+    };
+    let Ok(meta) = std::fs::metadata(parent) else {
+        return Ok(());
+    };
+    if meta.mode() & 0o022 != 0 && meta.mode() & 0o1000 == 0 {
+        return Err(untrusted(
+            path,
+            format!(
+                "its parent {} is writable by group or others without the sticky bit (mode {:04o}), so anyone could rename it",
+                parent.display(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Makes `path` (and missing parents) 0700, whatever the umask, then checks it is trusted.
+pub(crate) fn make_trusted_dir(path: &Path) -> Result<(), Error> {
+    match std::fs::DirBuilder::new()
+        .recursive(false)
+        .mode(0o700)
+        .create(path)
+    {
+        Ok(()) => {
+            // The umask may have taken bits off; never more than 0700 is asked for.
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| pin_error(path, e))?;
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent() {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(parent)
+                    .map_err(|e| pin_error(parent, e))?;
+            }
+            return make_trusted_dir(path);
+        }
+        Err(e) => return Err(pin_error(path, e)),
+    }
+    check_parent(path)?;
+    check_trusted(path)
+}
+
+/// Makes one attachment's directory (0700). `Ok(false)` when it exists already.
+pub(crate) fn make_pin_dir(path: &Path) -> Result<bool, Error> {
+    match std::fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| pin_error(path, e))?;
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(pin_error(path, e)),
+    }
+}
+
+/// Checks the pin root for use (attach, detach, status): trusted, and a parent that cannot
+/// rename it away. A missing pin root is fine (nothing attached).
+pub(crate) fn check_pin_root(path: &Path) -> Result<(), Error> {
+    if std::fs::symlink_metadata(path).is_err() {
+        return Ok(());
+    }
+    check_parent(path)?;
+    check_trusted(path)
+}
+
+pub(crate) fn pin_error(dir: &Path, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => Error::Permission {
+            what: format!("pin in {}", dir.display()),
+            source: e,
+        },
+        _ => Error::Bpffs {
+            path: dir.to_path_buf(),
+            reason: format!("pinning failed: {e}"),
+        },
+    }
+}
+
+/// An exclusive lock on the pin root, released on drop.
+#[derive(Debug)]
+pub(crate) struct Lock(#[allow(dead_code)] File);
+
+/// Takes the lock of the pin root (its `lock` directory, made 0700 and root's, so no other
+/// user can open it to hold it), waiting at most `timeout` for another attach or detach.
+pub(crate) fn lock(pin_root: &Path, timeout: Duration) -> Result<Lock, Error> {
+    let path = pin_root.join(LOCK);
+    match std::fs::DirBuilder::new().mode(0o700).create(&path) {
+        Ok(()) => std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| pin_error(&path, e))?,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(pin_error(&path, e)),
+    }
+    check_trusted(&path)?;
+    let file = open_dir_nofollow(&path).map_err(|e| pin_error(&path, e))?;
+    let start = Instant::now();
+    loop {
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+            return Ok(Lock(file));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+            return Err(pin_error(&path, e));
+        }
+        if start.elapsed() >= timeout {
+            return Err(Error::Locked {
+                path,
+                waited: timeout,
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+}
+
+fn open_dir_nofollow(path: &Path) -> io::Result<File> {
+    let c = cstring(path)?;
+    // SAFETY: open with a NUL-terminated path; the descriptor becomes ours.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+fn openat_dir_nofollow(dir: &File, name: &str) -> io::Result<File> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: openat relative to a directory we hold, with a NUL-terminated name.
+    let fd = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a new descriptor nothing else owns.
+    Ok(File::from(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+fn unlinkat(dir: &File, name: &str, flags: libc::c_int) -> io::Result<()> {
+    let c = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: unlinkat relative to a directory we hold; never follows a symbolic link.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Whether `name` in `dir` is a symbolic link (fstatat without following it).
+fn is_symlink_at(dir: &File, name: &str) -> bool {
+    let Ok(c) = CString::new(name) else {
+        return false;
+    };
+    // SAFETY: fstatat into a zeroed buffer we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    let r = unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    r == 0 && st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// Removes one attachment's pins (detaching its links at once) and its directory `name` under
+/// `pin_root`. Every step is relative to a directory opened without following links: a
+/// symbolic link planted as the directory or as a pin is refused or removed itself, never
+/// followed.
+pub(crate) fn remove_pins(pin_root: &Path, name: &str) -> Result<(), Error> {
+    let dir_path = pin_root.join(name);
+    let root = match open_dir_nofollow(pin_root) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(pin_error(pin_root, e)),
+    };
+    let dir = match openat_dir_nofollow(&root, name) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            return Err(untrusted(
+                &dir_path,
+                "it is a symbolic link or not a directory",
+            ))
+        }
+        Err(e) => return Err(pin_error(&dir_path, e)),
+    };
+    let meta = dir.metadata().map_err(|e| pin_error(&dir_path, e))?;
+    if meta.uid() != 0 || meta.mode() & 0o022 != 0 {
+        return Err(untrusted(
+            &dir_path,
+            format!(
+                "owned by uid {} with mode {:04o}; only root's 0700 pin directories are removed",
+                meta.uid(),
+                meta.mode() & 0o7777
+            ),
+        ));
+    }
+    for pin in PINS {
+        // Detached now, not when the kernel gets round to freeing the link; a pin that is no
+        // link (or a kernel before 5.9) is just removed.
+        if (pin == PIN_SOCK_OPS || pin == PIN_SETSOCKOPT) && !is_symlink_at(&dir, pin) {
+            let via_fd = Path::new("/proc/self/fd")
+                .join(dir.as_raw_fd().to_string())
+                .join(pin);
+            if let Ok(link) = sys::obj_get(&via_fd) {
+                let _ = sys::link_detach(std::os::fd::AsFd::as_fd(&link));
+            }
+        }
+        match unlinkat(&dir, pin, 0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(pin_error(&dir_path, e)),
+        }
+    }
+    match unlinkat(&root, name, libc::AT_REMOVEDIR) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(pin_error(&dir_path, e)),
+    }
+}
