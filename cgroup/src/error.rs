@@ -77,6 +77,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// Pins in one attachment's directory that are not one attachment of ours (a replaced map,
+    /// a link running another program): nothing is read from or written to them.
+    #[error("the pins in {pins} are not one attachment of tcp-keepalive ({reason}); nothing was read from or written to them; `tcp-keepalive cgroup detach` removes them, then attach again")]
+    ForeignPins {
+        /// The pin directory.
+        pins: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
     /// Another attach or detach held the pin root's lock for longer than the wait allows.
     #[error("another tcp-keepalive holds the lock {path} (waited {}ms); try again once it is done, or raise TCP_KEEPALIVE_LOCK_TIMEOUT", waited.as_millis())]
     Locked {

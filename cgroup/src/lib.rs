@@ -49,7 +49,8 @@ pub use error::Error;
 use map::{MapCounters, MapSettings};
 pub use pins::DEFAULT_LOCK_TIMEOUT;
 use pins::{
-    pin_error, remove_pins, PINS, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_SOCK_OPS,
+    pin_error, remove_pins, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETSOCKOPT_PROG, PIN_SETTINGS,
+    PIN_SOCK_OPS, PIN_SOCK_OPS_PROG, REQUIRED,
 };
 
 /// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
@@ -241,8 +242,9 @@ pub struct Status {
     pub capped: u64,
     /// Whether both program links are still pinned.
     pub links_pinned: bool,
-    /// Whether both links are attached to this cgroup (false once the cgroup was removed: its
-    /// links are then defunct and only the pins remain; `detach` cleans them up).
+    /// Whether both links are attached to this cgroup, as the kernel says now (false once the
+    /// cgroup was removed, its links then defunct, or once a link was detached by other means,
+    /// e.g. `bpftool link detach`; `detach` and attach again repair it).
     pub linked: bool,
     /// The other `cgroup/setsockopt` programs the kernel runs after ours on this cgroup's
     /// sockets (attached later to the same cgroup, or to an ancestor). Any of them may pass a
@@ -250,6 +252,19 @@ pub struct Status {
     /// enforcement: while this is not empty, enforcement is not held. `None` when it could not
     /// be read (no CAP_NET_ADMIN, the cgroup gone).
     pub setsockopt_after_ours: Option<Vec<OtherProgram>>,
+}
+
+/// One attachment directory as [`Attachments::list_all`] found it.
+#[derive(Debug)]
+pub struct Listed {
+    /// The cgroup id (the directory's name).
+    pub cgroup_id: u64,
+    /// The cgroup's directory, `None` when no cgroup has this id now.
+    pub cgroup_path: Option<PathBuf>,
+    /// The pin directory.
+    pub pins: PathBuf,
+    /// What it holds, or why it cannot be read.
+    pub status: Result<Status, Error>,
 }
 
 /// Someone else's BPF program, as the kernel names it.
@@ -517,7 +532,9 @@ impl Attachments {
         self.ensure_bpffs()?;
         let _lock = self.lock()?;
         let dir = self.pins_of(cgroup);
-        if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
+        if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
+            // Pins that are not ours are refused, not updated (nor replaced).
+            pins::verify_ours(&dir)?;
             write_settings(&dir, settings)?;
             return Ok(Attached::Updated);
         }
@@ -602,6 +619,18 @@ impl Attachments {
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
             }
+            let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
+            let prog = sock_ops
+                .fd()
+                .map_err(|e| Error::other("get the sock_ops program's descriptor", e))?;
+            sys::pin(prog.as_fd(), &dir.join(PIN_SOCK_OPS_PROG)).map_err(|e| pin_error(&dir, e))?;
+            let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
+            let prog = setsockopt
+                .fd()
+                .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
+            sys::pin(prog.as_fd(), &dir.join(PIN_SETSOCKOPT_PROG))
+                .map_err(|e| pin_error(&dir, e))?;
+            // The links last: `REQUIRED` complete means every pin is made.
             for (name, link) in &links {
                 sys::pin(link.as_fd(), &dir.join(name)).map_err(|e| pin_error(&dir, e))?;
             }
@@ -623,7 +652,8 @@ impl Attachments {
         settings: MapSettings,
     ) -> Result<Attached, Error> {
         for _ in 0..100 {
-            if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+            if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+                pins::verify_ours(dir)?;
                 write_settings(dir, settings)?;
                 return Ok(Attached::Updated);
             }
@@ -671,11 +701,21 @@ impl Attachments {
     pub fn status(&self, cgroup: &Cgroup) -> Result<Status, Error> {
         pins::check_pin_root(&self.pin_root)?;
         let dir = self.pins_of(cgroup);
-        if !dir.join(PIN_SETTINGS).exists() {
-            return Err(Error::NotAttached {
-                path: cgroup.path.clone(),
-                pins: dir,
-            });
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotAttached {
+                    path: cgroup.path.clone(),
+                    pins: dir,
+                })
+            }
+            Err(e) => {
+                return Err(pins::pin_read_error(
+                    &self.pin_root,
+                    &cgroup.id.to_string(),
+                    e,
+                ))
+            }
         }
         let mut s = read_status(&dir, cgroup.id)?;
         s.cgroup_path = Some(cgroup.path.clone());
@@ -696,8 +736,20 @@ impl Attachments {
         Ok(removed)
     }
 
-    /// Every attachment under the pin root, by cgroup id. A missing pin root means none.
+    /// Every attachment under the pin root that can be read, by cgroup id (see
+    /// [`Attachments::list_all`] for the others). A missing pin root means none.
     pub fn list(&self) -> Result<Vec<Status>, Error> {
+        Ok(self
+            .list_all()?
+            .into_iter()
+            .filter_map(|l| l.status.ok())
+            .collect())
+    }
+
+    /// Every attachment directory under the pin root, by cgroup id, each read on its own: one
+    /// that cannot be read (broken, foreign, not permitted) is there with its error, and the
+    /// others are read all the same.
+    pub fn list_all(&self) -> Result<Vec<Listed>, Error> {
         pins::check_pin_root(&self.pin_root)?;
         let entries = match std::fs::read_dir(&self.pin_root) {
             Ok(e) => e,
@@ -716,18 +768,26 @@ impl Attachments {
             .collect();
         ids.sort_unstable();
         let paths = find_cgroups(&ids);
-        ids.into_iter()
+        Ok(ids
+            .into_iter()
             .map(|id| {
                 let dir = self.pin_root.join(id.to_string());
-                let mut s = read_status(&dir, id)?;
-                s.cgroup_path = paths.get(&id).cloned();
-                s.setsockopt_after_ours = s
-                    .cgroup_path
-                    .as_deref()
-                    .and_then(|p| setsockopt_after_ours(&dir, p));
-                Ok(s)
+                let status = read_status(&dir, id).map(|mut s| {
+                    s.cgroup_path = paths.get(&id).cloned();
+                    s.setsockopt_after_ours = s
+                        .cgroup_path
+                        .as_deref()
+                        .and_then(|p| setsockopt_after_ours(&dir, p));
+                    s
+                });
+                Listed {
+                    cgroup_id: id,
+                    cgroup_path: paths.get(&id).cloned(),
+                    pins: dir,
+                    status,
+                }
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -792,6 +852,7 @@ fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
         pins: dir.to_path_buf(),
         reason,
     };
+    pins::verify_ours(dir)?;
     let array: Array<MapData, MapSettings> =
         Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
     let settings = array

@@ -20,7 +20,21 @@ pub(crate) const PIN_SETTINGS: &str = "settings";
 pub(crate) const PIN_COUNTERS: &str = "counters";
 pub(crate) const PIN_SOCK_OPS: &str = "sock_ops";
 pub(crate) const PIN_SETSOCKOPT: &str = "setsockopt";
-pub(crate) const PINS: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
+/// The two programs themselves, so that what a link runs can be checked without
+/// CAP_SYS_ADMIN (attachments made before these were pinned are checked by program id).
+pub(crate) const PIN_SOCK_OPS_PROG: &str = "sock_ops_prog";
+pub(crate) const PIN_SETSOCKOPT_PROG: &str = "setsockopt_prog";
+/// The pins an attachment needs.
+pub(crate) const REQUIRED: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
+/// Every pin an attachment may have, in the order they are removed (links first).
+pub(crate) const PINS: [&str; 6] = [
+    PIN_SOCK_OPS,
+    PIN_SETSOCKOPT,
+    PIN_SOCK_OPS_PROG,
+    PIN_SETSOCKOPT_PROG,
+    PIN_SETTINGS,
+    PIN_COUNTERS,
+];
 /// The lock directory inside the pin root (bpffs holds no regular files, and no names with a
 /// dot): 0700, root's.
 pub(crate) const LOCK: &str = "lock";
@@ -308,5 +322,91 @@ pub(crate) fn remove_pins(pin_root: &Path, name: &str) -> Result<(), Error> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(pin_error(&dir_path, e)),
+    }
+}
+
+/// Checks that the pins in `dir` are one attachment of ours: each link is a cgroup link of the
+/// right attach type running our program (by name), and that program uses the pinned settings
+/// and counters maps. A replaced map or a foreign link is refused ([`Error::UntrustedPins`]):
+/// nothing is read from, written to or reported of such pins.
+pub(crate) fn verify_ours(dir: &Path) -> Result<(), Error> {
+    let foreign = |reason: String| Error::ForeignPins {
+        pins: dir.to_path_buf(),
+        reason,
+    };
+    let map_id = |name: &str| -> Result<u32, Error> {
+        let fd = sys::obj_get(&dir.join(name)).map_err(|e| pin_read_error(dir, name, e))?;
+        sys::map_id(std::os::fd::AsFd::as_fd(&fd))
+            .map_err(|e| foreign(format!("{name} is not a map ({e})")))
+    };
+    let settings = map_id(PIN_SETTINGS)?;
+    let counters = map_id(PIN_COUNTERS)?;
+    for (link_pin, prog_pin, name, attach_type) in [
+        (
+            PIN_SOCK_OPS,
+            PIN_SOCK_OPS_PROG,
+            "set_keepalive",
+            sys::BPF_CGROUP_SOCK_OPS,
+        ),
+        (
+            PIN_SETSOCKOPT,
+            PIN_SETSOCKOPT_PROG,
+            "enforce_keepalive",
+            sys::BPF_CGROUP_SETSOCKOPT,
+        ),
+    ] {
+        let link =
+            sys::obj_get(&dir.join(link_pin)).map_err(|e| pin_read_error(dir, link_pin, e))?;
+        let info = sys::link_info(std::os::fd::AsFd::as_fd(&link))
+            .map_err(|e| foreign(format!("{link_pin} is not a link ({e})")))?;
+        if info.attach_type != attach_type {
+            return Err(foreign(format!(
+                "{link_pin} is a link of attach type {}, not {attach_type}",
+                info.attach_type
+            )));
+        }
+        let prog = match sys::obj_get(&dir.join(prog_pin)) {
+            Ok(p) => p,
+            Err(_) => match sys::prog_by_id(info.prog_id) {
+                Ok(p) => p,
+                // An attachment pinned before its programs were, read without CAP_SYS_ADMIN:
+                // its links' programs cannot be looked at; the map ids below are not checked.
+                Err(_) => continue,
+            },
+        };
+        let p = sys::prog_info(std::os::fd::AsFd::as_fd(&prog))
+            .map_err(|e| foreign(format!("{prog_pin} is not a program ({e})")))?;
+        if p.id != info.prog_id {
+            return Err(foreign(format!(
+                "{link_pin} runs program {}, not the pinned {prog_pin} ({})",
+                info.prog_id, p.id
+            )));
+        }
+        // The kernel keeps 15 bytes of a program's name; a program loaded without CAP_SYS_ADMIN
+        // may have none (aya's probe for names needs it), then the map ids below decide.
+        if !p.name.is_empty() && p.name != name[..name.len().min(15)] {
+            return Err(foreign(format!("{link_pin} runs {:?}, not {name}", p.name)));
+        }
+        if !p.map_ids.contains(&settings) || !p.map_ids.contains(&counters) {
+            return Err(foreign(format!(
+                "{link_pin}'s program uses maps {:?}, not the pinned settings ({settings}) and counters ({counters})",
+                p.map_ids
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A pin that cannot be opened: permission (exit 9), or missing (a broken attachment).
+pub(crate) fn pin_read_error(dir: &Path, name: &str, e: io::Error) -> Error {
+    match e.raw_os_error() {
+        Some(libc::EPERM | libc::EACCES) => Error::Permission {
+            what: format!("read {}", dir.join(name).display()),
+            source: e,
+        },
+        _ => Error::BadMap {
+            pins: dir.to_path_buf(),
+            reason: format!("{name}: {e}"),
+        },
     }
 }

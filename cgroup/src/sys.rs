@@ -159,6 +159,14 @@ pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
     })
 }
 
+/// The id of a map.
+pub fn map_id(map: BorrowedFd<'_>) -> io::Result<u32> {
+    // struct bpf_map_info { __u32 type; __u32 id; ... }
+    let mut info = [0u64; 16];
+    get_info(map, &mut info)?;
+    Ok((info[0] >> 32) as u32)
+}
+
 /// BPF_PROG_GET_FD_BY_ID.
 pub fn prog_by_id(id: u32) -> io::Result<OwnedFd> {
     let mut attr = Attr([0; 128]);

@@ -307,24 +307,57 @@ impl From<&Status> for StatusJson {
 
 fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
     let door = attachments()?;
+    // Each attachment is read on its own: one that cannot be read is reported beside the others.
+    let mut broken = Vec::new();
     let all = match cgroup {
         Some(path) => {
             let cgroup = Cgroup::open(path).map_err(Failure::Kernel)?;
             vec![door.status(&cgroup).map_err(Failure::Kernel)?]
         }
-        None => door.list().map_err(Failure::Kernel)?,
+        None => {
+            let mut all = Vec::new();
+            for listed in door.list_all().map_err(Failure::Kernel)? {
+                match listed.status {
+                    Ok(s) => all.push(s),
+                    Err(e) => broken.push((listed.cgroup_id, listed.pins, e)),
+                }
+            }
+            all
+        }
+    };
+    for (id, pins, e) in &broken {
+        warn!(
+            "tcp-keepalive: status: cgroup id {id} ({}): {e}",
+            pins.display()
+        );
+    }
+    let code = if broken.is_empty() {
+        0
+    } else {
+        crate::fail::code::OTHER
     };
     if json {
         let rows: Vec<StatusJson> = all.iter().map(StatusJson::from).collect();
+        let broken: Vec<serde_json::Value> = broken
+            .iter()
+            .map(|(id, pins, e)| {
+                serde_json::json!({
+                    "cgroup_id": id,
+                    "pins": pins.display().to_string(),
+                    "error": e.to_string(),
+                })
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "pin_root": door.pin_root().display().to_string(),
             "attachments": rows,
+            "broken": broken,
         }))
         .map_err(|e| Failure::Other(format!("writing JSON failed: {e}")))?;
         say!("{text}");
-        return Ok(0);
+        return Ok(code);
     }
-    if all.is_empty() {
+    if all.is_empty() && broken.is_empty() {
         say!(
             "tcp-keepalive is attached to no cgroup (pins: {})",
             door.pin_root().display()
@@ -364,15 +397,22 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
                 },
                 s.configured.to_string(),
                 s.capped.to_string(),
-                if s.links_pinned {
-                    "yes"
-                } else {
-                    "NO: detach and attach again"
+                match (s.linked, &s.cgroup_path) {
+                    (true, _) => "yes",
+                    (false, None) => "no: cgroup gone",
+                    (false, Some(_)) => "NO: detach and attach again",
                 }
                 .into(),
             ]
         })
         .collect();
+    let mut rows = rows;
+    for (id, pins, _) in &broken {
+        let mut row = vec![format!("(pins {})", pins.display()), id.to_string()];
+        row.extend(["-", "-", "-", "-", "-"].map(String::from));
+        row.push("UNREADABLE: see above".into());
+        rows.push(row);
+    }
     for s in &all {
         if let Some(warning) = not_held(s) {
             warn!("tcp-keepalive: warning: {warning}");
@@ -391,7 +431,7 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
         ],
         &rows,
     );
-    Ok(0)
+    Ok(code)
 }
 
 /// kubepods.slice (systemd driver) or kubepods (cgroupfs driver) under `root`.

@@ -96,7 +96,7 @@ impl Failure {
                         code::NOT_CGROUP2
                     }
                     K::Permission { .. } | K::Refused { .. } => code::BPF_PERMISSION,
-                    K::UntrustedPins { .. } => code::UNTRUSTED_PINS,
+                    K::UntrustedPins { .. } | K::ForeignPins { .. } => code::UNTRUSTED_PINS,
                     K::Locked { .. } => code::LOCKED,
                     K::CgroupRoot { .. } => code::CGROUP_ROOT,
                     K::KernelUnsupported { .. } => code::KERNEL_UNSUPPORTED,

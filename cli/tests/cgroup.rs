@@ -935,6 +935,16 @@ fn least_privileges() -> Outcome {
     );
     let mut p = Peer::start(Some(&s.cgroup));
     assert_eq!(ints(&p.ask("pair4")["client"])[..2], [1, 9]);
+    // Read back and updated in place with the same capabilities (programs loaded without
+    // CAP_SYS_ADMIN have no name: the pins are recognised by their map ids).
+    let out = cli_with_caps(&s, &["cgroup", "status", cg], &[CAP_BPF, CAP_NET_ADMIN]);
+    assert_eq!(code(&out), 0, "status: {}", text(&out));
+    let out = cli_with_caps(
+        &s,
+        &["cgroup", "attach", cg, "--idle", "8"],
+        &[CAP_BPF, CAP_NET_ADMIN],
+    );
+    assert!(text(&out).starts_with("updated "), "{}", text(&out));
     let out = cli_with_caps(&s, &["cgroup", "detach", cg], &[CAP_BPF, CAP_NET_ADMIN]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let out = cli_with_caps(&s, &["cgroup", "attach", cg], &[CAP_NET_ADMIN]);
@@ -1583,6 +1593,95 @@ fn escapes_in_names() -> Outcome {
     Ok(())
 }
 
+/// `status` says what the kernel has attached, not what is pinned; one unreadable attachment
+/// (a replaced settings map) does not hide the others and is refused, not used; a user who may
+/// not read the pins is told so (exit 9), not "not attached".
+fn status_reads_the_kernel() -> Outcome {
+    let s = Scratch::new();
+    let (a, b) = (s.child("a"), s.child("b"));
+    for dir in [&a, &b] {
+        let out = s.cli(&["cgroup", "attach", dir.to_str().unwrap(), "--idle", "7"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    let id_of = |dir: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).unwrap().ino()
+    };
+    // Our sock_ops link of a, detached behind our back.
+    let link = s.pins.join(id_of(&a).to_string()).join("sock_ops");
+    let out = bpftool(&["link", "show", "pinned", link.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let link_id = v["id"].as_u64().unwrap_or_else(|| panic!("{}", text(&out)));
+    let out = bpftool(&["link", "detach", "id", &link_id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.cli(&["cgroup", "status"]);
+    let row = text(&out)
+        .lines()
+        .find(|l| l.starts_with(a.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{}", text(&out)))
+        .to_string();
+    assert!(row.ends_with("NO: detach and attach again"), "{row}");
+    let out = s.cli(&["cgroup", "status", a.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attachments"][0]["linked"], false, "{v}");
+    // Attaching again repairs it.
+    let out = s.cli(&["cgroup", "attach", a.to_str().unwrap(), "--idle", "7"]);
+    assert!(text(&out).starts_with("attached to "), "{}", text(&out));
+    let mut p = Peer::start(Some(&a));
+    assert_eq!(ints(&p.ask("pair4")["client"])[..2], [1, 7]);
+
+    // b's settings map replaced by someone else's.
+    let settings = s.pins.join(id_of(&b).to_string()).join("settings");
+    std::fs::remove_file(&settings).unwrap();
+    let out = bpftool(&[
+        "map",
+        "create",
+        settings.to_str().unwrap(),
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "24",
+        "entries",
+        "1",
+        "name",
+        "settings",
+    ]);
+    assert!(out.status.success(), "bpftool map create: {}", text(&out));
+    let out = s.cli(&["cgroup", "status", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 15, "{}", text(&out));
+    assert!(
+        text(&out).contains("not one attachment of tcp-keepalive"),
+        "{}",
+        text(&out)
+    );
+    let out = s.cli(&["cgroup", "attach", b.to_str().unwrap(), "--idle", "9"]);
+    assert_eq!(
+        code(&out),
+        15,
+        "a foreign map is not updated: {}",
+        text(&out)
+    );
+    // The whole list still shows a, and b as unreadable, exit 1.
+    let out = s.cli(&["cgroup", "status", "--json"]);
+    assert_eq!(code(&out), 1, "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attachments"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["attachments"][0]["cgroup_id"], id_of(&a), "{v}");
+    assert_eq!(v["broken"][0]["cgroup_id"], id_of(&b), "{v}");
+    let out = s.cli(&["cgroup", "status"]);
+    assert!(text(&out).contains("UNREADABLE"), "{}", text(&out));
+    // detach still removes what is there.
+    let out = s.cli(&["cgroup", "detach", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // A user who may not read the pins: exit 9, not "not attached".
+    let out = s.cli_as(&["cgroup", "status", a.to_str().unwrap()], Some(NOBODY));
+    assert_eq!(code(&out), 9, "{}", text(&out));
+    Ok(())
+}
+
 /// Every bad input: its exit code, its message, nothing attached.
 fn bad_input() -> Outcome {
     let s = Scratch::new();
@@ -1850,6 +1949,7 @@ fn main() {
         ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
+        ("status_reads_the_kernel", status_reads_the_kernel),
         ("pin_root_trust", pin_root_trust),
         ("cgroup_root_refused", cgroup_root_refused),
         ("refusals_told_apart", refusals_told_apart),
