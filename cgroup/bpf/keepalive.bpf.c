@@ -65,6 +65,19 @@ struct {
 	__type(value, struct counters);
 } counters SEC(".maps");
 
+/* The attachment's own random number, set once when it is made: the sweep asks with it whether a
+ * socket's cgroup is this attachment's or below (see enforce_keepalive). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe SEC(".maps");
+
+/* setsockopt(fd, SOL_TCP, TCPKA_PROBE, &nonce, 8): no such TCP option exists (the kernel answers
+ * ENOPROTOOPT); our program answers 0 instead when the nonce is its attachment's. */
+#define TCPKA_PROBE 0x74636b61
+
 static __always_inline struct settings *current_settings(void)
 {
 	__u32 key = 0;
@@ -200,8 +213,11 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 			goto untouched;
 	} else if (level == SOL_TCP) {
 		if (name != TCP_KEEPIDLE && name != TCP_KEEPINTVL && name != TCP_KEEPCNT &&
-		    name != TCP_USER_TIMEOUT)
+		    name != TCP_USER_TIMEOUT) {
+			if (name == TCPKA_PROBE)
+				goto probe;
 			goto untouched;
+		}
 	} else {
 		goto untouched;
 	}
@@ -249,6 +265,18 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 	struct counters *c = current_counters();
 	if (c)
 		c->capped++;
+	return 1;
+
+probe:;
+	/* Programs run for the cgroup of the socket (fixed when it was created), not of the caller:
+	 * the sweep, outside, learns whether this socket is the attachment's or below. Any other
+	 * answer leaves the call to the kernel (ENOPROTOOPT). */
+	__u32 key = 0;
+	__u64 *ours = bpf_map_lookup_elem(&probe, &key);
+	__u64 *asked = ctx->optval;
+	if (ours && *ours && ctx->optlen == sizeof(__u64) && (void *)(asked + 1) <= ctx->optval_end &&
+	    *asked == *ours)
+		ctx->optlen = -1; /* the kernel's "done": setsockopt returns 0 */
 	return 1;
 
 untouched:

@@ -177,8 +177,18 @@ impl Cgroup {
     }
 
     /// The PIDs in this cgroup and every cgroup below it (`cgroup.procs`, as this process's PID
-    /// namespace sees them), sorted; processes that move meanwhile may be missed.
+    /// namespace sees them), sorted; processes that move meanwhile may be missed. Processes
+    /// outside this PID namespace are left out ([`Cgroup::processes_all`] counts them as 0s).
     pub fn processes(&self) -> Result<Vec<i32>, Error> {
+        let mut all = self.processes_all()?;
+        all.retain(|&pid| pid != 0);
+        all.dedup();
+        Ok(all)
+    }
+
+    /// As [`Cgroup::processes`], with a 0 for every process outside this PID namespace (the
+    /// kernel lists them so in `cgroup.procs`), so a caller can say how many it cannot reach.
+    pub fn processes_all(&self) -> Result<Vec<i32>, Error> {
         let mut pids = Vec::new();
         let mut dirs = vec![self.path.clone()];
         // Bounded: a cgroup tree has at most a few hundred thousand directories.
@@ -209,8 +219,13 @@ impl Cgroup {
             }
         }
         pids.sort_unstable();
-        pids.dedup();
-        Ok(pids)
+        // Every 0 stays (each is a process), other PIDs once.
+        let zeros = pids.iter().take_while(|&&p| p == 0).count();
+        let mut out = vec![0; zeros];
+        let mut rest: Vec<i32> = pids.into_iter().filter(|&p| p != 0).collect();
+        rest.dedup();
+        out.extend(rest);
+        Ok(out)
     }
 }
 
@@ -371,6 +386,16 @@ fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
         array
             .set(0, settings, 0)
             .map_err(|e| Error::from_bpf("write the settings map", e))?;
+    }
+    {
+        let map = ebpf
+            .map_mut(pins::PIN_PROBE)
+            .ok_or_else(|| Error::other("find the probe map", "missing in the object"))?;
+        let mut array: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(|e| Error::other("open the probe map", e))?;
+        array
+            .set(0, random_nonzero(), 0)
+            .map_err(|e| Error::from_bpf("write the probe map", e))?;
     }
     let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
     sock_ops
@@ -611,7 +636,7 @@ impl Attachments {
         }
         // Until every pin is made, dropping the links detaches them again.
         let pinned = (|| -> Result<(), Error> {
-            for name in [PIN_SETTINGS, PIN_COUNTERS] {
+            for name in [PIN_SETTINGS, PIN_COUNTERS, pins::PIN_PROBE] {
                 let map = ebpf
                     .map(name)
                     .ok_or_else(|| Error::other(format!("find map {name}"), "missing"))?;
@@ -666,6 +691,22 @@ impl Attachments {
                 dir.display()
             ),
         ))
+    }
+
+    /// The check the sweep of open connections uses: which sockets belong to this attachment's
+    /// cgroup or below ([`SocketCheck::covers`]).
+    pub fn socket_check(&self, cgroup: &Cgroup) -> Result<SocketCheck, Error> {
+        pins::check_pin_root(&self.pin_root)?;
+        let dir = self.pins_of(cgroup);
+        let map = open_map(&dir, pins::PIN_PROBE)?;
+        let array: Array<MapData, u64> = Array::try_from(map).map_err(|e| Error::BadMap {
+            pins: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let nonce = array
+            .get(&0, 0)
+            .map_err(|e| Error::from_bpf("read the probe map", e))?;
+        Ok(SocketCheck { nonce })
     }
 
     /// Detaches our programs from `cgroup` (at once) and removes its pins; other programs stay
@@ -788,6 +829,51 @@ impl Attachments {
                 }
             })
             .collect())
+    }
+}
+
+/// A random u64 other than 0 (getrandom; the time and PID should it fail).
+fn random_nonzero() -> u64 {
+    let mut v = 0u64;
+    // SAFETY: getrandom into a u64 we own.
+    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
+    if n != 8 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        v = t ^ (u64::from(std::process::id()) << 32);
+    }
+    v.max(1)
+}
+
+/// Tells whether a socket belongs to an attachment's cgroup or one below it: the cgroup the
+/// socket was created in, which decides what the kernel runs for it, not the cgroup of the
+/// process holding it now (a socket passed with SCM_RIGHTS or inherited from outside, a
+/// process moved in after creating it). From [`Attachments::socket_check`].
+#[derive(Debug, Clone, Copy)]
+pub struct SocketCheck {
+    nonce: u64,
+}
+
+/// `setsockopt` level and option of the probe (`TCPKA_PROBE` in bpf/keepalive.bpf.c): no TCP
+/// option has this number, so without our program the kernel answers ENOPROTOOPT.
+const TCPKA_PROBE: libc::c_int = 0x7463_6b61;
+
+impl SocketCheck {
+    /// Whether the kernel runs this attachment's programs for `fd`'s socket: a setsockopt our
+    /// program alone answers (with the attachment's number). Changes nothing on the socket.
+    pub fn covers(&self, fd: impl AsFd) -> bool {
+        // SAFETY: setsockopt from a u64 we own, its size.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()),
+                libc::IPPROTO_TCP,
+                TCPKA_PROBE,
+                (&self.nonce as *const u64).cast(),
+                8,
+            )
+        };
+        r == 0
     }
 }
 

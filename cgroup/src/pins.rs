@@ -24,16 +24,25 @@ pub(crate) const PIN_SETSOCKOPT: &str = "setsockopt";
 /// CAP_SYS_ADMIN (attachments made before these were pinned are checked by program id).
 pub(crate) const PIN_SOCK_OPS_PROG: &str = "sock_ops_prog";
 pub(crate) const PIN_SETSOCKOPT_PROG: &str = "setsockopt_prog";
-/// The pins an attachment needs.
-pub(crate) const REQUIRED: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
+/// The map holding the attachment's probe number (the sweep's socket check).
+pub(crate) const PIN_PROBE: &str = "probe";
+/// The pins an attachment needs (one made before the probe is made afresh by attach).
+pub(crate) const REQUIRED: [&str; 5] = [
+    PIN_SOCK_OPS,
+    PIN_SETSOCKOPT,
+    PIN_SETTINGS,
+    PIN_COUNTERS,
+    PIN_PROBE,
+];
 /// Every pin an attachment may have, in the order they are removed (links first).
-pub(crate) const PINS: [&str; 6] = [
+pub(crate) const PINS: [&str; 7] = [
     PIN_SOCK_OPS,
     PIN_SETSOCKOPT,
     PIN_SOCK_OPS_PROG,
     PIN_SETSOCKOPT_PROG,
     PIN_SETTINGS,
     PIN_COUNTERS,
+    PIN_PROBE,
 ];
 /// The lock directory inside the pin root (bpffs holds no regular files, and no names with a
 /// dot): 0700, root's.
@@ -387,7 +396,15 @@ pub(crate) fn verify_ours(dir: &Path) -> Result<(), Error> {
         if !p.name.is_empty() && p.name != name[..name.len().min(15)] {
             return Err(foreign(format!("{link_pin} runs {:?}, not {name}", p.name)));
         }
-        if !p.map_ids.contains(&settings) || !p.map_ids.contains(&counters) {
+        let probe = if link_pin == PIN_SETSOCKOPT {
+            map_id(PIN_PROBE).ok()
+        } else {
+            None
+        };
+        if !p.map_ids.contains(&settings)
+            || !p.map_ids.contains(&counters)
+            || probe.is_some_and(|id| !p.map_ids.contains(&id))
+        {
             return Err(foreign(format!(
                 "{link_pin}'s program uses maps {:?}, not the pinned settings ({settings}) and counters ({counters})",
                 p.map_ids

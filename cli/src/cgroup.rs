@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use tcp_keepalive::KeepAlive;
-use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup, Status};
+use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup, SocketCheck, Status};
 
 use crate::fail::Failure;
 use crate::process::Process;
@@ -166,13 +166,26 @@ fn attach_and_sweep(
             }
         }
     }
-    let swept = sweep(cgroup, keepalive)?;
+    let check = door.socket_check(cgroup).map_err(Failure::Kernel)?;
+    let swept = sweep(cgroup, keepalive, &check)?;
     say!(
-        "open connections: changed {} of {} TCP sockets in {} processes",
+        "open connections: changed {} of {} TCP sockets in {} processes{}",
         swept.changed,
         swept.sockets,
         swept.processes,
+        match swept.outside {
+            0 => String::new(),
+            n => format!(
+                " ({n} more held there belong to a cgroup outside, made before the process moved in or passed in from outside: left alone)"
+            ),
+        }
     );
+    if swept.other_pid_namespace > 0 {
+        warn!(
+            "tcp-keepalive: sweep: {} processes of the cgroup are outside this process's PID namespace (cgroup.procs lists them as 0), so their open connections were not changed; the sweep needs the host's PID namespace (hostPID: true in a pod); new connections are covered all the same",
+            swept.other_pid_namespace
+        );
+    }
     // The attachment stands (every new connection is covered), so these are warnings.
     for failure in &swept.failed {
         warn!("tcp-keepalive: sweep: {failure}");
@@ -186,17 +199,26 @@ struct Sweep {
     processes: usize,
     sockets: usize,
     changed: usize,
+    /// Sockets the processes hold whose own cgroup is outside the attached one: not touched.
+    outside: usize,
+    /// Processes cgroup.procs shows as 0: in a PID namespace this process cannot see.
+    other_pid_namespace: usize,
     failed: Vec<String>,
 }
 
-/// Caps every TCP socket of every process in the cgroup and below at the settings (keep-alive
+/// Caps every TCP socket that belongs to the cgroup or below (`SocketCheck`), of every process
+/// in the cgroup and below, at the settings (keep-alive
 /// on, each timing the smaller of the socket's and ours: `KeepAlive::apply_ceiling`), through
 /// pidfd_getfd duplicates. Processes gone meanwhile are skipped.
-fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
+fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive, check: &SocketCheck) -> Result<Sweep, Failure> {
     let mut out = Sweep::default();
     let own = std::process::id() as i32;
     crate::process::raise_open_file_limit();
-    for pid in cgroup.processes().map_err(Failure::Kernel)? {
+    for pid in cgroup.processes_all().map_err(Failure::Kernel)? {
+        if pid == 0 {
+            out.other_pid_namespace += 1;
+            continue;
+        }
         if pid == own {
             continue;
         }
@@ -210,6 +232,12 @@ fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
         };
         // One duplicate at a time, as `apply` does: any process under any open-file limit.
         let visited = process.each_tcp_socket(|s| {
+            // Only sockets of the attached cgroup or below: the socket's own cgroup, which the
+            // kernel (and so our program) goes by, not the process's.
+            if !check.covers(&s.dup) {
+                out.outside += 1;
+                return Ok(());
+            }
             out.sockets += 1;
             // A ceiling, as for new connections: a program's shorter choice stays.
             match keepalive.apply_ceiling(&s.dup) {

@@ -1063,6 +1063,50 @@ fn attach_sweeps_open_connections() -> Outcome {
     Ok(())
 }
 
+/// The sweep goes by each socket's own cgroup, not its process's: a process that moved into the
+/// cgroup after making its sockets keeps them as they were (so does a socket passed in from
+/// outside, which is the same to the kernel); in another PID namespace the sweep names the cause.
+fn sweep_only_the_cgroups_own_sockets() -> Outcome {
+    let s = Scratch::new();
+    let mut inside = Peer::start(Some(&s.cgroup));
+    inside.ask("pair4");
+    let mut moved = Peer::start(None);
+    moved.ask("pair4");
+    std::fs::write(s.cgroup.join("cgroup.procs"), moved.child.id().to_string()).unwrap();
+    let said = s.attach(&["--idle", "9", "--interval", "2", "--count", "4"]);
+    assert!(
+        said.contains("changed 3 of 3 TCP sockets in 2 processes (3 more held there belong to a cgroup outside"),
+        "{said}"
+    );
+    assert_eq!(ints(&inside.ask("read 0")["client"]), [1, 9, 2, 4, 0]);
+    let r = moved.ask("read 0");
+    assert_eq!(ints(&r["client"]), system_defaults(), "{r}");
+    assert_eq!(ints(&r["server"]), system_defaults(), "{r}");
+    // From another PID namespace cgroup.procs shows the processes as 0.
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(cli_exe())
+        .args([
+            "cgroup",
+            "attach",
+            s.cgroup.to_str().unwrap(),
+            "--idle",
+            "9",
+        ])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .output()
+        .expect("unshare (util-linux)");
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("2 processes of the cgroup are outside this process's PID namespace"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("hostPID"), "{}", text(&out));
+    assert!(!text(&out).contains("process 0"), "{}", text(&out));
+    Ok(())
+}
+
 fn bpftool(args: &[&str]) -> Output {
     Command::new("bpftool")
         .args(args)
@@ -1949,6 +1993,10 @@ fn main() {
         ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
+        (
+            "sweep_only_the_cgroups_own_sockets",
+            sweep_only_the_cgroups_own_sockets,
+        ),
         ("status_reads_the_kernel", status_reads_the_kernel),
         ("pin_root_trust", pin_root_trust),
         ("cgroup_root_refused", cgroup_root_refused),
