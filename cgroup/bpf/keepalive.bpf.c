@@ -22,6 +22,7 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
+#define IPPROTO_MPTCP 262
 #define SOL_SOCKET 1
 #define SO_KEEPALIVE 9
 #define SOL_TCP 6
@@ -222,9 +223,11 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 		goto untouched;
 	}
 
+	/* TCP, and MPTCP held to the same ceiling (as the preload does): the kernel passes an MPTCP
+	 * socket's keep-alive options on to its subflows. */
 	struct bpf_sock *sk = ctx->sk;
-	if (!sk || sk->protocol != IPPROTO_TCP || sk->type != SOCK_STREAM ||
-	    (sk->family != AF_INET && sk->family != AF_INET6))
+	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_MPTCP) ||
+	    sk->type != SOCK_STREAM || (sk->family != AF_INET && sk->family != AF_INET6))
 		goto untouched;
 	struct settings *s = current_settings();
 	if (!s || !s->enforce)

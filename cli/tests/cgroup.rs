@@ -83,9 +83,13 @@ fn socket_with_idle(family: i32, idle: i32) -> std::os::fd::OwnedFd {
 }
 
 fn tcp_socket(family: i32) -> std::os::fd::OwnedFd {
+    tcp_socket_of(family, 0)
+}
+
+fn tcp_socket_of(family: i32, protocol: i32) -> std::os::fd::OwnedFd {
     use std::os::fd::FromRawFd;
     // SAFETY: a new socket we own.
-    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, protocol) };
     assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     // SAFETY: fd is ours and open.
     unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
@@ -223,6 +227,13 @@ fn child_main() {
                 });
                 pairs.push((l, c, a));
                 v
+            }
+            ["mptcp", level, name, value] => {
+                // An MPTCP socket, unconnected: the program's own write on it.
+                let fd = tcp_socket_of(libc::AF_INET, 262);
+                let (level, name) = (level.parse().unwrap(), name.parse().unwrap());
+                let ret = raw_set(fd.as_raw_fd(), level, name, value.parse().unwrap(), 4);
+                serde_json::json!({ "ret": ret, "value": raw_get(fd.as_raw_fd(), level, name) })
             }
             ["value", n, level, name] => {
                 let (_, c, _) = &pairs[n.parse::<usize>().unwrap()];
@@ -700,8 +711,9 @@ fn shared_enforce_table() -> Outcome {
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
         let f: Vec<&str> = line.split('\t').collect();
-        assert_eq!(f.len(), 12, "bad row {line:?}");
+        assert_eq!(f.len(), 13, "bad row {line:?}");
         let when = f[10];
+        let mptcp = f[11] == "mptcp";
         let enforce = if when == "connect" {
             "--no-enforce"
         } else {
@@ -733,8 +745,16 @@ fn shared_enforce_table() -> Outcome {
         let (level, name): (i32, i32) = (f[4].parse().unwrap(), f[5].parse().unwrap());
         let (requested, expected): (i32, i32) = (f[7].parse().unwrap(), f[8].parse().unwrap());
         let optlen: usize = f[9].parse().unwrap();
+        let mptcp_control = mptcp.then(|| tcp_socket_of(libc::AF_INET, 262));
+        let control_fd = mptcp_control
+            .as_ref()
+            .map_or(control_fd, std::os::fd::AsRawFd::as_raw_fd);
         let want_ret = raw_set(control_fd, level, name, expected, 4);
         let (ret, value) = match when {
+            "write" if mptcp => {
+                let r = p.ask(&format!("mptcp {level} {name} {requested}"));
+                (r["ret"].as_i64(), r["value"].as_i64())
+            }
             "write" => {
                 let r = p.ask(&format!("set {pair} {level} {name} {requested} {optlen}"));
                 (r["ret"].as_i64(), r["value"].as_i64())
@@ -764,10 +784,10 @@ fn shared_enforce_table() -> Outcome {
                 "row {line:?}"
             );
         }
-        *rows.entry(when.to_string()).or_default() += 1;
+        *rows.entry(format!("{when}/{}", f[11])).or_default() += 1;
     }
     assert!(
-        ["write", "connect", "sweep"]
+        ["write/tcp", "connect/tcp", "sweep/tcp", "write/mptcp"]
             .iter()
             .all(|w| rows.get(*w).copied().unwrap_or(0) > 0),
         "rows of every kind in {}: {rows:?}",

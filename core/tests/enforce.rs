@@ -6,7 +6,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ const TABLE: &str = include_str!("data/enforce-cases.tsv");
 struct Case {
     line: usize,
     when: String,
+    socket: String,
     keepalive: KeepAlive,
     level: i32,
     name: i32,
@@ -36,9 +36,15 @@ fn cases() -> Vec<Case> {
         // is the same for a write, a value set before connect and an open socket swept.
         assert_eq!(
             f.len(),
-            12,
-            "line {}: 12 fields expected: {line:?}",
+            13,
+            "line {}: 13 fields expected: {line:?}",
             index + 1
+        );
+        assert!(
+            matches!(f[11], "tcp" | "mptcp"),
+            "line {}: socket {:?}",
+            index + 1,
+            f[11]
         );
         assert!(
             matches!(f[10], "write" | "connect" | "sweep"),
@@ -64,6 +70,7 @@ fn cases() -> Vec<Case> {
         cases.push(Case {
             line: index + 1,
             when: f[10].to_string(),
+            socket: f[11].to_string(),
             keepalive,
             level: num(4) as i32,
             name: num(5) as i32,
@@ -145,7 +152,7 @@ fn from_raw_knows_every_option_by_this_platforms_numbers() {
 }
 
 /// `setsockopt` as a program would call it: `Ok` or the kernel's errno.
-fn set(stream: &TcpStream, level: i32, name: i32, value: i32) -> Result<(), i32> {
+fn set(stream: &impl AsRawFd, level: i32, name: i32, value: i32) -> Result<(), i32> {
     // SAFETY: pointer and length describe a live int.
     let rc = unsafe {
         libc::setsockopt(
@@ -166,7 +173,10 @@ fn set(stream: &TcpStream, level: i32, name: i32, value: i32) -> Result<(), i32>
 #[test]
 fn the_kernel_answers_the_enforced_value_as_it_answers_the_requested_one() {
     for addr in common::loopbacks() {
-        for case in cases().into_iter().filter(|c| c.option != "-") {
+        for case in cases()
+            .into_iter()
+            .filter(|c| c.option != "-" && c.socket == "tcp")
+        {
             let pair = common::pair(addr);
             let plain = &pair.client;
             let enforced = &pair.server;
@@ -222,4 +232,50 @@ fn the_sweep_caps_an_open_socket() {
         }
     }
     assert!(rows >= 6, "sweep rows: {rows}");
+}
+
+/// An MPTCP socket of `family`, or `None` where the kernel has no MPTCP (then its rows cannot
+/// be checked here: said on stderr).
+fn mptcp_socket(family: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket we own.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 262) };
+    // SAFETY: fd is new and ours.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The MPTCP rows (the operator doors hold MPTCP sockets to the same ceiling): the enforced
+/// value answers on an MPTCP socket as the requested one does, and is what the kernel holds.
+#[test]
+fn mptcp_rows_answer_on_an_mptcp_socket() {
+    let mut rows = 0;
+    for case in cases().into_iter().filter(|c| c.socket == "mptcp") {
+        let (Some(plain), Some(enforced)) =
+            (mptcp_socket(libc::AF_INET), mptcp_socket(libc::AF_INET))
+        else {
+            eprintln!(
+                "no MPTCP in this kernel (net.mptcp.enabled): line {} not checked",
+                case.line
+            );
+            continue;
+        };
+        let without_us = set(&plain, case.level, case.name, case.requested);
+        let with_us = set(&enforced, case.level, case.name, case.expected);
+        assert_eq!(with_us, without_us, "line {}", case.line);
+        if with_us.is_ok() {
+            let want = if case.option == "SO_KEEPALIVE" {
+                1
+            } else {
+                case.expected
+            };
+            assert_eq!(
+                common::raw_get(&enforced, case.level, case.name),
+                want,
+                "line {}",
+                case.line
+            );
+        }
+        rows += 1;
+    }
+    assert!(rows == 0 || rows >= 4, "mptcp rows: {rows}");
 }
