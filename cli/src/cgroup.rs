@@ -89,7 +89,22 @@ pub enum CgroupCmd {
         /// Leave the attachment in place when the agent ends (new pods stay covered meanwhile).
         #[arg(long)]
         keep_on_exit: bool,
+        /// How often the agent checks that kubepods is still the cgroup it attached to and that
+        /// its programs are still attached there (kubepods removed and made again, a link
+        /// detached), and attaches again if not.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = recheck_interval)]
+        recheck: std::time::Duration,
     },
+}
+
+/// `--recheck`: a duration of 100ms to 1h (core's parser for the text).
+fn recheck_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = tcp_keepalive::parse_duration("recheck", text).map_err(|e| e.to_string())?;
+    if !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600)).contains(&d)
+    {
+        return Err(format!("invalid recheck: {text:?} (allowed: 100ms to 1h)"));
+    }
+    Ok(d)
 }
 
 /// The settings `attach` and `agent` take.
@@ -132,7 +147,8 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             cgroup_root,
             settings,
             keep_on_exit,
-        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit),
+            recheck,
+        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit, *recheck),
     }
 }
 
@@ -477,6 +493,7 @@ fn run_agent(
     cgroup_root: Option<&Path>,
     settings: &DoorSettings,
     keep_on_exit: bool,
+    recheck: std::time::Duration,
 ) -> Result<i32, Failure> {
     let keepalive = settings.timings.resolve()?;
     // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
@@ -491,22 +508,61 @@ fn run_agent(
             })
         })?,
     };
-    let cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
+    let mut cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
     attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
-    // Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
-    // pins; clearing them is safe, the kernel reports their links attached to nothing.
-    match attachments()?.remove_defunct() {
-        Ok(ids) if !ids.is_empty() => {
-            say!(
-                "agent: removed the pins of {} cgroups that are gone: {ids:?}",
-                ids.len()
-            )
+    remove_defunct();
+    say!(
+        "agent: waiting for SIGTERM or SIGINT; checking kubepods every {}ms",
+        recheck.as_millis()
+    );
+    let mut missing_said = false;
+    // Bounded by the signal: every pass waits `recheck` for it.
+    let signal = loop {
+        if let Some(signal) = wait_for(&signals, recheck) {
+            break signal;
         }
-        Ok(_) => {}
-        Err(e) => warn!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
-    }
-    say!("agent: waiting for SIGTERM or SIGINT");
-    let signal = wait_for(&signals);
+        // kubepods removed and made again is another cgroup (another id), with nothing of ours
+        // attached: new pods there would stay uncovered while the agent looked healthy.
+        let now = match find_kubepods(&root).and_then(|p| Cgroup::open(p).map_err(Failure::Kernel))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if !missing_said {
+                    warn!(
+                        "tcp-keepalive: agent: kubepods is gone ({e}); waiting for it to come back"
+                    );
+                    missing_said = true;
+                }
+                continue;
+            }
+        };
+        missing_said = false;
+        let linked = attachments()?.status(&now).is_ok_and(|s| s.linked);
+        if now.id() == cgroup.id() && linked {
+            continue;
+        }
+        say!(
+            "agent: {} (cgroup id {}, was {}) has {}: attaching again",
+            now.path().display(),
+            now.id(),
+            cgroup.id(),
+            if now.id() != cgroup.id() {
+                "been made again"
+            } else {
+                "lost our programs"
+            }
+        );
+        match attach_and_sweep(&attachments()?, &now, &keepalive, !settings.no_enforce) {
+            Ok(()) => {
+                cgroup = now;
+                remove_defunct();
+            }
+            Err(e) => warn!(
+                "tcp-keepalive: agent: attaching again failed (next try in {}ms): {e}",
+                recheck.as_millis()
+            ),
+        }
+    };
     if keep_on_exit {
         say!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
         return Ok(0);
@@ -517,6 +573,22 @@ fn run_agent(
         cgroup.path().display()
     );
     Ok(0)
+}
+
+/// Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
+/// pins; clearing them is safe, the kernel reports their links attached to nothing.
+fn remove_defunct() {
+    match attachments().map(|a| a.remove_defunct()) {
+        Ok(Ok(ids)) if !ids.is_empty() => {
+            say!(
+                "agent: removed the pins of {} cgroups that are gone: {ids:?}",
+                ids.len()
+            )
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
+        Err(e) => warn!("tcp-keepalive: agent: {e}"),
+    }
 }
 
 fn block_termination() -> libc::sigset_t {
@@ -531,9 +603,13 @@ fn block_termination() -> libc::sigset_t {
     }
 }
 
-fn wait_for(set: &libc::sigset_t) -> i32 {
-    let mut signal: libc::c_int = 0;
-    // SAFETY: sigwait on a set we blocked; it only writes the signal number.
-    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
-    signal
+/// The signal of `set` that arrived within `timeout`, or `None`.
+fn wait_for(set: &libc::sigset_t, timeout: std::time::Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: sigtimedwait on a set we blocked, with a timespec we own; no siginfo wanted.
+    let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (signal > 0).then_some(signal)
 }

@@ -398,6 +398,13 @@ impl Scratch {
         text(&out)
     }
 
+    /// The one attachment of `cgroup`, as `status --json` says.
+    fn status_of(&self, cgroup: &Path) -> Value {
+        let out = self.cli(&["cgroup", "status", cgroup.to_str().unwrap(), "--json"]);
+        assert_eq!(code(&out), 0, "status: {}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["attachments"][0].clone()
+    }
+
     fn status(&self) -> Value {
         let out = self.cli(&["cgroup", "status", self.cgroup.to_str().unwrap(), "--json"]);
         assert_eq!(code(&out), 0, "status: {}", text(&out));
@@ -1946,6 +1953,79 @@ fn agent_attaches_at_kubepods() -> Outcome {
     Ok(())
 }
 
+/// kubepods removed and made again (a node's kubelet restarted with a wiped cgroup tree): the
+/// agent notices within its --recheck interval and attaches to the new one, so pods created
+/// there are covered; on SIGTERM it detaches from the new one.
+fn agent_notices_kubepods_made_again() -> Outcome {
+    let s = Scratch::new();
+    s.child("kubepods/burstable/pod-a");
+    let kubepods = s.cgroup.join("kubepods");
+    let linked = |s: &Scratch| {
+        let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap(), "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)["attachments"][0]
+            ["linked"]
+            == true
+    };
+    let agent = Command::new(cli_exe())
+        .args([
+            "cgroup",
+            "agent",
+            "--cgroup-root",
+            s.cgroup.to_str().unwrap(),
+        ])
+        .args(["--idle", "8", "--recheck", "200ms"])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !linked(&s) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(linked(&s), "the agent did not attach");
+    let old_id = s.status_of(&kubepods)["cgroup_id"].as_u64().unwrap();
+    for dir in ["kubepods/burstable/pod-a", "kubepods/burstable", "kubepods"] {
+        std::fs::remove_dir(s.cgroup.join(dir)).unwrap();
+    }
+    let pod = s.child("kubepods/burstable/pod-b");
+    let made = Instant::now();
+    while !linked(&s) && made.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = made.elapsed();
+    assert!(
+        linked(&s),
+        "kubepods made again: not attached after {took:?}"
+    );
+    println!(
+        "  kubepods made again: attached after {} ms (--recheck 200ms)",
+        took.as_millis()
+    );
+    assert_ne!(
+        s.status_of(&kubepods)["cgroup_id"].as_u64().unwrap(),
+        old_id
+    );
+    let mut p = Peer::start(Some(&pod));
+    assert_eq!(ints(&p.ask("pair4")["client"]), [1, 8, 10, 6, 0]);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "agent: {}", text(&out));
+    assert!(
+        text(&out).contains("been made again: attaching again"),
+        "{}",
+        text(&out)
+    );
+    let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap()]);
+    assert_eq!(code(&out), 12, "detached on SIGTERM: {}", text(&out));
+    assert!(
+        !s.pins.join(old_id.to_string()).exists(),
+        "the old kubepods' pins stay"
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------- the runner
 
 fn main() {
@@ -2023,6 +2103,10 @@ fn main() {
         ("refusals_told_apart", refusals_told_apart),
         ("escapes_in_names", escapes_in_names),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
+        (
+            "agent_notices_kubepods_made_again",
+            agent_notices_kubepods_made_again,
+        ),
     ];
     let (mut passed, mut failed, mut skipped) = (0, 0, 0);
     for (name, case) in cases {
