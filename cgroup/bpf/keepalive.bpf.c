@@ -35,7 +35,8 @@
 #define MAX_TCP_KEEPINTVL 32767
 #define MAX_TCP_KEEPCNT 127
 
-/* Must match `Settings` in cgroup/src/map.rs (#[repr(C)]). */
+/* The one definition of the settings map value; `MapSettings` in cgroup/src/map.rs is its
+ * #[repr(C)] twin, checked member by member against this object's BTF by a test there. */
 #define SETTINGS_LAYOUT 1
 struct settings {
 	__u32 layout;		/* SETTINGS_LAYOUT once filled; 0: do nothing */
@@ -46,7 +47,8 @@ struct settings {
 	__u32 enforce;		/* 1: cap the program's own writes (cgroup/setsockopt) */
 };
 
-/* Must match `Counters` in cgroup/src/map.rs; per CPU, summed by user space. */
+/* Its twin is `MapCounters` in cgroup/src/map.rs (checked the same way); per CPU, summed by
+ * user space. */
 struct counters {
 	__u64 configured;	/* connections given the settings (established callbacks) */
 	__u64 capped;		/* program writes rewritten by enforcement */

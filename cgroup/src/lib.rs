@@ -2,18 +2,25 @@
 //! pod, a systemd service, a whole node's `kubepods`) gets the operator's keep-alive, whatever
 //! the program's language or libc, static Go binaries included.
 //!
-//! Two BPF programs (C in `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded)
-//! share one settings map:
+//! The operator's settings are a ceiling (DESIGN.md, "Who decides"): keep-alive on, each timing
+//! the smaller of the program's own choice and the operator's. Two BPF programs (C in
+//! `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded) share one settings map:
 //!
-//! - a `sock_ops` program sets `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `TCP_USER_TIMEOUT`
-//!   (when asked for) and `SO_KEEPALIVE` on every connection before its SYN and once established;
-//! - a `cgroup/setsockopt` program, while enforcement is on, keeps the operator's settings a
-//!   ceiling: a program may choose shorter timings but cannot turn keep-alive off or lengthen them
+//! - a `sock_ops` program caps `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT` and
+//!   `TCP_USER_TIMEOUT` (when asked for) and sets `SO_KEEPALIVE`: on a connection made here
+//!   before its SYN (`TCP_CONNECT_CB`), on one accepted here once established
+//!   (`PASSIVE_ESTABLISHED_CB`);
+//! - a `cgroup/setsockopt` program, while enforcement is on, caps the program's own writes
 //!   (Go sets 15/15/9 on every connection right after connect).
 //!
-//! One attachment per cgroup, with its own map, pinned under the BPF file system in
-//! `<pin root>/<cgroup id>/{settings,counters,sock_ops,setsockopt}` so it outlives this process.
-//! Links are used (Linux 5.7+), so other programs attached to the cgroup stay attached.
+//! One attachment per cgroup, with its own maps, pinned under the BPF file system in
+//! `<pin root>/<cgroup id>/` so it outlives this process. Links are used (Linux 5.7+), so other
+//! programs attached to the cgroup stay attached.
+//!
+//! The rooms: `cgroupfs` (the cgroup v2 file system and its one bounded walk), `kernel` (what
+//! the kernel can and reports), `load` (the object into the kernel), `pins` (trusted pin
+//! directories, the lock, reading and writing pinned maps), `sys` (raw bpf(2) commands), `map`
+//! (the map values shared with C); this file holds the attachments built from them.
 //!
 //! ```no_run
 //! use tcp_keepalive::KeepAlive;
@@ -27,207 +34,48 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cgroupfs;
 mod error;
+mod kernel;
+mod load;
 mod map;
 mod pins;
 mod sys;
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::maps::{Array, MapData};
 use aya::programs::{CgroupSockopt, SockOps};
-use aya::{Ebpf, EbpfLoader};
 use tcp_keepalive::KeepAlive;
 
+pub use cgroupfs::{cgroup2_mount, Cgroup};
 pub use error::Error;
-use map::{MapCounters, MapSettings};
+pub use kernel::{kernel_release, OtherProgram, MIN_KERNEL};
+pub use load::probe;
+
+use cgroupfs::{find_cgroups, statfs_magic, BPF_FS_MAGIC};
+use kernel::{
+    attach_type_of, check_kernel, exclusive_holder, links_attached, setsockopt_after_ours,
+};
+use load::{io_of, map_data, program};
+use map::MapSettings;
 pub use pins::DEFAULT_LOCK_TIMEOUT;
+use pins::{open_map, read_status, write_settings};
 use pins::{
     pin_error, remove_pins, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETSOCKOPT_PROG, PIN_SETTINGS,
     PIN_SOCK_OPS, PIN_SOCK_OPS_PROG, REQUIRED,
 };
 
-/// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
-
 /// Where attachments are pinned unless `TCP_KEEPALIVE_PIN_ROOT` says otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/tcp-keepalive";
 /// The environment variable that moves the pin root (tests, a second agent).
 pub const PIN_ROOT_ENV: &str = "TCP_KEEPALIVE_PIN_ROOT";
-/// The oldest kernel whose `bpf_setsockopt` takes the keep-alive options (commit f9bcf96837f1).
-pub const MIN_KERNEL: (u32, u32) = (5, 9);
-
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
 /// The environment variable that bounds the wait for another attach or detach (a duration
 /// such as `10s` or `500ms`; default [`DEFAULT_LOCK_TIMEOUT`]).
 pub const LOCK_TIMEOUT_ENV: &str = "TCP_KEEPALIVE_LOCK_TIMEOUT";
-
-fn statfs_magic(path: &Path) -> io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statfs into a zeroed buffer we own, with a NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs by architecture
-    Ok(st.f_type as i64)
-}
-
-/// The cgroup v2 mount point, from `/proc/mounts` (`/sys/fs/cgroup` on a unified system,
-/// `/sys/fs/cgroup/unified` on a hybrid one).
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut f = line.split_whitespace();
-        let (_, dir, fs) = (f.next()?, f.next()?, f.next()?);
-        (fs == "cgroup2").then(|| PathBuf::from(unescape_mount(dir)))
-    })
-}
-
-/// `/proc/mounts` writes spaces and the like as octal escapes (`\040`).
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(n);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn mount_hint() -> String {
-    cgroup2_mount().map_or_else(
-        || "none is mounted here: `mount -t cgroup2 none /sys/fs/cgroup`".into(),
-        |m| format!("{}/...", m.display()),
-    )
-}
-
-/// A cgroup v2 directory, checked: it exists, is a directory, and is on cgroup2fs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cgroup {
-    path: PathBuf,
-    id: u64,
-}
-
-impl Cgroup {
-    /// Checks that `path` is a cgroup v2 directory (not a cgroup v1 controller directory, not a
-    /// plain directory) and reads its id.
-    pub fn open(path: impl AsRef<Path>) -> Result<Cgroup, Error> {
-        let path = path.as_ref().to_path_buf();
-        let not_dir = |reason: String| Error::NotADirectory {
-            path: path.clone(),
-            reason,
-            hint: mount_hint(),
-        };
-        let meta = std::fs::metadata(&path).map_err(|e| not_dir(e.to_string()))?;
-        if !meta.is_dir() {
-            return Err(not_dir("a file".into()));
-        }
-        let magic = statfs_magic(&path).map_err(|e| not_dir(e.to_string()))?;
-        match magic {
-            CGROUP2_SUPER_MAGIC => Ok(Cgroup {
-                // On cgroup2fs a directory's inode number is the cgroup id (64-bit kernfs ids).
-                id: meta.ino(),
-                // `.` or a symlink shown as the directory it is.
-                path: std::fs::canonicalize(&path).unwrap_or(path),
-            }),
-            CGROUP_SUPER_MAGIC => Err(Error::CgroupV1 {
-                path,
-                hint: mount_hint(),
-            }),
-            other => Err(Error::NotCgroup {
-                path,
-                fs: format!("{other:#x}"),
-                hint: mount_hint(),
-            }),
-        }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Whether this is the cgroup v2 root (id 1, or the mount point itself, as a cgroup
-    /// namespace shows its root): every process of the host, or of the namespace, is below it.
-    pub fn is_root(&self) -> bool {
-        self.id == 1 || cgroup2_mount().is_some_and(|m| m == self.path)
-    }
-
-    /// The kernel's cgroup id (what `bpf_get_current_cgroup_id` returns; names the pin directory).
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The PIDs in this cgroup and every cgroup below it (`cgroup.procs`, as this process's PID
-    /// namespace sees them), sorted; processes that move meanwhile may be missed. Processes
-    /// outside this PID namespace are left out ([`Cgroup::processes_all`] counts them as 0s).
-    pub fn processes(&self) -> Result<Vec<i32>, Error> {
-        let mut all = self.processes_all()?;
-        all.retain(|&pid| pid != 0);
-        all.dedup();
-        Ok(all)
-    }
-
-    /// As [`Cgroup::processes`], with a 0 for every process outside this PID namespace (the
-    /// kernel lists them so in `cgroup.procs`), so a caller can say how many it cannot reach.
-    pub fn processes_all(&self) -> Result<Vec<i32>, Error> {
-        let mut pids = Vec::new();
-        let mut dirs = vec![self.path.clone()];
-        // Bounded: a cgroup tree has at most a few hundred thousand directories.
-        let mut budget = 1_000_000usize;
-        while let Some(dir) = dirs.pop() {
-            budget = budget.saturating_sub(1);
-            if budget == 0 {
-                break;
-            }
-            match std::fs::read_to_string(dir.join("cgroup.procs")) {
-                Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-                // Removed since it was listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::other(
-                        format!("read {}/cgroup.procs", dir.display()),
-                        e,
-                    ))
-                }
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                dirs.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-        }
-        pids.sort_unstable();
-        // Every 0 stays (each is a process), other PIDs once.
-        let zeros = pids.iter().take_while(|&&p| p == 0).count();
-        let mut out = vec![0; zeros];
-        let mut rest: Vec<i32> = pids.into_iter().filter(|&p| p != 0).collect();
-        rest.dedup();
-        out.extend(rest);
-        Ok(out)
-    }
-}
 
 /// What [`Attachments::attach`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,149 +128,6 @@ pub struct Listed {
     pub pins: PathBuf,
     /// What it holds, or why it cannot be read.
     pub status: Result<Status, Error>,
-}
-
-/// Someone else's BPF program, as the kernel names it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OtherProgram {
-    /// The kernel's program id (`bpftool prog show id N`).
-    pub id: u32,
-    /// Its name, empty when it could not be read (needs CAP_SYS_ADMIN).
-    pub name: String,
-}
-
-impl std::fmt::Display for OtherProgram {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.name.as_str() {
-            "" => write!(f, "program id {}", self.id),
-            name => write!(f, "program id {} ({name})", self.id),
-        }
-    }
-}
-
-/// The `cgroup/setsockopt` programs that run after ours (pinned in `dir`) on the sockets of
-/// the cgroup at `path`, in the kernel's order; `None` when that cannot be read.
-fn setsockopt_after_ours(dir: &Path, path: &Path) -> Option<Vec<OtherProgram>> {
-    let link = sys::obj_get(&dir.join(PIN_SETSOCKOPT)).ok()?;
-    let ours = sys::link_info(link.as_fd()).ok()?.prog_id;
-    let cgroup = File::open(path).ok()?;
-    let ids = sys::effective_programs(cgroup.as_fd(), sys::BPF_CGROUP_SETSOCKOPT).ok()?;
-    let at = ids.iter().position(|id| *id == ours)?;
-    Some(
-        ids[at + 1..]
-            .iter()
-            .map(|&id| OtherProgram {
-                id,
-                name: sys::prog_by_id(id)
-                    .and_then(|fd| sys::prog_info(fd.as_fd()))
-                    .map(|info| info.name)
-                    .unwrap_or_default(),
-            })
-            .collect(),
-    )
-}
-
-/// The kernel's release (`uname -r`) and whether it is at least [`MIN_KERNEL`].
-pub fn kernel_release() -> (String, bool) {
-    // SAFETY: uname into a zeroed buffer we own.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return (String::from("unknown"), false);
-    }
-    // SAFETY: uname NUL-terminates release.
-    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
-    let ok = release_at_least(&release, MIN_KERNEL);
-    (release, ok)
-}
-
-/// `"6.1.0-13-amd64"` against `(5, 9)`: the first two numbers decide.
-fn release_at_least(release: &str, min: (u32, u32)) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= min,
-        _ => false,
-    }
-}
-
-fn check_kernel() -> Result<(), Error> {
-    match kernel_release() {
-        (_, true) => Ok(()),
-        (release, false) => Err(Error::KernelUnsupported {
-            reason: format!(
-                "Linux {release} is older than {}.{} (bpf_setsockopt cannot set keep-alive there)",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            ),
-        }),
-    }
-}
-
-/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it where we may.
-fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid struct; failure is harmless (newer kernels ignore it).
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-}
-
-/// Loads the object and both programs into the kernel, not attached anywhere.
-fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
-    check_kernel()?;
-    raise_memlock();
-    let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
-        .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
-    {
-        let map = ebpf
-            .map_mut(PIN_SETTINGS)
-            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
-        let mut array: Array<&mut MapData, MapSettings> =
-            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
-        array
-            .set(0, settings, 0)
-            .map_err(|e| Error::from_bpf("write the settings map", e))?;
-    }
-    {
-        let map = ebpf
-            .map_mut(pins::PIN_PROBE)
-            .ok_or_else(|| Error::other("find the probe map", "missing in the object"))?;
-        let mut array: Array<&mut MapData, u64> =
-            Array::try_from(map).map_err(|e| Error::other("open the probe map", e))?;
-        array
-            .set(0, random_nonzero(), 0)
-            .map_err(|e| Error::from_bpf("write the probe map", e))?;
-    }
-    let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
-    sock_ops
-        .load()
-        .map_err(|e| Error::from_bpf("load the sock_ops program", e))?;
-    let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
-    setsockopt
-        .load()
-        .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
-    Ok(ebpf)
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Error>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| Error::other(format!("find program {name}"), "missing in the object"))?;
-    p.try_into()
-        .map_err(|e| Error::other(format!("open program {name}"), e))
-}
-
-/// Checks that this machine and this process can run the kernel door: the kernel's version,
-/// and loading both programs (nothing is attached). For `doctor`.
-pub fn probe() -> Result<(), Error> {
-    load(&MapSettings::new(&KeepAlive::default(), true)).map(drop)
 }
 
 /// The attachments under one pin root: attach, update, detach, read back.
@@ -567,7 +272,7 @@ impl Attachments {
         // start again from nothing.
         remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
-        let mut ebpf = load(&settings)?;
+        let mut ebpf = load::load(&settings)?;
         let cgroup_dir = File::open(&cgroup.path)
             .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
@@ -832,20 +537,6 @@ impl Attachments {
     }
 }
 
-/// A random u64 other than 0 (getrandom; the time and PID should it fail).
-fn random_nonzero() -> u64 {
-    let mut v = 0u64;
-    // SAFETY: getrandom into a u64 we own.
-    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
-    if n != 8 {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        v = t ^ (u64::from(std::process::id()) << 32);
-    }
-    v.max(1)
-}
-
 /// Tells whether a socket belongs to an attachment's cgroup or one below it: the cgroup the
 /// socket was created in, which decides what the kernel runs for it, not the cgroup of the
 /// process holding it now (a socket passed with SCM_RIGHTS or inherited from outside, a
@@ -874,184 +565,5 @@ impl SocketCheck {
             )
         };
         r == 0
-    }
-}
-
-fn attach_type_of(program: &str) -> u32 {
-    if program == "sock_ops" {
-        sys::BPF_CGROUP_SOCK_OPS
-    } else {
-        sys::BPF_CGROUP_SETSOCKOPT
-    }
-}
-
-/// The cgroup, `path` or one above it up to the cgroup v2 mount, that holds a program of this
-/// attach type exclusively (attached without BPF_F_ALLOW_MULTI), which makes the kernel refuse
-/// every other attachment at or below it.
-fn exclusive_holder(path: &Path, attach_type: u32) -> io::Result<Option<PathBuf>> {
-    let top = cgroup2_mount();
-    let mut dir = Some(path);
-    // Bounded by the path's depth.
-    while let Some(d) = dir {
-        let f = File::open(d)?;
-        let (ids, flags) = sys::attached_programs(f.as_fd(), attach_type)?;
-        if !ids.is_empty() && flags & sys::BPF_F_ALLOW_MULTI == 0 {
-            return Ok(Some(d.to_path_buf()));
-        }
-        if top.as_deref() == Some(d) {
-            break;
-        }
-        dir = d.parent();
-    }
-    Ok(None)
-}
-
-fn io_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
-    match error::io_cause(e) {
-        Some(io) => io.raw_os_error().map_or_else(
-            || io::Error::new(io.kind(), e.to_string()),
-            io::Error::from_raw_os_error,
-        ),
-        None => io::Error::other(e.to_string()),
-    }
-}
-
-fn map_data(map: &Map) -> &MapData {
-    match map {
-        Map::Array(d) | Map::PerCpuArray(d) => d,
-        // The object has only these two kinds; anything else would be a build mistake.
-        other => unreachable!("unexpected map kind {other:?}"),
-    }
-}
-
-fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
-    let data = MapData::from_pin(dir.join(name))
-        .map_err(|e| Error::from_bpf(&format!("open {}", dir.join(name).display()), e))?;
-    Map::from_map_data(data).map_err(|e| Error::BadMap {
-        pins: dir.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
-    let bad = |reason: String| Error::BadMap {
-        pins: dir.to_path_buf(),
-        reason,
-    };
-    pins::verify_ours(dir)?;
-    let array: Array<MapData, MapSettings> =
-        Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
-    let settings = array
-        .get(&0, 0)
-        .map_err(|e| Error::from_bpf("read the settings map", e))?;
-    if settings.layout != map::SETTINGS_LAYOUT {
-        return Err(bad(format!(
-            "layout {} where {} was expected",
-            settings.layout,
-            map::SETTINGS_LAYOUT
-        )));
-    }
-    let keepalive = settings.keepalive().map_err(|e| bad(e.to_string()))?;
-    let (mut configured, mut capped) = (0, 0);
-    if let Ok(map) = open_map(dir, PIN_COUNTERS) {
-        if let Ok(counters) = PerCpuArray::<MapData, MapCounters>::try_from(map) {
-            if let Ok(per_cpu) = counters.get(&0, 0) {
-                for c in per_cpu.iter() {
-                    configured += c.configured;
-                    capped += c.capped;
-                }
-            }
-        }
-    }
-    Ok(Status {
-        cgroup_id,
-        cgroup_path: None,
-        pins: dir.to_path_buf(),
-        keepalive,
-        enforce: settings.enforce != 0,
-        configured,
-        capped,
-        links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
-        linked: links_attached(dir, cgroup_id),
-        setsockopt_after_ours: None,
-    })
-}
-
-/// Writes the one entry of the pinned settings map: an update in place.
-fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
-    let map = open_map(dir, PIN_SETTINGS)?;
-    let mut array: Array<MapData, MapSettings> =
-        Array::try_from(map).map_err(|e| Error::other("open the pinned settings map", e))?;
-    array
-        .set(0, settings, 0)
-        .map_err(|e| Error::from_bpf("update the pinned settings map", e))
-}
-
-/// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).
-fn links_attached(dir: &Path, cgroup_id: u64) -> bool {
-    [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
-        sys::obj_get(&dir.join(name))
-            .and_then(|fd| sys::link_info(fd.as_fd()))
-            .is_ok_and(|info| info.cgroup_id == cgroup_id)
-    })
-}
-
-/// The directories of these cgroup ids under the cgroup v2 mount (a bounded walk).
-fn find_cgroups(ids: &[u64]) -> std::collections::HashMap<u64, PathBuf> {
-    let mut found = std::collections::HashMap::new();
-    let Some(root) = cgroup2_mount() else {
-        return found;
-    };
-    let mut dirs = vec![root];
-    let mut budget = 1_000_000usize;
-    while let Some(dir) = dirs.pop() {
-        if found.len() == ids.len() || budget == 0 {
-            break;
-        }
-        budget -= 1;
-        if let Ok(meta) = std::fs::metadata(&dir) {
-            if ids.contains(&meta.ino()) {
-                found.insert(meta.ino(), dir.clone());
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_versions() {
-        assert!(release_at_least("5.9.0", (5, 9)));
-        assert!(release_at_least("6.1.0-13-amd64", (5, 9)));
-        assert!(release_at_least("6.18.44-fc-v1045", (5, 9)));
-        assert!(release_at_least("10.0", (5, 9)));
-        assert!(!release_at_least("5.8.18", (5, 9)));
-        assert!(!release_at_least("4.14.326-245.539.amzn2.x86_64", (5, 9)));
-        assert!(!release_at_least("garbage", (5, 9)));
-        assert!(!release_at_least("", (5, 9)));
-    }
-
-    #[test]
-    fn mount_escapes() {
-        assert_eq!(unescape_mount("/a\\040b"), "/a b");
-        assert_eq!(unescape_mount("/plain"), "/plain");
-    }
-
-    #[test]
-    fn embedded_object_is_bpf() {
-        // ELF, 64-bit, EM_BPF (247).
-        assert_eq!(&OBJECT[..4], b"\x7fELF");
-        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
     }
 }

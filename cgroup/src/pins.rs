@@ -12,8 +12,12 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use aya::maps::{Array, Map, MapData, PerCpuArray};
+
+use crate::kernel::links_attached;
+use crate::map::{self, MapCounters, MapSettings};
 use crate::sys;
-use crate::Error;
+use crate::{Error, Status};
 
 /// The pins of one attachment, inside its directory.
 pub(crate) const PIN_SETTINGS: &str = "settings";
@@ -426,4 +430,67 @@ pub(crate) fn pin_read_error(dir: &Path, name: &str, e: io::Error) -> Error {
             reason: format!("{name}: {e}"),
         },
     }
+}
+
+pub(crate) fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
+    let data = MapData::from_pin(dir.join(name))
+        .map_err(|e| Error::from_bpf(&format!("open {}", dir.join(name).display()), e))?;
+    Map::from_map_data(data).map_err(|e| Error::BadMap {
+        pins: dir.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+pub(crate) fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
+    let bad = |reason: String| Error::BadMap {
+        pins: dir.to_path_buf(),
+        reason,
+    };
+    verify_ours(dir)?;
+    let array: Array<MapData, MapSettings> =
+        Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
+    let settings = array
+        .get(&0, 0)
+        .map_err(|e| Error::from_bpf("read the settings map", e))?;
+    if settings.layout != map::SETTINGS_LAYOUT {
+        return Err(bad(format!(
+            "layout {} where {} was expected",
+            settings.layout,
+            map::SETTINGS_LAYOUT
+        )));
+    }
+    let keepalive = settings.keepalive().map_err(|e| bad(e.to_string()))?;
+    let (mut configured, mut capped) = (0, 0);
+    if let Ok(map) = open_map(dir, PIN_COUNTERS) {
+        if let Ok(counters) = PerCpuArray::<MapData, MapCounters>::try_from(map) {
+            if let Ok(per_cpu) = counters.get(&0, 0) {
+                for c in per_cpu.iter() {
+                    configured += c.configured;
+                    capped += c.capped;
+                }
+            }
+        }
+    }
+    Ok(Status {
+        cgroup_id,
+        cgroup_path: None,
+        pins: dir.to_path_buf(),
+        keepalive,
+        enforce: settings.enforce != 0,
+        configured,
+        capped,
+        links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
+        linked: links_attached(dir, cgroup_id),
+        setsockopt_after_ours: None,
+    })
+}
+
+/// Writes the one entry of the pinned settings map: an update in place.
+pub(crate) fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
+    let map = open_map(dir, PIN_SETTINGS)?;
+    let mut array: Array<MapData, MapSettings> =
+        Array::try_from(map).map_err(|e| Error::other("open the pinned settings map", e))?;
+    array
+        .set(0, settings, 0)
+        .map_err(|e| Error::from_bpf("update the pinned settings map", e))
 }

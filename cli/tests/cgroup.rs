@@ -19,6 +19,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The command's exit codes, from the one place they are defined.
+#[path = "../src/exit_codes.rs"]
+#[allow(dead_code)]
+mod exit;
+
 fn cli_exe() -> PathBuf {
     std::env::var_os("TCPKA_CLI")
         .map(PathBuf::from)
@@ -919,7 +924,7 @@ fn children_reattach_and_detach() -> Outcome {
     assert_eq!(ints(&p.ask("read 1")["client"]), [1, 11, 4, 5, 0]);
     assert!(attachment_dirs(&s.pins).is_empty());
     let out = s.cli(&["cgroup", "status", s.cgroup.to_str().unwrap()]);
-    assert_eq!(code(&out), 12, "{}", text(&out));
+    assert_eq!(code(&out), exit::NOT_ATTACHED, "{}", text(&out));
     Ok(())
 }
 
@@ -975,7 +980,12 @@ fn least_privileges() -> Outcome {
     let out = cli_with_caps(&s, &["cgroup", "detach", cg], &[CAP_BPF, CAP_NET_ADMIN]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let out = cli_with_caps(&s, &["cgroup", "attach", cg], &[CAP_NET_ADMIN]);
-    assert_eq!(code(&out), 9, "without CAP_BPF: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "without CAP_BPF: {}",
+        text(&out)
+    );
     assert!(attached_names(&s.cgroup).is_empty());
     Ok(())
 }
@@ -1260,7 +1270,7 @@ fn other_programs_stay_attached() -> Outcome {
         .to_vec(),
     );
     let out = s.cli(&["cgroup", "attach", &cg]);
-    assert_eq!(code(&out), 13, "{}", text(&out));
+    assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
     assert!(text(&out).contains("exclusively"), "{}", text(&out));
     let mut names = attached_names(&s.cgroup);
     names.sort();
@@ -1418,7 +1428,7 @@ fn pin_root_trust() -> Outcome {
     let cg = s.cgroup.to_str().unwrap().to_string();
     let refused = |s: &Scratch, args: &[&str], says: &str| {
         let out = s.cli(args);
-        assert_eq!(code(&out), 15, "{args:?}: {}", text(&out));
+        assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{args:?}: {}", text(&out));
         assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
         assert!(text(&out).contains("chmod 0700"), "{}", text(&out));
         assert!(attached_names(&s.cgroup).is_empty(), "{args:?} attached");
@@ -1495,7 +1505,7 @@ fn pin_root_trust() -> Outcome {
     let waited = start.elapsed();
     let _ = holder.kill();
     let _ = holder.wait();
-    assert_eq!(code(&out), 16, "{}", text(&out));
+    assert_eq!(code(&out), exit::LOCKED, "{}", text(&out));
     assert!(text(&out).contains("holds the lock"), "{}", text(&out));
     assert!(waited >= Duration::from_millis(400), "{waited:?}");
     assert_eq!(s.status()["attachments"][0]["idle_s"], 60);
@@ -1511,7 +1521,7 @@ fn pin_root_trust() -> Outcome {
     std::os::unix::fs::symlink(&victim, &dir).unwrap();
     for args in [["cgroup", "detach", &cg], ["cgroup", "attach", &cg]] {
         let out = s.cli(&args);
-        assert_eq!(code(&out), 15, "{args:?}: {}", text(&out));
+        assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{args:?}: {}", text(&out));
         assert!(text(&out).contains("symbolic link"), "{}", text(&out));
         for name in ["settings", "counters", "sock_ops", "setsockopt"] {
             assert!(
@@ -1531,7 +1541,7 @@ fn cgroup_root_refused() -> Outcome {
     let root = cgroup2_mount().unwrap();
     let before = attached_names(&root);
     let out = s.cli(&["cgroup", "attach", root.to_str().unwrap()]);
-    assert_eq!(code(&out), 17, "{}", text(&out));
+    assert_eq!(code(&out), exit::CGROUP_ROOT, "{}", text(&out));
     assert!(text(&out).contains("--whole-host"), "{}", text(&out));
     assert_eq!(attached_names(&root), before);
     assert!(!s.pins.join("1").exists());
@@ -1579,7 +1589,7 @@ fn refusals_told_apart() -> Outcome {
         .to_vec(),
     );
     let out = s.cli(&["cgroup", "attach", child.to_str().unwrap()]);
-    assert_eq!(code(&out), 13, "{}", text(&out));
+    assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stderr).to_string();
     assert!(
         said.contains(&format!("{} already has a sock_ops program", top.display())),
@@ -1632,7 +1642,7 @@ fn refusals_told_apart() -> Outcome {
         });
     }
     let out = cmd.output().unwrap();
-    assert_eq!(code(&out), 9, "{}", text(&out));
+    assert_eq!(code(&out), exit::BPF_PERMISSION, "{}", text(&out));
     assert!(
         text(&out).contains("seccomp filter or an LSM"),
         "{}",
@@ -1659,7 +1669,7 @@ fn escapes_in_names() -> Outcome {
     let out = s.cli(&["cgroup", "detach", evil.to_str().unwrap()]);
     assert!(!out.stdout.contains(&0x1b), "{:?}", text(&out));
     let out = s.cli(&["cgroup", "status", evil.to_str().unwrap()]);
-    assert_eq!(code(&out), 12, "{}", text(&out));
+    assert_eq!(code(&out), exit::NOT_ATTACHED, "{}", text(&out));
     assert!(!out.stderr.contains(&0x1b), "{:?}", text(&out));
     Ok(())
 }
@@ -1721,7 +1731,7 @@ fn status_reads_the_kernel() -> Outcome {
     ]);
     assert!(out.status.success(), "bpftool map create: {}", text(&out));
     let out = s.cli(&["cgroup", "status", b.to_str().unwrap()]);
-    assert_eq!(code(&out), 15, "{}", text(&out));
+    assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{}", text(&out));
     assert!(
         text(&out).contains("not one attachment of tcp-keepalive"),
         "{}",
@@ -1730,13 +1740,13 @@ fn status_reads_the_kernel() -> Outcome {
     let out = s.cli(&["cgroup", "attach", b.to_str().unwrap(), "--idle", "9"]);
     assert_eq!(
         code(&out),
-        15,
+        exit::UNTRUSTED_PINS,
         "a foreign map is not updated: {}",
         text(&out)
     );
     // The whole list still shows a, and b as unreadable, exit 1.
     let out = s.cli(&["cgroup", "status", "--json"]);
-    assert_eq!(code(&out), 1, "{}", text(&out));
+    assert_eq!(code(&out), exit::OTHER, "{}", text(&out));
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["attachments"].as_array().map(Vec::len), Some(1), "{v}");
     assert_eq!(v["attachments"][0]["cgroup_id"], id_of(&a), "{v}");
@@ -1749,7 +1759,7 @@ fn status_reads_the_kernel() -> Outcome {
 
     // A user who may not read the pins: exit 9, not "not attached".
     let out = s.cli_as(&["cgroup", "status", a.to_str().unwrap()], Some(NOBODY));
-    assert_eq!(code(&out), 9, "{}", text(&out));
+    assert_eq!(code(&out), exit::BPF_PERMISSION, "{}", text(&out));
     Ok(())
 }
 
@@ -1763,27 +1773,27 @@ fn bad_input() -> Outcome {
     let mut cases: Vec<(Vec<String>, i32, &str)> = vec![
         (
             vec!["attach".into(), "/etc/hostname".into()],
-            8,
+            exit::NOT_CGROUP2,
             "not a directory",
         ),
         (
             vec!["attach".into(), "/nonexistent-tcpka".into()],
-            8,
+            exit::NOT_CGROUP2,
             "not a directory",
         ),
         (
             vec!["attach".into(), plain.clone()],
-            8,
+            exit::NOT_CGROUP2,
             "not a cgroup v2 directory",
         ),
         (
             vec!["attach".into(), cg.clone(), "--idle".into(), "0".into()],
-            2,
+            exit::USAGE,
             "invalid idle: \"0\"",
         ),
         (
             vec!["attach".into(), cg.clone(), "--count".into(), "128".into()],
-            2,
+            exit::USAGE,
             "1 to 127",
         ),
         (
@@ -1793,7 +1803,7 @@ fn bad_input() -> Outcome {
                 "--interval".into(),
                 "soon".into(),
             ],
-            2,
+            exit::USAGE,
             "\"soon\"",
         ),
         (
@@ -1803,14 +1813,22 @@ fn bad_input() -> Outcome {
                 "--user-timeout".into(),
                 "0".into(),
             ],
-            2,
+            exit::USAGE,
             "user_timeout",
         ),
-        (vec!["detach".into(), cg.clone()], 12, "not attached"),
-        (vec!["status".into(), cg.clone()], 12, "not attached"),
+        (
+            vec!["detach".into(), cg.clone()],
+            exit::NOT_ATTACHED,
+            "not attached",
+        ),
+        (
+            vec!["status".into(), cg.clone()],
+            exit::NOT_ATTACHED,
+            "not attached",
+        ),
         (
             vec!["agent".into(), "--cgroup-root".into(), cg.clone()],
-            14,
+            exit::NO_KUBEPODS,
             "kubepods",
         ),
     ];
@@ -1820,7 +1838,7 @@ fn bad_input() -> Outcome {
             .find(|l| l.split_whitespace().nth(2) == Some("cgroup"))
             .and_then(|l| l.split_whitespace().nth(1).map(String::from))
     }) {
-        cases.push((vec!["attach".into(), v1], 8, "cgroup v1"));
+        cases.push((vec!["attach".into(), v1], exit::NOT_CGROUP2, "cgroup v1"));
     } else {
         println!("  (no cgroup v1 hierarchy mounted here: the v1 case is not run)");
     }
@@ -1839,13 +1857,23 @@ fn bad_input() -> Outcome {
     }
     // No permission: as nobody.
     let out = s.cli_as(&["cgroup", "attach", &cg], Some(NOBODY));
-    assert_eq!(code(&out), 9, "as nobody: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "as nobody: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
     // Root without capabilities: the bounding set emptied before exec leaves uid 0 with none,
     // so the kernel's own EPERM on loading is what is reported.
     let out = cli_with_caps(&s, &["cgroup", "attach", &cg], &[]);
-    assert_eq!(code(&out), 9, "root without capabilities: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "root without capabilities: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
     // A relative pin root is refused.
@@ -1854,7 +1882,7 @@ fn bad_input() -> Outcome {
         .env("TCP_KEEPALIVE_PIN_ROOT", "relative/pins")
         .output()
         .unwrap();
-    assert_eq!(code(&out), 11, "{}", text(&out));
+    assert_eq!(code(&out), exit::NO_BPFFS, "{}", text(&out));
     let _ = std::fs::remove_dir(&tmp);
     Ok(())
 }
@@ -1945,7 +1973,7 @@ fn agent_attaches_at_kubepods() -> Outcome {
         assert!(!gone_pins.exists(), "agent left {}", gone_pins.display());
         assert_eq!(
             code(&status(&s)),
-            if stays { 0 } else { 12 },
+            if stays { 0 } else { exit::NOT_ATTACHED },
             "run {keep} {idle}: {}",
             text(&out)
         );
@@ -2018,7 +2046,12 @@ fn agent_notices_kubepods_made_again() -> Outcome {
         text(&out)
     );
     let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap()]);
-    assert_eq!(code(&out), 12, "detached on SIGTERM: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::NOT_ATTACHED,
+        "detached on SIGTERM: {}",
+        text(&out)
+    );
     assert!(
         !s.pins.join(old_id.to_string()).exists(),
         "the old kubepods' pins stay"
