@@ -542,6 +542,9 @@ class Cgroups:
                 check=False)
         if self._attached:
             try:
+                # The pin root's lock directory stays after a detach (the CLI's; root's, 0700).
+                if os.path.isdir(os.path.join(self.pins, "lock")):
+                    os.rmdir(os.path.join(self.pins, "lock"))
                 os.rmdir(self.pins)
             except OSError as e:
                 print(f"lab: could not remove the pin root {self.pins}: {e}", file=sys.stderr)

@@ -2,11 +2,12 @@
 /*
  * The kernel door of tcp-keepalive: two cgroup BPF programs sharing one settings map.
  *
- *  - sockops: on every TCP connection made or accepted in the cgroup (and its children) sets
- *    TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT, TCP_USER_TIMEOUT (when asked for) and then
- *    SO_KEEPALIVE: before the SYN of a connection made, once established for one accepted.
+ *  - sockops: on every TCP connection made or accepted in the cgroup (and its children) caps
+ *    TCP_KEEPIDLE, TCP_KEEPINTVL, TCP_KEEPCNT and TCP_USER_TIMEOUT (when asked for) at the
+ *    operator's values, then sets SO_KEEPALIVE: before the SYN of a connection made
+ *    (TCP_CONNECT_CB), once established for one accepted (PASSIVE_ESTABLISHED_CB).
  *  - cgroup/setsockopt: with enforcement on, rewrites the program's own keep-alive writes so the
- *    operator's settings stay a ceiling (the contract C1 in DESIGN.md and cgroup/README.md).
+ *    operator's settings stay a ceiling (DESIGN.md, "Who decides", and cgroup/README.md).
  *
  * The settings come from user space (tcp-keepalive-cgroup's loader), validated by the core crate;
  * nothing here re-validates them beyond "the map is filled". Only UAPI headers are included, never
@@ -21,6 +22,7 @@
 #define AF_INET6 10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
+#define IPPROTO_MPTCP 262
 #define SOL_SOCKET 1
 #define SO_KEEPALIVE 9
 #define SOL_TCP 6
@@ -33,7 +35,8 @@
 #define MAX_TCP_KEEPINTVL 32767
 #define MAX_TCP_KEEPCNT 127
 
-/* Must match `Settings` in cgroup/src/map.rs (#[repr(C)]). */
+/* The one definition of the settings map value; `MapSettings` in cgroup/src/map.rs is its
+ * #[repr(C)] twin, checked member by member against this object's BTF by a test there. */
 #define SETTINGS_LAYOUT 1
 struct settings {
 	__u32 layout;		/* SETTINGS_LAYOUT once filled; 0: do nothing */
@@ -44,7 +47,8 @@ struct settings {
 	__u32 enforce;		/* 1: cap the program's own writes (cgroup/setsockopt) */
 };
 
-/* Must match `Counters` in cgroup/src/map.rs; per CPU, summed by user space. */
+/* Its twin is `MapCounters` in cgroup/src/map.rs (checked the same way); per CPU, summed by
+ * user space. */
 struct counters {
 	__u64 configured;	/* connections given the settings (established callbacks) */
 	__u64 capped;		/* program writes rewritten by enforcement */
@@ -64,6 +68,19 @@ struct {
 	__type(value, struct counters);
 } counters SEC(".maps");
 
+/* The attachment's own random number, set once when it is made: the sweep asks with it whether a
+ * socket's cgroup is this attachment's or below (see enforce_keepalive). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} probe SEC(".maps");
+
+/* setsockopt(fd, SOL_TCP, TCPKA_PROBE, &nonce, 8): no such TCP option exists (the kernel answers
+ * ENOPROTOOPT); our program answers 0 instead when the nonce is its attachment's. */
+#define TCPKA_PROBE 0x74636b61
+
 static __always_inline struct settings *current_settings(void)
 {
 	__u32 key = 0;
@@ -79,12 +96,49 @@ static __always_inline struct counters *current_counters(void)
 	return bpf_map_lookup_elem(&counters, &key);
 }
 
-static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int name, __u32 value)
+static __always_inline void set_int(struct bpf_sock_ops *skops, int level, int name, int value)
 {
-	int v = (int)value;
+	int v = value;
 
 	/* A failure leaves the socket as it was; nothing to report from here. */
 	bpf_setsockopt(skops, level, name, &v, sizeof(v));
+}
+
+/* min(v, limit) when v is inside Linux's range lo..=hi, else v (the kernel fails it, as it would). */
+static __always_inline int cap(int v, int lo, int hi, __u32 limit)
+{
+	if (v < lo || v > hi)
+		return v;
+	return v < (int)limit ? v : (int)limit;
+}
+
+/* TCP_USER_TIMEOUT under the ceiling: 0 (no timeout at all) becomes ours; a negative value is
+ * left for the kernel to refuse. */
+static __always_inline int cap_user_timeout(int v, __u32 limit)
+{
+	if (v < 0)
+		return v;
+	return v == 0 ? (int)limit : cap(v, 1, 0x7fffffff, limit);
+}
+
+/* The socket's own value of a TCP-level option: what the program set before connect (or on the
+ * listener an accepted socket inherits from), else the system default. -1 when the kernel cannot
+ * say (bpf_getsockopt reads keep-alive options from Linux 6.1 on). */
+static __always_inline int get_int(struct bpf_sock_ops *skops, int name)
+{
+	int v = -1;
+
+	if (bpf_getsockopt(skops, SOL_TCP, name, &v, sizeof(v)) != 0)
+		return -1;
+	return v;
+}
+
+/* The smaller of the socket's own value and ours; ours where the socket's cannot be read. */
+static __always_inline void cap_option(struct bpf_sock_ops *skops, int name, int hi, __u32 limit)
+{
+	int v = get_int(skops, name);
+
+	set_int(skops, SOL_TCP, name, v < 1 ? (int)limit : cap(v, 1, hi, limit));
 }
 
 SEC("sockops")
@@ -104,12 +158,19 @@ int set_keepalive(struct bpf_sock_ops *skops)
 	struct settings *s = current_settings();
 	if (!s)
 		return 1;
-	/* The timings first, SO_KEEPALIVE last: probing never starts with half-set timings. */
-	set_int(skops, SOL_TCP, TCP_KEEPIDLE, s->idle_s);
-	set_int(skops, SOL_TCP, TCP_KEEPINTVL, s->interval_s);
-	set_int(skops, SOL_TCP, TCP_KEEPCNT, s->count);
-	if (s->user_timeout_ms)
-		set_int(skops, SOL_TCP, TCP_USER_TIMEOUT, s->user_timeout_ms);
+	/* The operator's values are a ceiling here too: each timing becomes the smaller of the
+	 * socket's own and ours, so a program that chose shorter ones before connect (curl
+	 * --keepalive-time) keeps them. The timings first, SO_KEEPALIVE last: probing never starts
+	 * with half-set timings. */
+	cap_option(skops, TCP_KEEPIDLE, MAX_TCP_KEEPIDLE, s->idle_s);
+	cap_option(skops, TCP_KEEPINTVL, MAX_TCP_KEEPINTVL, s->interval_s);
+	cap_option(skops, TCP_KEEPCNT, MAX_TCP_KEEPCNT, s->count);
+	if (s->user_timeout_ms) {
+		int ut = get_int(skops, TCP_USER_TIMEOUT);
+
+		set_int(skops, SOL_TCP, TCP_USER_TIMEOUT,
+			cap_user_timeout(ut < 0 ? 0 : ut, s->user_timeout_ms));
+	}
 	set_int(skops, SOL_SOCKET, SO_KEEPALIVE, 1);
 	if (op == BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
@@ -118,14 +179,6 @@ count:;
 	if (c && current_settings())
 		c->configured++;
 	return 1;
-}
-
-/* min(v, limit) when v is inside Linux's range lo..=hi, else v (the kernel fails it, as it would). */
-static __always_inline int cap(int v, int lo, int hi, __u32 limit)
-{
-	if (v < lo || v > hi)
-		return v;
-	return v < (int)limit ? v : (int)limit;
 }
 
 /* Whether optlen exceeds the buffer the kernel copied for us: min(optlen, PAGE_SIZE). Told
@@ -163,26 +216,34 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 			goto untouched;
 	} else if (level == SOL_TCP) {
 		if (name != TCP_KEEPIDLE && name != TCP_KEEPINTVL && name != TCP_KEEPCNT &&
-		    name != TCP_USER_TIMEOUT)
+		    name != TCP_USER_TIMEOUT) {
+			if (name == TCPKA_PROBE)
+				goto probe;
 			goto untouched;
+		}
 	} else {
 		goto untouched;
 	}
 
+	/* TCP, and MPTCP held to the same ceiling (as the preload does): the kernel passes an MPTCP
+	 * socket's keep-alive options on to its subflows. */
 	struct bpf_sock *sk = ctx->sk;
-	if (!sk || sk->protocol != IPPROTO_TCP || sk->type != SOCK_STREAM ||
-	    (sk->family != AF_INET && sk->family != AF_INET6))
+	if (!sk || (sk->protocol != IPPROTO_TCP && sk->protocol != IPPROTO_MPTCP) ||
+	    sk->type != SOCK_STREAM || (sk->family != AF_INET && sk->family != AF_INET6))
 		goto untouched;
 	struct settings *s = current_settings();
 	if (!s || !s->enforce)
 		goto untouched;
 
+	/* optval..optval_end is the kernel's copy of the caller's buffer, its first
+	 * min(optlen, PAGE_SIZE) bytes. It stays the caller's when a program before us (another
+	 * attachment's, on this cgroup or a child) passed the call through with optlen 0 ("use the
+	 * caller's buffer"): so optlen 0 is read from there too, and rewritten with optlen 4.
+	 * Shorter than an int: the kernel fails it (EINVAL), as it would have. */
 	int *optval = ctx->optval;
 	void *end = ctx->optval_end;
-	/* Shorter than an int: the kernel fails it (EINVAL), as it would have. Longer than the
-	 * page the kernel copied for us: passed untouched (optlen 0 below keeps the program's own
-	 * buffer). */
-	if (ctx->optlen < (int)sizeof(int) || (void *)(optval + 1) > end || larger_than_copied(ctx))
+	int len = ctx->optlen;
+	if ((void *)(optval + 1) > end || (len > 0 && len < (int)sizeof(int)))
 		goto untouched;
 
 	int v = *optval;
@@ -196,15 +257,31 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 		w = cap(v, 1, MAX_TCP_KEEPINTVL, s->interval_s);
 	else if (name == TCP_KEEPCNT)
 		w = cap(v, 1, MAX_TCP_KEEPCNT, s->count);
-	else if (s->user_timeout_ms && v >= 0)
-		/* 0 asks for no timeout at all: the operator's bounds it. */
-		w = v == 0 ? (int)s->user_timeout_ms : cap(v, 1, 0x7fffffff, s->user_timeout_ms);
+	else if (s->user_timeout_ms)
+		w = cap_user_timeout(v, s->user_timeout_ms);
 	if (w == v)
 		goto untouched;
 	*optval = w;
+	/* The kernel reads only the first int of a keep-alive option. optlen 4 makes it take our
+	 * buffer: after a pass-through (optlen 0), and for a buffer larger than the page it copied,
+	 * whose untouched optlen would make it use the caller's own. */
+	if (len == 0 || larger_than_copied(ctx))
+		ctx->optlen = sizeof(int);
 	struct counters *c = current_counters();
 	if (c)
 		c->capped++;
+	return 1;
+
+probe:;
+	/* Programs run for the cgroup of the socket (fixed when it was created), not of the caller:
+	 * the sweep, outside, learns whether this socket is the attachment's or below. Any other
+	 * answer leaves the call to the kernel (ENOPROTOOPT). */
+	__u32 key = 0;
+	__u64 *ours = bpf_map_lookup_elem(&probe, &key);
+	__u64 *asked = ctx->optval;
+	if (ours && *ours && ctx->optlen == sizeof(__u64) && (void *)(asked + 1) <= ctx->optval_end &&
+	    *asked == *ours)
+		ctx->optlen = -1; /* the kernel's "done": setsockopt returns 0 */
 	return 1;
 
 untouched:

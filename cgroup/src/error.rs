@@ -57,8 +57,9 @@ pub enum Error {
         /// Why not.
         reason: String,
     },
-    /// Another program holds the cgroup exclusively (attached without BPF_F_ALLOW_MULTI).
-    #[error("{path} already has a {program} program attached exclusively (without BPF_F_ALLOW_MULTI), so no other may join ({source}); detach it or attach it with `multi`")]
+    /// Another program holds the cgroup, or a cgroup above it, exclusively (attached without
+    /// BPF_F_ALLOW_MULTI); `path` is the cgroup that holds it.
+    #[error("{path} already has a {program} program attached exclusively (without BPF_F_ALLOW_MULTI), so no other may join it or a cgroup below it ({source}); detach it or attach it with `multi`")]
     Exclusive {
         /// The cgroup.
         path: PathBuf,
@@ -66,6 +67,47 @@ pub enum Error {
         program: &'static str,
         /// The kernel's error.
         source: io::Error,
+    },
+    /// The pin root or a pin directory is not ours alone: not owned by root, writable by group
+    /// or others, or a symbolic link. Nothing is attached, read or removed through it.
+    #[error("{path} is not safe to keep pins in: {reason}; the pin root and its directories must be root's and writable by root only (`chown root:root {path} && chmod 0700 {path}`, or remove it and let attach make it; mount bpffs with `-o mode=0700`)")]
+    UntrustedPins {
+        /// The directory refused.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Pins in one attachment's directory that are not one attachment of ours (a replaced map,
+    /// a link running another program): nothing is read from or written to them.
+    #[error("the pins in {pins} are not one attachment of tcp-keepalive ({reason}); nothing was read from or written to them; `tcp-keepalive cgroup detach` removes them, then attach again")]
+    ForeignPins {
+        /// The pin directory.
+        pins: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
+    /// Another attach or detach held the pin root's lock for longer than the wait allows.
+    #[error("another tcp-keepalive holds the lock {path} (waited {}ms); try again once it is done, or raise TCP_KEEPALIVE_LOCK_TIMEOUT", waited.as_millis())]
+    Locked {
+        /// The lock directory.
+        path: PathBuf,
+        /// How long this process waited.
+        waited: std::time::Duration,
+    },
+    /// The kernel refused to attach (EPERM) although we have the privileges and no program
+    /// holds the cgroup or an ancestor exclusively: a seccomp filter or an LSM said no.
+    #[error("the kernel refused to {what} ({source}) although no program holds it or a cgroup above it exclusively: a seccomp filter or an LSM (SELinux, AppArmor, a BPF LSM) denied it; allow bpf(BPF_LINK_CREATE) for this process (e.g. seccomp Unconfined) or check the LSM's log")]
+    Refused {
+        /// What was refused.
+        what: String,
+        /// The kernel's error.
+        source: io::Error,
+    },
+    /// The cgroup v2 root: attaching there covers every process of the host.
+    #[error("{path} is the cgroup v2 root: attaching there covers every process of the host (an empty $POD_CGROUP or similar?); give the cgroup meant, or pass --whole-host to attach to every process on purpose")]
+    CgroupRoot {
+        /// The root as given.
+        path: PathBuf,
     },
     /// `detach` or `status` of a cgroup we are not attached to.
     #[error("tcp-keepalive is not attached to {path} (no pins in {pins})")]

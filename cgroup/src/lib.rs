@@ -2,18 +2,25 @@
 //! pod, a systemd service, a whole node's `kubepods`) gets the operator's keep-alive, whatever
 //! the program's language or libc, static Go binaries included.
 //!
-//! Two BPF programs (C in `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded)
-//! share one settings map:
+//! The operator's settings are a ceiling (DESIGN.md, "Who decides"): keep-alive on, each timing
+//! the smaller of the program's own choice and the operator's. Two BPF programs (C in
+//! `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded) share one settings map:
 //!
-//! - a `sock_ops` program sets `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT`, `TCP_USER_TIMEOUT`
-//!   (when asked for) and `SO_KEEPALIVE` on every connection before its SYN and once established;
-//! - a `cgroup/setsockopt` program, while enforcement is on, keeps the operator's settings a
-//!   ceiling: a program may choose shorter timings but cannot turn keep-alive off or lengthen them
+//! - a `sock_ops` program caps `TCP_KEEPIDLE`, `TCP_KEEPINTVL`, `TCP_KEEPCNT` and
+//!   `TCP_USER_TIMEOUT` (when asked for) and sets `SO_KEEPALIVE`: on a connection made here
+//!   before its SYN (`TCP_CONNECT_CB`), on one accepted here once established
+//!   (`PASSIVE_ESTABLISHED_CB`);
+//! - a `cgroup/setsockopt` program, while enforcement is on, caps the program's own writes
 //!   (Go sets 15/15/9 on every connection right after connect).
 //!
-//! One attachment per cgroup, with its own map, pinned under the BPF file system in
-//! `<pin root>/<cgroup id>/{settings,counters,sock_ops,setsockopt}` so it outlives this process.
-//! Links are used (Linux 5.7+), so other programs attached to the cgroup stay attached.
+//! One attachment per cgroup, with its own maps, pinned under the BPF file system in
+//! `<pin root>/<cgroup id>/` so it outlives this process. Links are used (Linux 5.7+), so other
+//! programs attached to the cgroup stay attached.
+//!
+//! The rooms: `cgroupfs` (the cgroup v2 file system and its one bounded walk), `kernel` (what
+//! the kernel can and reports), `load` (the object into the kernel), `pins` (trusted pin
+//! directories, the lock, reading and writing pinned maps), `sys` (raw bpf(2) commands), `map`
+//! (the map values shared with C); this file holds the attachments built from them.
 //!
 //! ```no_run
 //! use tcp_keepalive::KeepAlive;
@@ -27,183 +34,48 @@
 //! ```
 #![warn(missing_docs)]
 
+mod cgroupfs;
 mod error;
+mod kernel;
+mod load;
 mod map;
+mod pins;
 mod sys;
 
-use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, Map, MapData, PerCpuArray};
+use aya::maps::{Array, MapData};
 use aya::programs::{CgroupSockopt, SockOps};
-use aya::{Ebpf, EbpfLoader};
 use tcp_keepalive::KeepAlive;
 
+pub use cgroupfs::{cgroup2_mount, Cgroup};
 pub use error::Error;
-use map::{MapCounters, MapSettings};
+pub use kernel::{kernel_release, OtherProgram, MIN_KERNEL};
+pub use load::probe;
 
-/// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
-static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
+use cgroupfs::{find_cgroups, statfs_magic, BPF_FS_MAGIC};
+use kernel::{
+    attach_type_of, check_kernel, exclusive_holder, links_attached, setsockopt_after_ours,
+};
+use load::{io_of, map_data, program};
+use map::MapSettings;
+pub use pins::DEFAULT_LOCK_TIMEOUT;
+use pins::{open_map, read_status, write_settings};
+use pins::{
+    pin_error, remove_pins, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETSOCKOPT_PROG, PIN_SETTINGS,
+    PIN_SOCK_OPS, PIN_SOCK_OPS_PROG, REQUIRED,
+};
 
 /// Where attachments are pinned unless `TCP_KEEPALIVE_PIN_ROOT` says otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/tcp-keepalive";
 /// The environment variable that moves the pin root (tests, a second agent).
 pub const PIN_ROOT_ENV: &str = "TCP_KEEPALIVE_PIN_ROOT";
-/// The oldest kernel whose `bpf_setsockopt` takes the keep-alive options (commit f9bcf96837f1).
-pub const MIN_KERNEL: (u32, u32) = (5, 9);
-
-const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
-const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-
-/// The pins of one attachment, inside its directory.
-const PIN_SETTINGS: &str = "settings";
-const PIN_COUNTERS: &str = "counters";
-const PIN_SOCK_OPS: &str = "sock_ops";
-const PIN_SETSOCKOPT: &str = "setsockopt";
-const PINS: [&str; 4] = [PIN_SOCK_OPS, PIN_SETSOCKOPT, PIN_SETTINGS, PIN_COUNTERS];
-
-fn statfs_magic(path: &Path) -> io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: statfs into a zeroed buffer we own, with a NUL-terminated path.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)] // f_type's width differs by architecture
-    Ok(st.f_type as i64)
-}
-
-/// The cgroup v2 mount point, from `/proc/mounts` (`/sys/fs/cgroup` on a unified system,
-/// `/sys/fs/cgroup/unified` on a hybrid one).
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
-    mounts.lines().find_map(|line| {
-        let mut f = line.split_whitespace();
-        let (_, dir, fs) = (f.next()?, f.next()?, f.next()?);
-        (fs == "cgroup2").then(|| PathBuf::from(unescape_mount(dir)))
-    })
-}
-
-/// `/proc/mounts` writes spaces and the like as octal escapes (`\040`).
-fn unescape_mount(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
-            let n = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(n);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn mount_hint() -> String {
-    cgroup2_mount().map_or_else(
-        || "none is mounted here: `mount -t cgroup2 none /sys/fs/cgroup`".into(),
-        |m| format!("{}/...", m.display()),
-    )
-}
-
-/// A cgroup v2 directory, checked: it exists, is a directory, and is on cgroup2fs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cgroup {
-    path: PathBuf,
-    id: u64,
-}
-
-impl Cgroup {
-    /// Checks that `path` is a cgroup v2 directory (not a cgroup v1 controller directory, not a
-    /// plain directory) and reads its id.
-    pub fn open(path: impl AsRef<Path>) -> Result<Cgroup, Error> {
-        let path = path.as_ref().to_path_buf();
-        let not_dir = |reason: String| Error::NotADirectory {
-            path: path.clone(),
-            reason,
-            hint: mount_hint(),
-        };
-        let meta = std::fs::metadata(&path).map_err(|e| not_dir(e.to_string()))?;
-        if !meta.is_dir() {
-            return Err(not_dir("a file".into()));
-        }
-        let magic = statfs_magic(&path).map_err(|e| not_dir(e.to_string()))?;
-        match magic {
-            CGROUP2_SUPER_MAGIC => Ok(Cgroup {
-                // On cgroup2fs a directory's inode number is the cgroup id (64-bit kernfs ids).
-                id: meta.ino(),
-                // `.` or a symlink shown as the directory it is.
-                path: std::fs::canonicalize(&path).unwrap_or(path),
-            }),
-            CGROUP_SUPER_MAGIC => Err(Error::CgroupV1 {
-                path,
-                hint: mount_hint(),
-            }),
-            other => Err(Error::NotCgroup {
-                path,
-                fs: format!("{other:#x}"),
-                hint: mount_hint(),
-            }),
-        }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The kernel's cgroup id (what `bpf_get_current_cgroup_id` returns; names the pin directory).
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// The PIDs in this cgroup and every cgroup below it (`cgroup.procs`, as this process's PID
-    /// namespace sees them), sorted; processes that move meanwhile may be missed.
-    pub fn processes(&self) -> Result<Vec<i32>, Error> {
-        let mut pids = Vec::new();
-        let mut dirs = vec![self.path.clone()];
-        // Bounded: a cgroup tree has at most a few hundred thousand directories.
-        let mut budget = 1_000_000usize;
-        while let Some(dir) = dirs.pop() {
-            budget = budget.saturating_sub(1);
-            if budget == 0 {
-                break;
-            }
-            match std::fs::read_to_string(dir.join("cgroup.procs")) {
-                Ok(text) => pids.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
-                // Removed since it was listed.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Err(Error::other(
-                        format!("read {}/cgroup.procs", dir.display()),
-                        e,
-                    ))
-                }
-            }
-            if let Ok(entries) = std::fs::read_dir(&dir) {
-                dirs.extend(
-                    entries
-                        .flatten()
-                        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                        .map(|e| e.path()),
-                );
-            }
-        }
-        pids.sort_unstable();
-        pids.dedup();
-        Ok(pids)
-    }
-}
+/// The environment variable that bounds the wait for another attach or detach (a duration
+/// such as `10s` or `500ms`; default [`DEFAULT_LOCK_TIMEOUT`]).
+pub const LOCK_TIMEOUT_ENV: &str = "TCP_KEEPALIVE_LOCK_TIMEOUT";
 
 /// What [`Attachments::attach`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,108 +105,37 @@ pub struct Status {
     pub capped: u64,
     /// Whether both program links are still pinned.
     pub links_pinned: bool,
-    /// Whether both links are attached to this cgroup (false once the cgroup was removed: its
-    /// links are then defunct and only the pins remain; `detach` cleans them up).
+    /// Whether both links are attached to this cgroup, as the kernel says now (false once the
+    /// cgroup was removed, its links then defunct, or once a link was detached by other means,
+    /// e.g. `bpftool link detach`; `detach` and attach again repair it).
     pub linked: bool,
+    /// The other `cgroup/setsockopt` programs the kernel runs after ours on this cgroup's
+    /// sockets (attached later to the same cgroup, or to an ancestor). Any of them may pass a
+    /// program's call through (`optlen = 0`, "use the caller's buffer") and so undo
+    /// enforcement: while this is not empty, enforcement is not held. `None` when it could not
+    /// be read (no CAP_NET_ADMIN, the cgroup gone).
+    pub setsockopt_after_ours: Option<Vec<OtherProgram>>,
 }
 
-/// The kernel's release (`uname -r`) and whether it is at least [`MIN_KERNEL`].
-pub fn kernel_release() -> (String, bool) {
-    // SAFETY: uname into a zeroed buffer we own.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return (String::from("unknown"), false);
-    }
-    // SAFETY: uname NUL-terminates release.
-    let release = unsafe { std::ffi::CStr::from_ptr(u.release.as_ptr()) }
-        .to_string_lossy()
-        .into_owned();
-    let ok = release_at_least(&release, MIN_KERNEL);
-    (release, ok)
-}
-
-/// `"6.1.0-13-amd64"` against `(5, 9)`: the first two numbers decide.
-fn release_at_least(release: &str, min: (u32, u32)) -> bool {
-    let mut parts = release
-        .split(|c: char| !c.is_ascii_digit())
-        .map(|p| p.parse::<u32>().ok());
-    match (parts.next().flatten(), parts.next().flatten()) {
-        (Some(major), Some(minor)) => (major, minor) >= min,
-        _ => false,
-    }
-}
-
-fn check_kernel() -> Result<(), Error> {
-    match kernel_release() {
-        (_, true) => Ok(()),
-        (release, false) => Err(Error::KernelUnsupported {
-            reason: format!(
-                "Linux {release} is older than {}.{} (bpf_setsockopt cannot set keep-alive there)",
-                MIN_KERNEL.0, MIN_KERNEL.1
-            ),
-        }),
-    }
-}
-
-/// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; raise it where we may.
-fn raise_memlock() {
-    let unlimited = libc::rlimit {
-        rlim_cur: libc::RLIM_INFINITY,
-        rlim_max: libc::RLIM_INFINITY,
-    };
-    // SAFETY: setrlimit with a valid struct; failure is harmless (newer kernels ignore it).
-    unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &unlimited) };
-}
-
-/// Loads the object and both programs into the kernel, not attached anywhere.
-fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
-    check_kernel()?;
-    raise_memlock();
-    let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
-        .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
-    {
-        let map = ebpf
-            .map_mut(PIN_SETTINGS)
-            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
-        let mut array: Array<&mut MapData, MapSettings> =
-            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
-        array
-            .set(0, settings, 0)
-            .map_err(|e| Error::from_bpf("write the settings map", e))?;
-    }
-    let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
-    sock_ops
-        .load()
-        .map_err(|e| Error::from_bpf("load the sock_ops program", e))?;
-    let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
-    setsockopt
-        .load()
-        .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
-    Ok(ebpf)
-}
-
-fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Error>
-where
-    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-{
-    let p = ebpf
-        .program_mut(name)
-        .ok_or_else(|| Error::other(format!("find program {name}"), "missing in the object"))?;
-    p.try_into()
-        .map_err(|e| Error::other(format!("open program {name}"), e))
-}
-
-/// Checks that this machine and this process can run the kernel door: the kernel's version,
-/// and loading both programs (nothing is attached). For `doctor`.
-pub fn probe() -> Result<(), Error> {
-    load(&MapSettings::new(&KeepAlive::default(), true)).map(drop)
+/// One attachment directory as [`Attachments::list_all`] found it.
+#[derive(Debug)]
+pub struct Listed {
+    /// The cgroup id (the directory's name).
+    pub cgroup_id: u64,
+    /// The cgroup's directory, `None` when no cgroup has this id now.
+    pub cgroup_path: Option<PathBuf>,
+    /// The pin directory.
+    pub pins: PathBuf,
+    /// What it holds, or why it cannot be read.
+    pub status: Result<Status, Error>,
 }
 
 /// The attachments under one pin root: attach, update, detach, read back.
 #[derive(Debug, Clone)]
 pub struct Attachments {
     pin_root: PathBuf,
+    lock_timeout: std::time::Duration,
+    whole_host: bool,
 }
 
 impl Attachments {
@@ -342,12 +143,38 @@ impl Attachments {
     pub fn new(pin_root: impl Into<PathBuf>) -> Attachments {
         Attachments {
             pin_root: pin_root.into(),
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            whole_host: false,
         }
+    }
+
+    /// Whether [`Attachments::attach`] may attach to the cgroup v2 root (every process of the
+    /// host); refused with [`Error::CgroupRoot`] unless asked for here.
+    pub fn whole_host(mut self, allowed: bool) -> Attachments {
+        self.whole_host = allowed;
+        self
+    }
+
+    /// How long an attach or detach waits for another one to release the pin root's lock
+    /// before it fails with [`Error::Locked`].
+    pub fn with_lock_timeout(mut self, timeout: std::time::Duration) -> Attachments {
+        self.lock_timeout = timeout;
+        self
     }
 
     /// Under `TCP_KEEPALIVE_PIN_ROOT`, else [`DEFAULT_PIN_ROOT`]. An empty or relative value is
     /// an error that names it.
     pub fn from_env() -> Result<Attachments, Error> {
+        let door = Attachments::pin_root_from_env()?;
+        match std::env::var(LOCK_TIMEOUT_ENV) {
+            Err(_) => Ok(door),
+            Ok(text) => tcp_keepalive::parse_duration(LOCK_TIMEOUT_ENV, &text)
+                .map(|t| door.with_lock_timeout(t))
+                .map_err(|e| Error::other(format!("read {LOCK_TIMEOUT_ENV}"), e)),
+        }
+    }
+
+    fn pin_root_from_env() -> Result<Attachments, Error> {
         match std::env::var_os(PIN_ROOT_ENV) {
             None => Ok(Attachments::new(DEFAULT_PIN_ROOT)),
             Some(v) if Path::new(&v).is_absolute() => Ok(Attachments::new(v)),
@@ -401,26 +228,16 @@ impl Attachments {
                 _ => bpffs_error(format!("mounting it at /sys/fs/bpf failed: {e}")),
             })?;
         }
-        std::fs::create_dir_all(&self.pin_root).map_err(|e| match e.raw_os_error() {
-            Some(libc::EPERM | libc::EACCES) => Error::Permission {
-                what: format!("create {}", self.pin_root.display()),
-                source: e,
-            },
-            _ => bpffs_error(format!("creating it failed: {e}")),
-        })
+        // 0700 whatever the umask, root's, and not renamable by others; an existing one that
+        // is not is refused (pins::check_trusted).
+        pins::make_trusted_dir(&self.pin_root)
     }
 
     /// An exclusive lock on the pin root, held while pins are checked, made or removed, so
     /// attaches and detaches by several processes (an agent restarting while someone attaches
-    /// by hand) take turns. Released when the returned descriptor is dropped.
-    fn lock(&self) -> Result<File, Error> {
-        let dir = File::open(&self.pin_root).map_err(|e| pin_error(&self.pin_root, e))?;
-        // SAFETY: flock on a descriptor we own; it blocks until the other holder is done
-        // (they hold it for the few milliseconds an attach takes).
-        if unsafe { libc::flock(dir.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(pin_error(&self.pin_root, io::Error::last_os_error()));
-        }
-        Ok(dir)
+    /// by hand) take turns; a wait longer than the lock timeout fails with [`Error::Locked`].
+    fn lock(&self) -> Result<pins::Lock, Error> {
+        pins::lock(&self.pin_root, self.lock_timeout)
     }
 
     /// Attaches both programs to `cgroup` with these settings, or, when already attached,
@@ -436,30 +253,44 @@ impl Attachments {
         enforce: bool,
     ) -> Result<Attached, Error> {
         let settings = MapSettings::new(keepalive, enforce);
+        if cgroup.is_root() && !self.whole_host {
+            return Err(Error::CgroupRoot {
+                path: cgroup.path.clone(),
+            });
+        }
         check_kernel()?;
         self.ensure_bpffs()?;
         let _lock = self.lock()?;
         let dir = self.pins_of(cgroup);
-        if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
+        if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
+            // Pins that are not ours are refused, not updated (nor replaced).
+            pins::verify_ours(&dir)?;
             write_settings(&dir, settings)?;
             return Ok(Attached::Updated);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
-        remove_pins(&dir)?;
+        remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
-        let mut ebpf = load(&settings)?;
+        let mut ebpf = load::load(&settings)?;
         let cgroup_dir = File::open(&cgroup.path)
             .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
             let what = format!("attach the {program} program to {}", cgroup.path.display());
             match e.raw_os_error() {
-                // Root may attach: EPERM here means a program holds the cgroup exclusively.
-                Some(libc::EPERM) if is_root() => Error::Exclusive {
-                    path: cgroup.path.clone(),
-                    program,
-                    source: e,
-                },
+                // EPERM with the privileges to load: a program holding this cgroup or one above
+                // it exclusively (named), else a seccomp filter or an LSM.
+                Some(libc::EPERM) => {
+                    match exclusive_holder(&cgroup.path, attach_type_of(program)) {
+                        Ok(Some(path)) => Error::Exclusive {
+                            path,
+                            program,
+                            source: e,
+                        },
+                        Ok(None) => Error::Refused { what, source: e },
+                        Err(q) => Error::from_bpf(&what, q),
+                    }
+                }
                 Some(libc::EINVAL | libc::EOPNOTSUPP) => Error::KernelUnsupported {
                     reason: format!("{what}: {e} (no cgroup BPF links: needs Linux 5.7+)"),
                 },
@@ -497,16 +328,20 @@ impl Attachments {
                 let _ = sys::link_detach(link.as_fd());
             }
         };
-        if let Err(e) = std::fs::create_dir(&dir) {
-            undo_links();
-            if e.kind() != io::ErrorKind::AlreadyExists {
-                return Err(pin_error(&dir, e));
+        match pins::make_pin_dir(&dir) {
+            Ok(true) => {}
+            Ok(false) => {
+                undo_links();
+                return self.update_when_pinned(&dir, cgroup, settings);
             }
-            return self.update_when_pinned(&dir, cgroup, settings);
+            Err(e) => {
+                undo_links();
+                return Err(e);
+            }
         }
         // Until every pin is made, dropping the links detaches them again.
         let pinned = (|| -> Result<(), Error> {
-            for name in [PIN_SETTINGS, PIN_COUNTERS] {
+            for name in [PIN_SETTINGS, PIN_COUNTERS, pins::PIN_PROBE] {
                 let map = ebpf
                     .map(name)
                     .ok_or_else(|| Error::other(format!("find map {name}"), "missing"))?;
@@ -514,6 +349,18 @@ impl Attachments {
                     .pin(dir.join(name))
                     .map_err(|e| pin_error(&dir, io_of(&e)))?;
             }
+            let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
+            let prog = sock_ops
+                .fd()
+                .map_err(|e| Error::other("get the sock_ops program's descriptor", e))?;
+            sys::pin(prog.as_fd(), &dir.join(PIN_SOCK_OPS_PROG)).map_err(|e| pin_error(&dir, e))?;
+            let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
+            let prog = setsockopt
+                .fd()
+                .map_err(|e| Error::other("get the setsockopt program's descriptor", e))?;
+            sys::pin(prog.as_fd(), &dir.join(PIN_SETSOCKOPT_PROG))
+                .map_err(|e| pin_error(&dir, e))?;
+            // The links last: `REQUIRED` complete means every pin is made.
             for (name, link) in &links {
                 sys::pin(link.as_fd(), &dir.join(name)).map_err(|e| pin_error(&dir, e))?;
             }
@@ -521,7 +368,7 @@ impl Attachments {
         })();
         if let Err(e) = pinned {
             undo_links();
-            let _ = remove_pins(&dir);
+            let _ = remove_pins(&self.pin_root, &cgroup.id.to_string());
             return Err(e);
         }
         Ok(Attached::New)
@@ -535,7 +382,8 @@ impl Attachments {
         settings: MapSettings,
     ) -> Result<Attached, Error> {
         for _ in 0..100 {
-            if PINS.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+            if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(dir, cgroup.id) {
+                pins::verify_ours(dir)?;
                 write_settings(dir, settings)?;
                 return Ok(Attached::Updated);
             }
@@ -550,46 +398,74 @@ impl Attachments {
         ))
     }
 
+    /// The check the sweep of open connections uses: which sockets belong to this attachment's
+    /// cgroup or below ([`SocketCheck::covers`]).
+    pub fn socket_check(&self, cgroup: &Cgroup) -> Result<SocketCheck, Error> {
+        pins::check_pin_root(&self.pin_root)?;
+        let dir = self.pins_of(cgroup);
+        let map = open_map(&dir, pins::PIN_PROBE)?;
+        let array: Array<MapData, u64> = Array::try_from(map).map_err(|e| Error::BadMap {
+            pins: dir.clone(),
+            reason: e.to_string(),
+        })?;
+        let nonce = array
+            .get(&0, 0)
+            .map_err(|e| Error::from_bpf("read the probe map", e))?;
+        Ok(SocketCheck { nonce })
+    }
+
     /// Detaches our programs from `cgroup` (at once) and removes its pins; other programs stay
     /// attached.
     /// New connections then get the system defaults again; existing ones keep their settings.
     pub fn detach(&self, cgroup: &Cgroup) -> Result<(), Error> {
-        let dir = self.pins_of(cgroup);
-        self.detach_dir(&dir, cgroup.path())
+        self.detach_dir(cgroup.id, cgroup.path())
     }
 
     /// Detaches the attachment of a cgroup id, also one whose cgroup is gone.
     pub fn detach_id(&self, cgroup_id: u64) -> Result<(), Error> {
-        let dir = self.pin_root.join(cgroup_id.to_string());
-        self.detach_dir(&dir, Path::new(&format!("cgroup id {cgroup_id}")))
+        self.detach_dir(cgroup_id, Path::new(&format!("cgroup id {cgroup_id}")))
     }
 
-    fn detach_dir(&self, dir: &Path, what: &Path) -> Result<(), Error> {
+    fn detach_dir(&self, cgroup_id: u64, what: &Path) -> Result<(), Error> {
+        pins::check_pin_root(&self.pin_root)?;
+        let dir = self.pin_root.join(cgroup_id.to_string());
         let _lock = if self.pin_root.is_dir() {
             Some(self.lock()?)
         } else {
             None
         };
-        if !dir.is_dir() {
+        if std::fs::symlink_metadata(&dir).is_err() {
             return Err(Error::NotAttached {
                 path: what.to_path_buf(),
-                pins: dir.to_path_buf(),
+                pins: dir,
             });
         }
-        remove_pins(dir)
+        remove_pins(&self.pin_root, &cgroup_id.to_string())
     }
 
     /// The attachment of one cgroup, read back from its pins.
     pub fn status(&self, cgroup: &Cgroup) -> Result<Status, Error> {
+        pins::check_pin_root(&self.pin_root)?;
         let dir = self.pins_of(cgroup);
-        if !dir.join(PIN_SETTINGS).exists() {
-            return Err(Error::NotAttached {
-                path: cgroup.path.clone(),
-                pins: dir,
-            });
+        match std::fs::symlink_metadata(&dir) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotAttached {
+                    path: cgroup.path.clone(),
+                    pins: dir,
+                })
+            }
+            Err(e) => {
+                return Err(pins::pin_read_error(
+                    &self.pin_root,
+                    &cgroup.id.to_string(),
+                    e,
+                ))
+            }
         }
         let mut s = read_status(&dir, cgroup.id)?;
         s.cgroup_path = Some(cgroup.path.clone());
+        s.setsockopt_after_ours = setsockopt_after_ours(&dir, &cgroup.path);
         Ok(s)
     }
 
@@ -606,8 +482,21 @@ impl Attachments {
         Ok(removed)
     }
 
-    /// Every attachment under the pin root, by cgroup id. A missing pin root means none.
+    /// Every attachment under the pin root that can be read, by cgroup id (see
+    /// [`Attachments::list_all`] for the others). A missing pin root means none.
     pub fn list(&self) -> Result<Vec<Status>, Error> {
+        Ok(self
+            .list_all()?
+            .into_iter()
+            .filter_map(|l| l.status.ok())
+            .collect())
+    }
+
+    /// Every attachment directory under the pin root, by cgroup id, each read on its own: one
+    /// that cannot be read (broken, foreign, not permitted) is there with its error, and the
+    /// others are read all the same.
+    pub fn list_all(&self) -> Result<Vec<Listed>, Error> {
+        pins::check_pin_root(&self.pin_root)?;
         let entries = match std::fs::read_dir(&self.pin_root) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -625,205 +514,56 @@ impl Attachments {
             .collect();
         ids.sort_unstable();
         let paths = find_cgroups(&ids);
-        ids.into_iter()
+        Ok(ids
+            .into_iter()
             .map(|id| {
-                let mut s = read_status(&self.pin_root.join(id.to_string()), id)?;
-                s.cgroup_path = paths.get(&id).cloned();
-                Ok(s)
-            })
-            .collect()
-    }
-}
-
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn io_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
-    match error::io_cause(e) {
-        Some(io) => io.raw_os_error().map_or_else(
-            || io::Error::new(io.kind(), e.to_string()),
-            io::Error::from_raw_os_error,
-        ),
-        None => io::Error::other(e.to_string()),
-    }
-}
-
-fn pin_error(dir: &Path, e: io::Error) -> Error {
-    match e.raw_os_error() {
-        Some(libc::EPERM | libc::EACCES) => Error::Permission {
-            what: format!("pin in {}", dir.display()),
-            source: e,
-        },
-        _ => Error::Bpffs {
-            path: dir.to_path_buf(),
-            reason: format!("pinning failed: {e}"),
-        },
-    }
-}
-
-fn map_data(map: &Map) -> &MapData {
-    match map {
-        Map::Array(d) | Map::PerCpuArray(d) => d,
-        // The object has only these two kinds; anything else would be a build mistake.
-        other => unreachable!("unexpected map kind {other:?}"),
-    }
-}
-
-fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
-    let data = MapData::from_pin(dir.join(name))
-        .map_err(|e| Error::from_bpf(&format!("open {}", dir.join(name).display()), e))?;
-    Map::from_map_data(data).map_err(|e| Error::BadMap {
-        pins: dir.to_path_buf(),
-        reason: e.to_string(),
-    })
-}
-
-/// Removes our pins (which detaches the links once nothing else holds them) and the directory.
-fn remove_pins(dir: &Path) -> Result<(), Error> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    for name in PINS {
-        let path = dir.join(name);
-        // Detached now, not when the kernel gets round to freeing the link; a pin that is no
-        // link (or a kernel before 5.9) is just removed.
-        if name == PIN_SOCK_OPS || name == PIN_SETSOCKOPT {
-            if let Ok(link) = sys::obj_get(&path) {
-                let _ = sys::link_detach(link.as_fd());
-            }
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(e) => return Err(pin_error(dir, e)),
-        }
-    }
-    match std::fs::remove_dir(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(pin_error(dir, e)),
-    }
-}
-
-fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
-    let bad = |reason: String| Error::BadMap {
-        pins: dir.to_path_buf(),
-        reason,
-    };
-    let array: Array<MapData, MapSettings> =
-        Array::try_from(open_map(dir, PIN_SETTINGS)?).map_err(|e| bad(e.to_string()))?;
-    let settings = array
-        .get(&0, 0)
-        .map_err(|e| Error::from_bpf("read the settings map", e))?;
-    if settings.layout != map::SETTINGS_LAYOUT {
-        return Err(bad(format!(
-            "layout {} where {} was expected",
-            settings.layout,
-            map::SETTINGS_LAYOUT
-        )));
-    }
-    let keepalive = settings.keepalive().map_err(|e| bad(e.to_string()))?;
-    let (mut configured, mut capped) = (0, 0);
-    if let Ok(map) = open_map(dir, PIN_COUNTERS) {
-        if let Ok(counters) = PerCpuArray::<MapData, MapCounters>::try_from(map) {
-            if let Ok(per_cpu) = counters.get(&0, 0) {
-                for c in per_cpu.iter() {
-                    configured += c.configured;
-                    capped += c.capped;
+                let dir = self.pin_root.join(id.to_string());
+                let status = read_status(&dir, id).map(|mut s| {
+                    s.cgroup_path = paths.get(&id).cloned();
+                    s.setsockopt_after_ours = s
+                        .cgroup_path
+                        .as_deref()
+                        .and_then(|p| setsockopt_after_ours(&dir, p));
+                    s
+                });
+                Listed {
+                    cgroup_id: id,
+                    cgroup_path: paths.get(&id).cloned(),
+                    pins: dir,
+                    status,
                 }
-            }
-        }
+            })
+            .collect())
     }
-    Ok(Status {
-        cgroup_id,
-        cgroup_path: None,
-        pins: dir.to_path_buf(),
-        keepalive,
-        enforce: settings.enforce != 0,
-        configured,
-        capped,
-        links_pinned: dir.join(PIN_SOCK_OPS).exists() && dir.join(PIN_SETSOCKOPT).exists(),
-        linked: links_attached(dir, cgroup_id),
-    })
 }
 
-/// Writes the one entry of the pinned settings map: an update in place.
-fn write_settings(dir: &Path, settings: MapSettings) -> Result<(), Error> {
-    let map = open_map(dir, PIN_SETTINGS)?;
-    let mut array: Array<MapData, MapSettings> =
-        Array::try_from(map).map_err(|e| Error::other("open the pinned settings map", e))?;
-    array
-        .set(0, settings, 0)
-        .map_err(|e| Error::from_bpf("update the pinned settings map", e))
+/// Tells whether a socket belongs to an attachment's cgroup or one below it: the cgroup the
+/// socket was created in, which decides what the kernel runs for it, not the cgroup of the
+/// process holding it now (a socket passed with SCM_RIGHTS or inherited from outside, a
+/// process moved in after creating it). From [`Attachments::socket_check`].
+#[derive(Debug, Clone, Copy)]
+pub struct SocketCheck {
+    nonce: u64,
 }
 
-/// Whether both pinned links are attached to this cgroup (a removed cgroup's are at id 0).
-fn links_attached(dir: &Path, cgroup_id: u64) -> bool {
-    [PIN_SOCK_OPS, PIN_SETSOCKOPT].iter().all(|name| {
-        sys::obj_get(&dir.join(name))
-            .and_then(|fd| sys::link_cgroup_id(fd.as_fd()))
-            .is_ok_and(|id| id == cgroup_id)
-    })
-}
+/// `setsockopt` level and option of the probe (`TCPKA_PROBE` in bpf/keepalive.bpf.c): no TCP
+/// option has this number, so without our program the kernel answers ENOPROTOOPT.
+const TCPKA_PROBE: libc::c_int = 0x7463_6b61;
 
-/// The directories of these cgroup ids under the cgroup v2 mount (a bounded walk).
-fn find_cgroups(ids: &[u64]) -> std::collections::HashMap<u64, PathBuf> {
-    let mut found = std::collections::HashMap::new();
-    let Some(root) = cgroup2_mount() else {
-        return found;
-    };
-    let mut dirs = vec![root];
-    let mut budget = 1_000_000usize;
-    while let Some(dir) = dirs.pop() {
-        if found.len() == ids.len() || budget == 0 {
-            break;
-        }
-        budget -= 1;
-        if let Ok(meta) = std::fs::metadata(&dir) {
-            if ids.contains(&meta.ino()) {
-                found.insert(meta.ino(), dir.clone());
-            }
-        }
-        if let Ok(entries) = std::fs::read_dir(&dir) {
-            dirs.extend(
-                entries
-                    .flatten()
-                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-                    .map(|e| e.path()),
-            );
-        }
-    }
-    found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_versions() {
-        assert!(release_at_least("5.9.0", (5, 9)));
-        assert!(release_at_least("6.1.0-13-amd64", (5, 9)));
-        assert!(release_at_least("6.18.44-fc-v1045", (5, 9)));
-        assert!(release_at_least("10.0", (5, 9)));
-        assert!(!release_at_least("5.8.18", (5, 9)));
-        assert!(!release_at_least("4.14.326-245.539.amzn2.x86_64", (5, 9)));
-        assert!(!release_at_least("garbage", (5, 9)));
-        assert!(!release_at_least("", (5, 9)));
-    }
-
-    #[test]
-    fn mount_escapes() {
-        assert_eq!(unescape_mount("/a\\040b"), "/a b");
-        assert_eq!(unescape_mount("/plain"), "/plain");
-    }
-
-    #[test]
-    fn embedded_object_is_bpf() {
-        // ELF, 64-bit, EM_BPF (247).
-        assert_eq!(&OBJECT[..4], b"\x7fELF");
-        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+impl SocketCheck {
+    /// Whether the kernel runs this attachment's programs for `fd`'s socket: a setsockopt our
+    /// program alone answers (with the attachment's number). Changes nothing on the socket.
+    pub fn covers(&self, fd: impl AsFd) -> bool {
+        // SAFETY: setsockopt from a u64 we own, its size.
+        let r = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&fd.as_fd()),
+                libc::IPPROTO_TCP,
+                TCPKA_PROBE,
+                (&self.nonce as *const u64).cast(),
+                8,
+            )
+        };
+        r == 0
     }
 }

@@ -13,7 +13,10 @@ pub const BPF_CGROUP_SOCK_OPS: u32 = 3;
 pub const BPF_CGROUP_SETSOCKOPT: u32 = 22;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_GET_FD_BY_ID: libc::c_long = 13;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
+const BPF_PROG_QUERY: libc::c_long = 16;
+const BPF_F_QUERY_EFFECTIVE: u32 = 1;
 const BPF_LINK_CREATE: libc::c_long = 28;
 const BPF_LINK_DETACH: libc::c_long = 34;
 
@@ -90,19 +93,125 @@ pub fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-/// The cgroup id a cgroup link is attached to: 0 once its cgroup has been removed (the link
-/// is then defunct).
-pub fn link_cgroup_id(link: BorrowedFd<'_>) -> io::Result<u64> {
+/// What `BPF_OBJ_GET_INFO_BY_FD` says of a cgroup link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The program the link runs.
+    pub prog_id: u32,
+    /// The cgroup it is attached to: 0 once that cgroup was removed (the link is defunct).
+    pub cgroup_id: u64,
+    /// `enum bpf_attach_type`.
+    pub attach_type: u32,
+}
+
+/// The info of a cgroup link.
+pub fn link_info(link: BorrowedFd<'_>) -> io::Result<LinkInfo> {
     // struct bpf_link_info { __u32 type; __u32 id; __u32 prog_id; union { struct { __u64
     // cgroup_id; __u32 attach_type; } cgroup; ... } } (the union is 8-aligned: offset 16).
     let mut info = [0u64; 16];
+    get_info(link, &mut info)?;
+    Ok(LinkInfo {
+        prog_id: info[1] as u32,
+        cgroup_id: info[2],
+        attach_type: info[3] as u32,
+    })
+}
+
+fn get_info(fd: BorrowedFd<'_>, info: &mut [u64; 16]) -> io::Result<()> {
     let mut attr = Attr([0; 128]);
     // struct { __u32 bpf_fd; __u32 info_len; __aligned_u64 info; } info
-    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
-    put_u32(&mut attr, 4, std::mem::size_of_val(&info) as u32);
+    put_u32(&mut attr, 0, fd.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, std::mem::size_of_val(info) as u32);
     attr.0[8..16].copy_from_slice(&(info.as_mut_ptr() as u64).to_ne_bytes());
-    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr)?;
-    Ok(info[2])
+    bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr).map(drop)
+}
+
+/// What `BPF_OBJ_GET_INFO_BY_FD` says of a program.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgInfo {
+    /// The program's id.
+    pub id: u32,
+    /// Its name (the C function's, up to 15 bytes).
+    pub name: String,
+    /// The ids of the maps it uses.
+    pub map_ids: Vec<u32>,
+}
+
+/// The info of a program: id, name and the ids of its maps (at most 8 read).
+pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
+    // struct bpf_prog_info: type 0, id 4, tag 8, jited_prog_len 16, xlated_prog_len 20,
+    // jited_prog_insns 24, xlated_prog_insns 32, load_time 40, created_by_uid 48,
+    // nr_map_ids 52, map_ids 56, name[16] 64.
+    let mut map_ids = [0u32; 8];
+    let mut info = [0u64; 16];
+    info[6] = u64::from(map_ids.len() as u32) << 32;
+    info[7] = map_ids.as_mut_ptr() as u64;
+    get_info(prog, &mut info)?;
+    let id = (info[0] >> 32) as u32;
+    let count = ((info[6] >> 32) as usize).min(map_ids.len());
+    let name_bytes: Vec<u8> = info[8..10].iter().flat_map(|w| w.to_ne_bytes()).collect();
+    let name =
+        String::from_utf8_lossy(name_bytes.split(|b| *b == 0).next().unwrap_or(&[])).into_owned();
+    Ok(ProgInfo {
+        id,
+        name,
+        map_ids: map_ids[..count].to_vec(),
+    })
+}
+
+/// The id of a map.
+pub fn map_id(map: BorrowedFd<'_>) -> io::Result<u32> {
+    // struct bpf_map_info { __u32 type; __u32 id; ... }
+    let mut info = [0u64; 16];
+    get_info(map, &mut info)?;
+    Ok((info[0] >> 32) as u32)
+}
+
+/// BPF_PROG_GET_FD_BY_ID.
+pub fn prog_by_id(id: u32) -> io::Result<OwnedFd> {
+    let mut attr = Attr([0; 128]);
+    put_u32(&mut attr, 0, id);
+    let fd = bpf(BPF_PROG_GET_FD_BY_ID, &mut attr)?;
+    // SAFETY: a new descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// The ids of the programs that run for `attach_type` on sockets of this cgroup, in the order
+/// the kernel runs them (BPF_PROG_QUERY, effective: the cgroup's own first, then its
+/// ancestors'). Needs CAP_NET_ADMIN.
+pub fn effective_programs(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<Vec<u32>> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = Attr([0; 128]);
+    // struct { __u32 target_fd; __u32 attach_type; __u32 query_flags; __u32 attach_flags;
+    // __aligned_u64 prog_ids; __u32 prog_cnt; ... } query
+    put_u32(&mut attr, 0, cgroup.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, attach_type);
+    put_u32(&mut attr, 8, BPF_F_QUERY_EFFECTIVE);
+    attr.0[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    put_u32(&mut attr, 24, ids.len() as u32);
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let count = u32::from_ne_bytes(attr.0[24..28].try_into().expect("4 bytes")) as usize;
+    ids.truncate(count.min(64));
+    Ok(ids)
+}
+
+/// `BPF_F_ALLOW_MULTI` in a query's `attach_flags`.
+pub const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The programs attached to this cgroup itself for `attach_type` and the flags they were
+/// attached with (0: exclusive; BPF_PROG_QUERY without EFFECTIVE). Needs CAP_NET_ADMIN.
+pub fn attached_programs(cgroup: BorrowedFd<'_>, attach_type: u32) -> io::Result<(Vec<u32>, u32)> {
+    let mut ids = vec![0u32; 64];
+    let mut attr = Attr([0; 128]);
+    put_u32(&mut attr, 0, cgroup.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, attach_type);
+    attr.0[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    put_u32(&mut attr, 24, ids.len() as u32);
+    bpf(BPF_PROG_QUERY, &mut attr)?;
+    let flags = u32::from_ne_bytes(attr.0[12..16].try_into().expect("4 bytes"));
+    let count = u32::from_ne_bytes(attr.0[24..28].try_into().expect("4 bytes")) as usize;
+    ids.truncate(count.min(64));
+    Ok((ids, flags))
 }
 
 /// `mount -t bpf bpf PATH -o mode=0700`.

@@ -6,11 +6,21 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use tcp_keepalive::KeepAlive;
-use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup, Status};
+use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup, SocketCheck, Status};
 
 use crate::fail::Failure;
 use crate::process::Process;
 use crate::table;
+
+/// `println!`, with control characters of the text escaped (cgroup names are anyone's).
+macro_rules! say {
+    ($($arg:tt)*) => { println!("{}", table::printable(&format!($($arg)*))) };
+}
+
+/// `eprintln!`, escaped the same way.
+macro_rules! warn {
+    ($($arg:tt)*) => { eprintln!("{}", table::printable(&format!($($arg)*))) };
+}
 use crate::values::Timings;
 
 const ATTACH_HELP: &str = "\
@@ -29,8 +39,8 @@ pub enum CgroupCmd {
     /// (TCP_KEEPALIVE_PIN_ROOT moves it), so the attachment outlives this command. Attaching
     /// again updates the settings in place. Enforced by default: programs may choose shorter
     /// timings but cannot turn keep-alive off or lengthen them; --no-enforce lets their own
-    /// writes win. Then applies the settings to every open TCP connection of the cgroup's
-    /// processes (as `apply` does) and says how many it changed. Needs Linux 5.9+, CAP_BPF and
+    /// writes win. Then caps every open TCP connection of the cgroup's processes at the settings
+    /// (a shorter timing a program chose stays) and says how many it changed. Needs Linux 5.9+, CAP_BPF and
     /// CAP_NET_ADMIN (root).
     #[command(after_help = ATTACH_HELP)]
     Attach {
@@ -39,6 +49,10 @@ pub enum CgroupCmd {
         cgroup: PathBuf,
         #[command(flatten)]
         settings: DoorSettings,
+        /// Allow the cgroup v2 root itself: every process of the host (refused without it, so
+        /// an empty variable in `$POD_CGROUP` cannot do it by accident).
+        #[arg(long)]
+        whole_host: bool,
     },
     /// Remove our programs and pins from a cgroup; other programs attached there stay.
     ///
@@ -75,7 +89,22 @@ pub enum CgroupCmd {
         /// Leave the attachment in place when the agent ends (new pods stay covered meanwhile).
         #[arg(long)]
         keep_on_exit: bool,
+        /// How often the agent checks that kubepods is still the cgroup it attached to and that
+        /// its programs are still attached there (kubepods removed and made again, a link
+        /// detached), and attaches again if not.
+        #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = recheck_interval)]
+        recheck: std::time::Duration,
     },
+}
+
+/// `--recheck`: a duration of 100ms to 1h (core's parser for the text).
+fn recheck_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = tcp_keepalive::parse_duration("recheck", text).map_err(|e| e.to_string())?;
+    if !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600)).contains(&d)
+    {
+        return Err(format!("invalid recheck: {text:?} (allowed: 100ms to 1h)"));
+    }
+    Ok(d)
 }
 
 /// The settings `attach` and `agent` take.
@@ -91,17 +120,22 @@ pub struct DoorSettings {
 /// `tcp-keepalive cgroup ...`.
 pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
     match cmd {
-        CgroupCmd::Attach { cgroup, settings } => {
+        CgroupCmd::Attach {
+            cgroup,
+            settings,
+            whole_host,
+        } => {
             // Every value is checked before anything is looked at.
             let keepalive = settings.timings.resolve()?;
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
-            attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+            let door = attachments()?.whole_host(*whole_host);
+            attach_and_sweep(&door, &cgroup, &keepalive, !settings.no_enforce)?;
             Ok(0)
         }
         CgroupCmd::Detach { cgroup } => {
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
             attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;
-            println!(
+            say!(
                 "detached from {} (cgroup id {}): new connections get the system defaults",
                 cgroup.path().display(),
                 cgroup.id()
@@ -113,7 +147,8 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             cgroup_root,
             settings,
             keep_on_exit,
-        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit),
+            recheck,
+        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit, *recheck),
     }
 }
 
@@ -121,11 +156,16 @@ fn attachments() -> Result<Attachments, Failure> {
     Attachments::from_env().map_err(Failure::Kernel)
 }
 
-fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Result<(), Failure> {
-    let what = attachments()?
+fn attach_and_sweep(
+    door: &Attachments,
+    cgroup: &Cgroup,
+    keepalive: &KeepAlive,
+    enforce: bool,
+) -> Result<(), Failure> {
+    let what = door
         .attach(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
-    println!(
+    say!(
         "{} {} (cgroup id {}): {keepalive}, enforce {}",
         match what {
             Attached::New => "attached to",
@@ -135,14 +175,36 @@ fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Re
         cgroup.id(),
         if enforce { "on" } else { "off" },
     );
-    let swept = sweep(cgroup, keepalive)?;
-    println!(
-        "open connections: changed {} of {} TCP sockets in {} processes",
-        swept.changed, swept.sockets, swept.processes,
+    if enforce {
+        if let Ok(status) = door.status(cgroup) {
+            if let Some(warning) = not_held(&status) {
+                warn!("tcp-keepalive: warning: {warning}");
+            }
+        }
+    }
+    let check = door.socket_check(cgroup).map_err(Failure::Kernel)?;
+    let swept = sweep(cgroup, keepalive, &check)?;
+    say!(
+        "open connections: changed {} of {} TCP sockets in {} processes{}",
+        swept.changed,
+        swept.sockets,
+        swept.processes,
+        match swept.outside {
+            0 => String::new(),
+            n => format!(
+                " ({n} more held there belong to a cgroup outside, made before the process moved in or passed in from outside: left alone)"
+            ),
+        }
     );
+    if swept.other_pid_namespace > 0 {
+        warn!(
+            "tcp-keepalive: sweep: {} processes of the cgroup are outside this process's PID namespace (cgroup.procs lists them as 0), so their open connections were not changed; the sweep needs the host's PID namespace (hostPID: true in a pod); new connections are covered all the same",
+            swept.other_pid_namespace
+        );
+    }
     // The attachment stands (every new connection is covered), so these are warnings.
     for failure in &swept.failed {
-        eprintln!("tcp-keepalive: sweep: {failure}");
+        warn!("tcp-keepalive: sweep: {failure}");
     }
     Ok(())
 }
@@ -153,16 +215,26 @@ struct Sweep {
     processes: usize,
     sockets: usize,
     changed: usize,
+    /// Sockets the processes hold whose own cgroup is outside the attached one: not touched.
+    outside: usize,
+    /// Processes cgroup.procs shows as 0: in a PID namespace this process cannot see.
+    other_pid_namespace: usize,
     failed: Vec<String>,
 }
 
-/// Applies the settings to every TCP socket of every process in the cgroup and below, through
-/// pidfd_getfd duplicates, as `apply` does. Processes gone meanwhile are skipped.
-fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
+/// Caps every TCP socket that belongs to the cgroup or below (`SocketCheck`), of every process
+/// in the cgroup and below, at the settings (keep-alive
+/// on, each timing the smaller of the socket's and ours: `KeepAlive::apply_ceiling`), through
+/// pidfd_getfd duplicates. Processes gone meanwhile are skipped.
+fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive, check: &SocketCheck) -> Result<Sweep, Failure> {
     let mut out = Sweep::default();
     let own = std::process::id() as i32;
     crate::process::raise_open_file_limit();
-    for pid in cgroup.processes().map_err(Failure::Kernel)? {
+    for pid in cgroup.processes_all().map_err(Failure::Kernel)? {
+        if pid == 0 {
+            out.other_pid_namespace += 1;
+            continue;
+        }
         if pid == own {
             continue;
         }
@@ -176,9 +248,16 @@ fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
         };
         // One duplicate at a time, as `apply` does: any process under any open-file limit.
         let visited = process.each_tcp_socket(|s| {
+            // Only sockets of the attached cgroup or below: the socket's own cgroup, which the
+            // kernel (and so our program) goes by, not the process's.
+            if !check.covers(&s.dup) {
+                out.outside += 1;
+                return Ok(());
+            }
             out.sockets += 1;
-            match keepalive.apply(&s.dup) {
-                Ok(()) => out.changed += 1,
+            // A ceiling, as for new connections: a program's shorter choice stays.
+            match keepalive.apply_ceiling(&s.dup) {
+                Ok(changed) => out.changed += usize::from(changed),
                 Err(e) => out
                     .failed
                     .push(format!("process {pid}: {}", e.with_fd(s.fd))),
@@ -192,6 +271,31 @@ fn sweep(cgroup: &Cgroup, keepalive: &KeepAlive) -> Result<Sweep, Failure> {
         }
     }
     Ok(out)
+}
+
+/// Why enforcement does not hold on an attachment, when another cgroup/setsockopt program runs
+/// after ours (it may pass calls through with optlen 0 and so undo the cap).
+fn not_held(s: &Status) -> Option<String> {
+    let after = s.setsockopt_after_ours.as_ref().filter(|a| !a.is_empty())?;
+    if !s.enforce {
+        return None;
+    }
+    let names: Vec<String> = after.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "enforcement may not hold on cgroup id {}: the kernel runs {} after ours on its sockets \
+         (attached later to the same cgroup, or to an ancestor), and a program that passes calls \
+         through (optlen = 0) undoes the cap; the CAPPED count then includes writes it undid. \
+         Detach it, or attach it before ours / below this cgroup (cgroup/README.md, \"Beside \
+         other BPF programs\")",
+        s.cgroup_id,
+        names.join(", ")
+    ))
+}
+
+#[derive(Serialize)]
+struct OtherJson {
+    id: u32,
+    name: String,
 }
 
 #[derive(Serialize)]
@@ -208,6 +312,10 @@ struct StatusJson {
     capped: u64,
     links_pinned: bool,
     linked: bool,
+    /// Other cgroup/setsockopt programs run after ours (null: could not be read).
+    setsockopt_after_ours: Option<Vec<OtherJson>>,
+    /// Enforcement on and no other setsockopt program after ours (null: could not be read).
+    enforce_held: Option<bool>,
 }
 
 impl From<&Status> for StatusJson {
@@ -225,31 +333,76 @@ impl From<&Status> for StatusJson {
             capped: s.capped,
             links_pinned: s.links_pinned,
             linked: s.linked,
+            setsockopt_after_ours: s.setsockopt_after_ours.as_ref().map(|a| {
+                a.iter()
+                    .map(|p| OtherJson {
+                        id: p.id,
+                        name: p.name.clone(),
+                    })
+                    .collect()
+            }),
+            enforce_held: s
+                .setsockopt_after_ours
+                .as_ref()
+                .map(|a| s.enforce && a.is_empty()),
         }
     }
 }
 
 fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
     let door = attachments()?;
+    // Each attachment is read on its own: one that cannot be read is reported beside the others.
+    let mut broken = Vec::new();
     let all = match cgroup {
         Some(path) => {
             let cgroup = Cgroup::open(path).map_err(Failure::Kernel)?;
             vec![door.status(&cgroup).map_err(Failure::Kernel)?]
         }
-        None => door.list().map_err(Failure::Kernel)?,
+        None => {
+            let mut all = Vec::new();
+            for listed in door.list_all().map_err(Failure::Kernel)? {
+                match listed.status {
+                    Ok(s) => all.push(s),
+                    Err(e) => broken.push((listed.cgroup_id, listed.pins, e)),
+                }
+            }
+            all
+        }
+    };
+    for (id, pins, e) in &broken {
+        warn!(
+            "tcp-keepalive: status: cgroup id {id} ({}): {e}",
+            pins.display()
+        );
+    }
+    let code = if broken.is_empty() {
+        0
+    } else {
+        crate::fail::code::OTHER
     };
     if json {
         let rows: Vec<StatusJson> = all.iter().map(StatusJson::from).collect();
+        let broken: Vec<serde_json::Value> = broken
+            .iter()
+            .map(|(id, pins, e)| {
+                serde_json::json!({
+                    "cgroup_id": id,
+                    "pins": pins.display().to_string(),
+                    "error": e.to_string(),
+                })
+            })
+            .collect();
         let text = serde_json::to_string_pretty(&serde_json::json!({
             "pin_root": door.pin_root().display().to_string(),
             "attachments": rows,
+            "broken": broken,
         }))
         .map_err(|e| Failure::Other(format!("writing JSON failed: {e}")))?;
-        println!("{text}");
-        return Ok(0);
+        say!("{text}");
+        return Ok(code);
     }
-    if all.is_empty() {
-        println!(
+    if all.is_empty() && broken.is_empty() {
+        say!(
             "tcp-keepalive is attached to no cgroup (pins: {})",
             door.pin_root().display()
         );
@@ -274,18 +427,41 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
                 s.keepalive
                     .user_timeout()
                     .map_or_else(|| "-".into(), |t| format!("{}ms", t.as_millis())),
-                if s.enforce { "on" } else { "off" }.into(),
+                match (s.enforce, &s.setsockopt_after_ours) {
+                    (false, _) => "off".into(),
+                    (true, Some(after)) if !after.is_empty() => format!(
+                        "on, NOT HELD: {} after ours",
+                        after
+                            .iter()
+                            .map(|p| p.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    ),
+                    (true, _) => "on".into(),
+                },
                 s.configured.to_string(),
                 s.capped.to_string(),
-                if s.links_pinned {
-                    "yes"
-                } else {
-                    "NO: detach and attach again"
+                match (s.linked, &s.cgroup_path) {
+                    (true, _) => "yes",
+                    (false, None) => "no: cgroup gone",
+                    (false, Some(_)) => "NO: detach and attach again",
                 }
                 .into(),
             ]
         })
         .collect();
+    let mut rows = rows;
+    for (id, pins, _) in &broken {
+        let mut row = vec![format!("(pins {})", pins.display()), id.to_string()];
+        row.extend(["-", "-", "-", "-", "-"].map(String::from));
+        row.push("UNREADABLE: see above".into());
+        rows.push(row);
+    }
+    for s in &all {
+        if let Some(warning) = not_held(s) {
+            warn!("tcp-keepalive: warning: {warning}");
+        }
+    }
     table::print(
         &[
             "CGROUP",
@@ -299,7 +475,7 @@ fn run_status(cgroup: Option<&Path>, json: bool) -> Result<i32, Failure> {
         ],
         &rows,
     );
-    Ok(0)
+    Ok(code)
 }
 
 /// kubepods.slice (systemd driver) or kubepods (cgroupfs driver) under `root`.
@@ -317,6 +493,7 @@ fn run_agent(
     cgroup_root: Option<&Path>,
     settings: &DoorSettings,
     keep_on_exit: bool,
+    recheck: std::time::Duration,
 ) -> Result<i32, Failure> {
     let keepalive = settings.timings.resolve()?;
     // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
@@ -331,32 +508,87 @@ fn run_agent(
             })
         })?,
     };
-    let cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
-    // Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
-    // pins; clearing them is safe, the kernel reports their links attached to nothing.
-    match attachments()?.remove_defunct() {
-        Ok(ids) if !ids.is_empty() => {
-            println!(
-                "agent: removed the pins of {} cgroups that are gone: {ids:?}",
-                ids.len()
-            )
+    let mut cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
+    attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
+    remove_defunct();
+    say!(
+        "agent: waiting for SIGTERM or SIGINT; checking kubepods every {}ms",
+        recheck.as_millis()
+    );
+    let mut missing_said = false;
+    // Bounded by the signal: every pass waits `recheck` for it.
+    let signal = loop {
+        if let Some(signal) = wait_for(&signals, recheck) {
+            break signal;
         }
-        Ok(_) => {}
-        Err(e) => eprintln!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
-    }
-    println!("agent: waiting for SIGTERM or SIGINT");
-    let signal = wait_for(&signals);
+        // kubepods removed and made again is another cgroup (another id), with nothing of ours
+        // attached: new pods there would stay uncovered while the agent looked healthy.
+        let now = match find_kubepods(&root).and_then(|p| Cgroup::open(p).map_err(Failure::Kernel))
+        {
+            Ok(c) => c,
+            Err(e) => {
+                if !missing_said {
+                    warn!(
+                        "tcp-keepalive: agent: kubepods is gone ({e}); waiting for it to come back"
+                    );
+                    missing_said = true;
+                }
+                continue;
+            }
+        };
+        missing_said = false;
+        let linked = attachments()?.status(&now).is_ok_and(|s| s.linked);
+        if now.id() == cgroup.id() && linked {
+            continue;
+        }
+        say!(
+            "agent: {} (cgroup id {}, was {}) has {}: attaching again",
+            now.path().display(),
+            now.id(),
+            cgroup.id(),
+            if now.id() != cgroup.id() {
+                "been made again"
+            } else {
+                "lost our programs"
+            }
+        );
+        match attach_and_sweep(&attachments()?, &now, &keepalive, !settings.no_enforce) {
+            Ok(()) => {
+                cgroup = now;
+                remove_defunct();
+            }
+            Err(e) => warn!(
+                "tcp-keepalive: agent: attaching again failed (next try in {}ms): {e}",
+                recheck.as_millis()
+            ),
+        }
+    };
     if keep_on_exit {
-        println!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
+        say!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
         return Ok(0);
     }
     attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;
-    println!(
+    say!(
         "agent: signal {signal}: detached from {}",
         cgroup.path().display()
     );
     Ok(0)
+}
+
+/// Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
+/// pins; clearing them is safe, the kernel reports their links attached to nothing.
+fn remove_defunct() {
+    match attachments().map(|a| a.remove_defunct()) {
+        Ok(Ok(ids)) if !ids.is_empty() => {
+            say!(
+                "agent: removed the pins of {} cgroups that are gone: {ids:?}",
+                ids.len()
+            )
+        }
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => warn!("tcp-keepalive: agent: clearing attachments of removed cgroups: {e}"),
+        Err(e) => warn!("tcp-keepalive: agent: {e}"),
+    }
 }
 
 fn block_termination() -> libc::sigset_t {
@@ -371,9 +603,13 @@ fn block_termination() -> libc::sigset_t {
     }
 }
 
-fn wait_for(set: &libc::sigset_t) -> i32 {
-    let mut signal: libc::c_int = 0;
-    // SAFETY: sigwait on a set we blocked; it only writes the signal number.
-    while unsafe { libc::sigwait(set, &mut signal) } != 0 {}
-    signal
+/// The signal of `set` that arrived within `timeout`, or `None`.
+fn wait_for(set: &libc::sigset_t, timeout: std::time::Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: libc::c_long::from(timeout.subsec_nanos() as i32),
+    };
+    // SAFETY: sigtimedwait on a set we blocked, with a timespec we own; no siginfo wanted.
+    let signal = unsafe { libc::sigtimedwait(set, std::ptr::null_mut(), &ts) };
+    (signal > 0).then_some(signal)
 }

@@ -2,41 +2,9 @@
 
 use std::fmt;
 
-/// Exit codes, documented in `--help` and `cli/README.md`.
-pub mod code {
-    /// Something else failed (an I/O error, or `apply` failed on some sockets).
-    pub const OTHER: i32 = 1;
-    /// A bad command line or option value (clap uses 2 for its own usage errors too).
-    pub const USAGE: i32 = 2;
-    /// The process does not exist (ESRCH).
-    pub const GONE: i32 = 3;
-    /// Not permitted to read the process's descriptors (EPERM/EACCES).
-    pub const PERMISSION: i32 = 4;
-    /// The kernel has no `pidfd_open`/`pidfd_getfd` (ENOSYS: before Linux 5.6).
-    pub const NO_PIDFD: i32 = 5;
-    /// `run`, `install-preload`: `libkeepalive.so` was not found.
-    pub const NO_PRELOAD: i32 = 6;
-    /// `apply`: no TCP socket of the process matched.
-    pub const NO_MATCH: i32 = 7;
-    /// `cgroup`: the path is no cgroup v2 directory (not a directory, cgroup v1, a plain directory).
-    pub const NOT_CGROUP2: i32 = 8;
-    /// `cgroup`: not permitted to load or attach BPF programs (needs CAP_BPF + CAP_NET_ADMIN).
-    pub const BPF_PERMISSION: i32 = 9;
-    /// `cgroup`: the kernel cannot (older than 5.9, no BPF or cgroup BPF).
-    pub const KERNEL_UNSUPPORTED: i32 = 10;
-    /// `cgroup`: no BPF file system for the pins, and none could be mounted.
-    pub const NO_BPFFS: i32 = 11;
-    /// `cgroup detach/status`: not attached to that cgroup.
-    pub const NOT_ATTACHED: i32 = 12;
-    /// `cgroup`: another program holds the cgroup exclusively (attached without multi).
-    pub const EXCLUSIVE: i32 = 13;
-    /// `cgroup agent`: neither kubepods.slice nor kubepods under the cgroup root.
-    pub const NO_KUBEPODS: i32 = 14;
-    /// `run`: the command exists but could not be executed.
-    pub const CANNOT_EXECUTE: i32 = 126;
-    /// `run`: the command was not found.
-    pub const NOT_FOUND: i32 = 127;
-}
+/// Exit codes, documented in `--help` and `cli/README.md` (defined in `exit_codes.rs`).
+#[path = "exit_codes.rs"]
+pub mod code;
 
 /// A failure the user can act on.
 #[derive(Debug)]
@@ -89,7 +57,10 @@ impl Failure {
                     K::NotADirectory { .. } | K::CgroupV1 { .. } | K::NotCgroup { .. } => {
                         code::NOT_CGROUP2
                     }
-                    K::Permission { .. } => code::BPF_PERMISSION,
+                    K::Permission { .. } | K::Refused { .. } => code::BPF_PERMISSION,
+                    K::UntrustedPins { .. } | K::ForeignPins { .. } => code::UNTRUSTED_PINS,
+                    K::Locked { .. } => code::LOCKED,
+                    K::CgroupRoot { .. } => code::CGROUP_ROOT,
                     K::KernelUnsupported { .. } => code::KERNEL_UNSUPPORTED,
                     K::Bpffs { .. } => code::NO_BPFFS,
                     K::NotAttached { .. } => code::NOT_ATTACHED,

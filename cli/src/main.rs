@@ -47,6 +47,9 @@ Exit codes:
   12   cgroup detach/status: not attached to that cgroup
   13   cgroup: another program holds the cgroup exclusively (attached without multi)
   14   cgroup agent: no kubepods.slice or kubepods under the cgroup root
+  15   cgroup: the pin root or a pin directory is not root's alone (owner, mode, a symbolic link)
+  16   cgroup: another attach or detach held the lock too long (TCP_KEEPALIVE_LOCK_TIMEOUT)
+  17   cgroup attach: the cgroup v2 root, every process of the host, without --whole-host
   126  run: the command could not be executed
   127  run: the command was not found
   run: otherwise the program's own exit status (it replaces tcp-keepalive)";
@@ -89,6 +92,8 @@ enum Cmd {
     /// --peer every TCP socket is changed, listening ones too (their future connections inherit
     /// the settings). Options not given take the defaults (idle 60 s, interval 10 s, count 6);
     /// the user timeout is left as it is unless given. Only TCP sockets are ever touched.
+    /// This is the operator acting by hand on one process: it sets exactly these values, longer
+    /// ones than the program chose included (the sweeps of `cgroup attach` and the agent cap).
     #[command(
         after_help = "Examples:\n  sudo tcp-keepalive apply --pid 4242\n  sudo tcp-keepalive apply --pid 4242 --peer 203.0.113.2:8080 --idle 1 --interval 1 --count 3"
     )]
@@ -197,7 +202,8 @@ fn main() {
     let code = match result {
         Ok(code) => code,
         Err(failure) => {
-            eprintln!("tcp-keepalive: {failure}");
+            // Names from the system (a cgroup's, a command's) may hold terminal escapes.
+            eprintln!("tcp-keepalive: {}", table::printable(&failure.to_string()));
             failure.exit_code()
         }
     };

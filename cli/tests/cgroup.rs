@@ -21,6 +21,10 @@ use serde_json::Value;
 
 #[path = "../../core/tests/harness/mod.rs"]
 mod harness;
+/// The command's exit codes, from the one place they are defined.
+#[path = "../src/exit_codes.rs"]
+#[allow(dead_code)]
+mod exit;
 
 fn cli_exe() -> PathBuf {
     std::env::var_os("TCPKA_CLI")
@@ -76,6 +80,97 @@ fn readings(fd: i32) -> Vec<i64> {
     ]
 }
 
+/// A TCP socket of `family` with `TCP_KEEPIDLE` set to `idle` and `SO_KEEPALIVE` 0, unbound.
+fn socket_with_idle(family: i32, idle: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::AsRawFd;
+    let fd = tcp_socket(family);
+    assert_eq!(raw_set(fd.as_raw_fd(), TCP, KEEPIDLE, idle, 4), 0);
+    assert_eq!(raw_set(fd.as_raw_fd(), SOL_SOCKET, SO_KEEPALIVE, 0, 4), 0);
+    fd
+}
+
+fn tcp_socket(family: i32) -> std::os::fd::OwnedFd {
+    tcp_socket_of(family, 0)
+}
+
+fn tcp_socket_of(family: i32, protocol: i32) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket we own.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, protocol) };
+    assert!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
+    // SAFETY: fd is ours and open.
+    unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }
+}
+
+/// A client with `level`/`name` set to `value` before `connect()`.
+fn connect_after(
+    to: std::net::SocketAddr,
+    level: i32,
+    name: i32,
+    value: i32,
+) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let fd = tcp_socket(libc::AF_INET);
+    assert_eq!(raw_set(fd.as_raw_fd(), level, name, value, 4), 0);
+    connect_fd(fd, to)
+}
+
+fn sockaddr_v4(addr: std::net::SocketAddr) -> libc::sockaddr_in {
+    let std::net::SocketAddr::V4(a) = addr else {
+        panic!("IPv4 only: {addr}")
+    };
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: a.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*a.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// A listener on 127.0.0.1 whose `TCP_KEEPIDLE` was set to `idle` before `listen()`.
+fn socket2_listener(idle: i32) -> std::net::TcpListener {
+    use std::os::fd::AsRawFd;
+    let fd = socket_with_idle(libc::AF_INET, idle);
+    let sa = sockaddr_v4("127.0.0.1:0".parse().unwrap());
+    let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+    // SAFETY: bind and listen on our socket with a valid address.
+    unsafe {
+        assert_eq!(
+            libc::bind(
+                fd.as_raw_fd(),
+                (&sa as *const libc::sockaddr_in).cast(),
+                len
+            ),
+            0
+        );
+        assert_eq!(libc::listen(fd.as_raw_fd(), 8), 0);
+    }
+    std::net::TcpListener::from(fd)
+}
+
+/// A client whose `TCP_KEEPIDLE` (`idle`) and `SO_KEEPALIVE` 0 were set before `connect()`.
+fn connect_with_idle(to: std::net::SocketAddr, idle: i32) -> std::net::TcpStream {
+    connect_fd(socket_with_idle(libc::AF_INET, idle), to)
+}
+
+fn connect_fd(fd: std::os::fd::OwnedFd, to: std::net::SocketAddr) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let sa = sockaddr_v4(to);
+    let len = std::mem::size_of_val(&sa) as libc::socklen_t;
+    // SAFETY: connect our socket to a valid address.
+    let r = unsafe {
+        libc::connect(
+            fd.as_raw_fd(),
+            (&sa as *const libc::sockaddr_in).cast(),
+            len,
+        )
+    };
+    assert_eq!(r, 0, "connect: {}", std::io::Error::last_os_error());
+    std::net::TcpStream::from(fd)
+}
+
 /// The child: one JSON line per command on stdin.
 /// `pair4` / `pair6`: a listener, a client connected to it and the accepted socket; prints
 /// `{"id": N, "client": readings, "server": readings}`. `udp`: a UDP socket's SO_KEEPALIVE.
@@ -110,6 +205,46 @@ fn child_main() {
                 });
                 pairs.push((l, c, a));
                 v
+            }
+            ["pre", client_idle, listener_idle] => {
+                // Keep-alive chosen before connect (curl --keepalive-time does it): the client's
+                // idle and SO_KEEPALIVE 0 on its socket before connect(), the listener's idle
+                // (inherited by the accepted socket) before listen().
+                let l = socket2_listener(listener_idle.parse().unwrap());
+                let c = connect_with_idle(l.local_addr().unwrap(), client_idle.parse().unwrap());
+                let (a, _) = l.accept().unwrap();
+                let v = serde_json::json!({
+                    "id": pairs.len(),
+                    "client": readings(c.as_raw_fd()),
+                    "server": readings(a.as_raw_fd()),
+                });
+                pairs.push((l, c, a));
+                v
+            }
+            ["preset", level, name, value] => {
+                // A value set before connect(), on the client only.
+                let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                let (level, name) = (level.parse().unwrap(), name.parse().unwrap());
+                let c = connect_after(l.local_addr().unwrap(), level, name, value.parse().unwrap());
+                let (a, _) = l.accept().unwrap();
+                let v = serde_json::json!({
+                    "id": pairs.len(),
+                    "client": readings(c.as_raw_fd()),
+                    "value": raw_get(c.as_raw_fd(), level, name),
+                });
+                pairs.push((l, c, a));
+                v
+            }
+            ["mptcp", level, name, value] => {
+                // An MPTCP socket, unconnected: the program's own write on it.
+                let fd = tcp_socket_of(libc::AF_INET, 262);
+                let (level, name) = (level.parse().unwrap(), name.parse().unwrap());
+                let ret = raw_set(fd.as_raw_fd(), level, name, value.parse().unwrap(), 4);
+                serde_json::json!({ "ret": ret, "value": raw_get(fd.as_raw_fd(), level, name) })
+            }
+            ["value", n, level, name] => {
+                let (_, c, _) = &pairs[n.parse::<usize>().unwrap()];
+                serde_json::json!({ "value": raw_get(c.as_raw_fd(), level.parse().unwrap(), name.parse().unwrap()) })
             }
             ["udp"] => {
                 let u = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -270,6 +405,13 @@ impl Scratch {
         text(&out)
     }
 
+    /// The one attachment of `cgroup`, as `status --json` says.
+    fn status_of(&self, cgroup: &Path) -> Value {
+        let out = self.cli(&["cgroup", "status", cgroup.to_str().unwrap(), "--json"]);
+        assert_eq!(code(&out), 0, "status: {}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["attachments"][0].clone()
+    }
+
     fn status(&self) -> Value {
         let out = self.cli(&["cgroup", "status", self.cgroup.to_str().unwrap(), "--json"]);
         assert_eq!(code(&out), 0, "status: {}", text(&out));
@@ -320,6 +462,18 @@ impl Drop for Scratch {
         }
         let _ = std::fs::remove_dir(&self.pins);
     }
+}
+
+/// The attachments' directories under a pin root (its `lock` directory aside).
+fn attachment_dirs(pins: &Path) -> Vec<String> {
+    std::fs::read_dir(pins)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != "lock")
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn code(out: &Output) -> i32 {
@@ -419,6 +573,26 @@ fn new_connections_inside_get_the_settings() -> Outcome {
     Ok(())
 }
 
+/// Values a program chose before connect (or on its listener) are capped, never lengthened:
+/// shorter ones stay, longer ones become ours, keep-alive is on; with --no-enforce too.
+fn values_set_before_connect_are_capped() -> Outcome {
+    let s = Scratch::new();
+    let mut p = Peer::start(Some(&s.cgroup));
+    for extra in [&[][..], &["--no-enforce"][..]] {
+        let mut args = vec!["--idle", "30", "--interval", "3", "--count", "2"];
+        args.extend_from_slice(extra);
+        s.attach(&args);
+        // The client chose 5 (shorter: stays), the listener 40 (longer: ours, 30).
+        let r = p.ask("pre 5 40");
+        assert_eq!(ints(&r["client"]), [1, 5, 3, 2, 0], "{extra:?}: {r}");
+        assert_eq!(ints(&r["server"]), [1, 30, 3, 2, 0], "{extra:?}: {r}");
+        let r = p.ask("pre 100 2");
+        assert_eq!(ints(&r["client"]), [1, 30, 3, 2, 0], "{extra:?}: {r}");
+        assert_eq!(ints(&r["server"]), [1, 2, 3, 2, 0], "{extra:?}: {r}");
+    }
+    Ok(())
+}
+
 /// Contract C1, case by case, inside the cgroup; then `--no-enforce` in place.
 fn enforcement_caps_the_programs_own_writes() -> Outcome {
     let s = Scratch::new();
@@ -454,9 +628,15 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
         (SOL_SOCKET, SO_KEEPALIVE, 0, 2, einval, [1, 5, 1, 2, 4500]),
         // Longer than an int: capped all the same (the kernel reads the first int).
         (TCP, KEEPIDLE, 900, 8, 0, [1, 7, 1, 2, 4500]),
-        // Larger than a page: passed through untouched, and it works as the program asked.
-        (SOL_SOCKET, SO_KEEPALIVE, 0, 8192, 0, [0, 7, 1, 2, 4500]),
-        (SOL_SOCKET, SO_KEEPALIVE, 1, 4, 0, [1, 7, 1, 2, 4500]),
+        // Larger than the page the kernel copied: the kernel reads the first int, so it is
+        // capped all the same (keep-alive stays on, 9999 becomes ours), a shorter one stays,
+        // and one out of range fails as it would.
+        (SOL_SOCKET, SO_KEEPALIVE, 0, 8192, 0, [1, 7, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 9999, 8192, 0, [1, 7, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 4, 70000, 0, [1, 4, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 40000, 8192, einval, [1, 4, 1, 2, 4500]),
+        (TCP, USER_TIMEOUT, 0, 20000, 0, [1, 4, 1, 2, 4500]),
+        (TCP, KEEPIDLE, 7, 4, 0, [1, 7, 1, 2, 4500]),
     ];
     for (level, name, value, len, ret, want) in cases {
         let r = p.ask(&format!("set 0 {level} {name} {value} {len}"));
@@ -471,11 +651,17 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
             "set {level}/{name}={value} len {len}: {r}"
         );
     }
-    // Any other option: untouched.
+    // Any other option: untouched, also with a buffer larger than a page.
     let r = p.ask(&format!("set 0 {TCP} {} 1 4", libc::TCP_NODELAY));
     assert_eq!(
         (r["ret"].as_i64(), r["nodelay"].as_i64()),
         (Some(0), Some(1)),
+        "{r}"
+    );
+    let r = p.ask(&format!("set 0 {TCP} {} 0 8192", libc::TCP_NODELAY));
+    assert_eq!(
+        (r["ret"].as_i64(), r["nodelay"].as_i64()),
+        (Some(0), Some(0)),
         "{r}"
     );
     assert!(s.status()["attachments"][0]["capped"].as_u64().unwrap() >= 5);
@@ -515,59 +701,113 @@ fn enforcement_caps_the_programs_own_writes() -> Outcome {
     Ok(())
 }
 
-/// The shared table of contract C1 (`core/tests/data/enforce-cases.tsv`, core's own cases):
-/// each row's requested value set inside the cgroup must do exactly what the expected value
-/// does on a socket outside it (the same return, the same value read back).
+/// The shared enforcement table (`core/tests/data/enforce-cases.tsv`, core's own cases), every
+/// row through the kernel door: `write` rows set inside the cgroup with their optlen, `connect`
+/// rows set before connect under `--no-enforce` (the sock_ops program alone caps them), `sweep`
+/// rows set on an open connection before an enforcing attach. Each must do exactly what the
+/// expected value does on a socket outside the cgroup (the same return, the same value read back).
+/// A missing table fails.
 fn shared_enforce_table() -> Outcome {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/tests/data/enforce-cases.tsv");
-    let Ok(table) = std::fs::read_to_string(&path) else {
-        println!(
-            "  ({} is not in this tree yet: the table above covers C1)",
-            path.display()
-        );
-        return Ok(());
-    };
+    let table = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the shared table {}: {e}", path.display()));
     let s = Scratch::new();
     let mut p = Peer::start(Some(&s.cgroup));
-    p.ask("pair4");
+    let mut pair = p.ask("pair4")["id"].as_i64().unwrap();
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let control = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
     let control_fd = std::os::fd::AsRawFd::as_raw_fd(&control);
     let mut attached_with = String::new();
-    let mut rows = 0;
+    let mut rows = std::collections::BTreeMap::<String, usize>::new();
     for line in table
         .lines()
         .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
     {
         let f: Vec<&str> = line.split('\t').collect();
-        assert!(f.len() >= 9, "bad row {line:?}");
-        let settings = format!("{} {} {} {}", f[0], f[1], f[2], f[3]);
-        if settings != attached_with {
+        assert_eq!(f.len(), 13, "bad row {line:?}");
+        let when = f[10];
+        let mptcp = f[11] == "mptcp";
+        let enforce = if when == "connect" {
+            "--no-enforce"
+        } else {
+            ""
+        };
+        let attach = |s: &Scratch, enforce: &str| {
             let mut args = vec!["--idle", f[0], "--interval", f[1], "--count", f[2]];
             let ut = format!("{}ms", f[3]);
             if f[3] != "-" {
                 args.extend(["--user-timeout", ut.as_str()]);
             }
+            if !enforce.is_empty() {
+                args.push(enforce);
+            }
             s.attach(&args);
+        };
+        let settings = format!("{} {} {} {} {enforce}", f[0], f[1], f[2], f[3]);
+        if settings != attached_with || when == "sweep" {
+            attach(
+                &s,
+                if when == "sweep" {
+                    "--no-enforce"
+                } else {
+                    enforce
+                },
+            );
             attached_with = settings;
         }
         let (level, name): (i32, i32) = (f[4].parse().unwrap(), f[5].parse().unwrap());
         let (requested, expected): (i32, i32) = (f[7].parse().unwrap(), f[8].parse().unwrap());
+        let optlen: usize = f[9].parse().unwrap();
+        let mptcp_control = mptcp.then(|| tcp_socket_of(libc::AF_INET, 262));
+        let control_fd = mptcp_control
+            .as_ref()
+            .map_or(control_fd, std::os::fd::AsRawFd::as_raw_fd);
         let want_ret = raw_set(control_fd, level, name, expected, 4);
-        let r = p.ask(&format!("set 0 {level} {name} {requested} 4"));
-        assert_eq!(r["ret"].as_i64(), Some(want_ret), "row {line:?}: {r}");
+        let (ret, value) = match when {
+            "write" if mptcp => {
+                let r = p.ask(&format!("mptcp {level} {name} {requested}"));
+                (r["ret"].as_i64(), r["value"].as_i64())
+            }
+            "write" => {
+                let r = p.ask(&format!("set {pair} {level} {name} {requested} {optlen}"));
+                (r["ret"].as_i64(), r["value"].as_i64())
+            }
+            "connect" => {
+                let r = p.ask(&format!("preset {level} {name} {requested}"));
+                pair = r["id"].as_i64().unwrap();
+                (Some(0), r["value"].as_i64())
+            }
+            "sweep" => {
+                let r = p.ask("pair4");
+                pair = r["id"].as_i64().unwrap();
+                let r = p.ask(&format!("set {pair} {level} {name} {requested} {optlen}"));
+                assert_eq!(r["ret"], 0, "row {line:?}: {r}");
+                attach(&s, "");
+                attached_with.clear();
+                let r = p.ask(&format!("value {pair} {level} {name}"));
+                (Some(0), r["value"].as_i64())
+            }
+            other => panic!("row {line:?}: when {other:?}"),
+        };
+        assert_eq!(ret, Some(want_ret), "row {line:?}");
         if want_ret == 0 {
             assert_eq!(
-                r["value"].as_i64(),
+                value,
                 Some(raw_get(control_fd, level, name)),
-                "row {line:?}: {r}"
+                "row {line:?}"
             );
         }
-        rows += 1;
+        *rows.entry(format!("{when}/{}", f[11])).or_default() += 1;
     }
-    assert!(rows > 0, "no rows in {}", path.display());
-    println!("  {rows} rows of {}", path.display());
+    assert!(
+        ["write/tcp", "connect/tcp", "sweep/tcp", "write/mptcp"]
+            .iter()
+            .all(|w| rows.get(*w).copied().unwrap_or(0) > 0),
+        "rows of every kind in {}: {rows:?}",
+        path.display()
+    );
+    println!("  rows of {}: {rows:?}", path.display());
     Ok(())
 }
 
@@ -684,9 +924,9 @@ fn children_reattach_and_detach() -> Outcome {
     assert_eq!(ints(&p.ask("pair4")["client"]), system_defaults());
     // Open connections keep what they had; no pins are left.
     assert_eq!(ints(&p.ask("read 1")["client"]), [1, 11, 4, 5, 0]);
-    assert!(std::fs::read_dir(&s.pins).unwrap().next().is_none());
+    assert!(attachment_dirs(&s.pins).is_empty());
     let out = s.cli(&["cgroup", "status", s.cgroup.to_str().unwrap()]);
-    assert_eq!(code(&out), 12, "{}", text(&out));
+    assert_eq!(code(&out), exit::NOT_ATTACHED, "{}", text(&out));
     Ok(())
 }
 
@@ -729,10 +969,25 @@ fn least_privileges() -> Outcome {
     );
     let mut p = Peer::start(Some(&s.cgroup));
     assert_eq!(ints(&p.ask("pair4")["client"])[..2], [1, 9]);
+    // Read back and updated in place with the same capabilities (programs loaded without
+    // CAP_SYS_ADMIN have no name: the pins are recognised by their map ids).
+    let out = cli_with_caps(&s, &["cgroup", "status", cg], &[CAP_BPF, CAP_NET_ADMIN]);
+    assert_eq!(code(&out), 0, "status: {}", text(&out));
+    let out = cli_with_caps(
+        &s,
+        &["cgroup", "attach", cg, "--idle", "8"],
+        &[CAP_BPF, CAP_NET_ADMIN],
+    );
+    assert!(text(&out).starts_with("updated "), "{}", text(&out));
     let out = cli_with_caps(&s, &["cgroup", "detach", cg], &[CAP_BPF, CAP_NET_ADMIN]);
     assert_eq!(code(&out), 0, "{}", text(&out));
     let out = cli_with_caps(&s, &["cgroup", "attach", cg], &[CAP_NET_ADMIN]);
-    assert_eq!(code(&out), 9, "without CAP_BPF: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "without CAP_BPF: {}",
+        text(&out)
+    );
     assert!(attached_names(&s.cgroup).is_empty());
     Ok(())
 }
@@ -755,12 +1010,12 @@ fn one_attachment_per_cgroup() -> Outcome {
     assert_eq!(code(&out), 0, "{}", text(&out));
     assert_eq!(ints(&pa.ask("pair4")["client"]), system_defaults());
     assert_eq!(ints(&pb.ask("pair4")["client"])[..2], [1, 11]);
-    // Nested: the kernel runs the inner cgroup's programs first and the outer's after them, so
-    // for new connections the outer attachment writes last and wins, while enforcement caps a
-    // program's own writes at the smaller of the two (documented in cgroup/README.md).
+    // Nested: the kernel runs the inner cgroup's programs first and the outer's after them;
+    // each caps, so new connections and a program's own writes both get the smaller of the two
+    // (documented in cgroup/README.md).
     s.attach(&["--idle", "20", "--count", "3"]);
     let r = pb.ask("pair4");
-    assert_eq!(ints(&r["client"])[..4], [1, 20, 10, 3], "nested: {r}");
+    assert_eq!(ints(&r["client"])[..4], [1, 11, 10, 3], "nested: {r}");
     let r = pb.ask(&format!("set 2 {TCP} {KEEPIDLE} 100 4"));
     assert_eq!(ints(&r["client"])[1], 11, "nested enforcement: {r}");
     let out = s.cli(&["cgroup", "detach", b.to_str().unwrap()]);
@@ -817,6 +1072,77 @@ fn attach_sweeps_open_connections() -> Outcome {
     assert_eq!(ints(&r["client"]), [1, 9, 2, 4, 0], "{r}");
     assert_eq!(ints(&r["server"]), [1, 9, 2, 4, 0], "{r}");
     assert_eq!(ints(&low.ask("read 0")["client"]), [1, 9, 2, 4, 0]);
+    // The sweep caps: a connection whose program chose shorter timings keeps them (5 stays 5,
+    // and the count 1 stays 1), the longer ones become ours, keep-alive goes on.
+    let r = low.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(r["ret"], 0, "{r}");
+    // Enforcement would rewrite the writes below: this attachment lets them through.
+    s.attach(&[
+        "--idle",
+        "9",
+        "--interval",
+        "2",
+        "--count",
+        "4",
+        "--no-enforce",
+    ]);
+    for (name, value) in [(KEEPIDLE, 5), (KEEPINTVL, 100), (KEEPCNT, 1)] {
+        let r = low.ask(&format!("set 0 {TCP} {name} {value} 4"));
+        assert_eq!(r["ret"], 0, "{r}");
+    }
+    low.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(ints(&low.ask("read 0")["client"]), [0, 5, 100, 1, 0]);
+    let said = s.attach(&["--idle", "9", "--interval", "2", "--count", "4"]);
+    // Only that one socket was outside the ceiling.
+    assert!(
+        said.contains("changed 1 of 6 TCP sockets in 2 processes"),
+        "{said}"
+    );
+    assert_eq!(ints(&low.ask("read 0")["client"]), [1, 5, 2, 1, 0]);
+    Ok(())
+}
+
+/// The sweep goes by each socket's own cgroup, not its process's: a process that moved into the
+/// cgroup after making its sockets keeps them as they were (so does a socket passed in from
+/// outside, which is the same to the kernel); in another PID namespace the sweep names the cause.
+fn sweep_only_the_cgroups_own_sockets() -> Outcome {
+    let s = Scratch::new();
+    let mut inside = Peer::start(Some(&s.cgroup));
+    inside.ask("pair4");
+    let mut moved = Peer::start(None);
+    moved.ask("pair4");
+    std::fs::write(s.cgroup.join("cgroup.procs"), moved.child.id().to_string()).unwrap();
+    let said = s.attach(&["--idle", "9", "--interval", "2", "--count", "4"]);
+    assert!(
+        said.contains("changed 3 of 3 TCP sockets in 2 processes (3 more held there belong to a cgroup outside"),
+        "{said}"
+    );
+    assert_eq!(ints(&inside.ask("read 0")["client"]), [1, 9, 2, 4, 0]);
+    let r = moved.ask("read 0");
+    assert_eq!(ints(&r["client"]), system_defaults(), "{r}");
+    assert_eq!(ints(&r["server"]), system_defaults(), "{r}");
+    // From another PID namespace cgroup.procs shows the processes as 0.
+    let out = Command::new("unshare")
+        .args(["--pid", "--fork"])
+        .arg(cli_exe())
+        .args([
+            "cgroup",
+            "attach",
+            s.cgroup.to_str().unwrap(),
+            "--idle",
+            "9",
+        ])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .output()
+        .expect("unshare (util-linux)");
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("2 processes of the cgroup are outside this process's PID namespace"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("hostPID"), "{}", text(&out));
+    assert!(!text(&out).contains("process 0"), "{}", text(&out));
     Ok(())
 }
 
@@ -946,12 +1272,496 @@ fn other_programs_stay_attached() -> Outcome {
         .to_vec(),
     );
     let out = s.cli(&["cgroup", "attach", &cg]);
-    assert_eq!(code(&out), 13, "{}", text(&out));
+    assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
     assert!(text(&out).contains("exclusively"), "{}", text(&out));
     let mut names = attached_names(&s.cgroup);
     names.sort();
     assert_eq!(names, ["other_setsockopt", "other_sock_ops"]);
-    assert!(std::fs::read_dir(&s.pins).map_or(true, |mut d| d.next().is_none()));
+    assert!(attachment_dirs(&s.pins).is_empty());
+    Ok(())
+}
+
+/// Attaches the pinned program `prog` to `cgroup` with bpftool (multi), detached on drop.
+fn attach_other(s: &mut Scratch, cgroup: &Path, kind: &str, prog: &Path) {
+    let cg = cgroup.to_str().unwrap();
+    let out = bpftool(&[
+        "cgroup",
+        "attach",
+        cg,
+        kind,
+        "pinned",
+        prog.to_str().unwrap(),
+        "multi",
+    ]);
+    assert!(out.status.success(), "bpftool attach: {}", text(&out));
+    s.undo.insert(
+        0,
+        [
+            "bpftool",
+            "cgroup",
+            "detach",
+            cg,
+            kind,
+            "pinned",
+            prog.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+}
+
+fn detach_other(s: &mut Scratch) {
+    let cmd = s.undo.remove(0);
+    let out = Command::new(&cmd[0]).args(&cmd[1..]).output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", text(&out));
+}
+
+/// A cgroup/setsockopt program that passes every call through (`optlen = 0`, the kernel's
+/// documented "use the caller's buffer", cli/tests/data/other_bpf.c) beside ours. Where the
+/// kernel runs it before ours (attached earlier to the same cgroup, or on a child cgroup),
+/// enforcement holds. Where it runs after ours (attached later, or on an ancestor), nothing
+/// can hold: attach and status say so, and the JSON says `enforce_held: false`.
+fn beside_a_pass_through_program() -> Outcome {
+    let mut s = Scratch::new();
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (_, pass_through) = other_programs(&other_dir);
+    let top = s.cgroup.clone();
+    let held = |p: &mut Peer, pair: i64, what: &str| {
+        let r = p.ask(&format!("set {pair} {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+        assert_eq!(
+            (r["ret"].as_i64(), ints(&r["client"])[0]),
+            (Some(0), 1),
+            "{what}: {r}"
+        );
+        let r = p.ask(&format!("set {pair} {TCP} {KEEPIDLE} 999 4"));
+        assert_eq!(
+            (r["ret"].as_i64(), ints(&r["client"])[1]),
+            (Some(0), 7),
+            "{what}: {r}"
+        );
+    };
+    let json = |s: &Scratch, cg: &Path| -> Value {
+        let out = s.cli(&["cgroup", "status", cg.to_str().unwrap(), "--json"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["attachments"][0].clone()
+    };
+    let settings = ["--idle", "7", "--interval", "3", "--count", "2"];
+
+    // 1. Attached to the same cgroup before ours: it runs first, ours reads the caller's buffer.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let said = s.attach(&settings);
+    assert!(!said.contains("warning"), "{said}");
+    let mut p = Peer::start(Some(&s.cgroup));
+    p.ask("pair4");
+    held(&mut p, 0, "pass-through before ours");
+    let a = json(&s, &s.cgroup);
+    assert_eq!(a["enforce_held"], true, "{a}");
+    assert!(a["capped"].as_u64().unwrap() >= 2, "{a}");
+
+    // 2. On a child cgroup (the kernel runs the inner cgroup's programs first).
+    detach_other(&mut s);
+    let inner = s.child("inner");
+    attach_other(&mut s, &inner, "setsockopt", &pass_through);
+    let mut q = Peer::start(Some(&inner));
+    q.ask("pair4");
+    held(&mut q, 0, "pass-through on a child cgroup");
+    detach_other(&mut s);
+
+    // 3. Attached to the same cgroup after ours: it runs last; attach and status say so.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let said = s.attach(&settings);
+    assert!(
+        said.contains("warning: enforcement may not hold") && said.contains("(other_setsockop)"),
+        "{said}"
+    );
+    let a = json(&s, &s.cgroup);
+    assert_eq!(a["enforce_held"], false, "{a}");
+    assert_eq!(
+        a["setsockopt_after_ours"][0]["name"], "other_setsockop",
+        "{a}"
+    );
+    let out = s.cli(&["cgroup", "status"]);
+    assert!(text(&out).contains("NOT HELD"), "{}", text(&out));
+    // What the warning is about, read back from the kernel: the write went through.
+    let r = p.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(ints(&r["client"])[0], 0, "{r}");
+    detach_other(&mut s);
+    assert_eq!(json(&s, &s.cgroup)["enforce_held"], true);
+    let out = s.cli(&["cgroup", "detach", s.cgroup.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // 4. On an ancestor of the attached cgroup: also after ours.
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let out = s.cli(&["cgroup", "attach", inner.to_str().unwrap(), "--idle", "7"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("may not hold"), "{}", text(&out));
+    assert_eq!(json(&s, &inner)["enforce_held"], false);
+    let out = s.cli(&["cgroup", "detach", inner.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    Ok(())
+}
+
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+fn chown(path: &Path, uid: u32) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: lchown with a NUL-terminated path.
+    assert_eq!(unsafe { libc::lchown(c.as_ptr(), uid, uid) }, 0);
+}
+
+/// The pin root is trusted only when it is root's alone: another owner, a mode that lets others
+/// write, a symbolic link are refused (exit 15, the fix named, nothing attached); what attach
+/// makes is 0700 whatever the umask; a symbolic link planted as a pin directory is never
+/// followed; the lock cannot be held by another user, and a wait for it ends with exit 16.
+fn pin_root_trust() -> Outcome {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    let cg = s.cgroup.to_str().unwrap().to_string();
+    let refused = |s: &Scratch, args: &[&str], says: &str| {
+        let out = s.cli(args);
+        assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains(says), "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("chmod 0700"), "{}", text(&out));
+        assert!(attached_names(&s.cgroup).is_empty(), "{args:?} attached");
+    };
+    // Made first by another user (as on a 1777 bpffs).
+    std::fs::create_dir(&s.pins).unwrap();
+    chown(&s.pins, NOBODY);
+    refused(&s, &["cgroup", "attach", &cg], "owned by uid 65534");
+    refused(&s, &["cgroup", "status"], "owned by uid 65534");
+    refused(&s, &["cgroup", "detach", &cg], "owned by uid 65534");
+    // Root's, but others may write it.
+    chown(&s.pins, 0);
+    std::fs::set_permissions(&s.pins, std::fs::Permissions::from_mode(0o777)).unwrap();
+    refused(&s, &["cgroup", "attach", &cg], "mode 0777");
+    // A symbolic link to a directory that would pass.
+    std::fs::remove_dir(&s.pins).unwrap();
+    let real = s.pins.with_file_name(format!(
+        "{}-real",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    std::fs::create_dir(&real).unwrap();
+    std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&real, &s.pins).unwrap();
+    refused(&s, &["cgroup", "attach", &cg], "symbolic link");
+    std::fs::remove_file(&s.pins).unwrap();
+    std::fs::remove_dir(&real).unwrap();
+
+    // Under umask 000 attach makes 0700 directories (and the kernel 0600 pins).
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(["cgroup", "attach", &cg])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: umask between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::umask(0);
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let id = s.status()["attachments"][0]["cgroup_id"].as_u64().unwrap();
+    let dir = s.pins.join(id.to_string());
+    assert_eq!(mode_of(&s.pins), 0o700);
+    assert_eq!(mode_of(&dir), 0o700);
+    assert_eq!(mode_of(&s.pins.join("lock")), 0o700);
+    assert_eq!(
+        mode_of(&dir.join("sock_ops")) & 0o077,
+        0,
+        "a pin others may use"
+    );
+
+    // The lock: another user cannot even open it; root holding it makes attach wait, then
+    // fail with exit 16 and what to do.
+    let lock = s.pins.join("lock");
+    let other = Command::new("flock")
+        .args(["-n", lock.to_str().unwrap(), "true"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .output()
+        .expect("flock (util-linux)");
+    assert!(!other.status.success(), "nobody took the lock");
+    let mut holder = Command::new("flock")
+        .args(["-o", lock.to_str().unwrap(), "sleep", "20"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    let out = Command::new(cli_exe())
+        .args(["cgroup", "attach", &cg, "--idle", "9"])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .env("TCP_KEEPALIVE_LOCK_TIMEOUT", "400ms")
+        .output()
+        .unwrap();
+    let waited = start.elapsed();
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(code(&out), exit::LOCKED, "{}", text(&out));
+    assert!(text(&out).contains("holds the lock"), "{}", text(&out));
+    assert!(waited >= Duration::from_millis(400), "{waited:?}");
+    assert_eq!(s.status()["attachments"][0]["idle_s"], 60);
+
+    // A symbolic link planted as the pin directory: refused, never followed.
+    let out = s.cli(&["cgroup", "detach", &cg]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let victim = std::env::temp_dir().join(format!("tcpka-victim-{}", std::process::id()));
+    std::fs::create_dir_all(&victim).unwrap();
+    for name in ["settings", "counters", "sock_ops", "setsockopt"] {
+        std::fs::write(victim.join(name), "keep me").unwrap();
+    }
+    std::os::unix::fs::symlink(&victim, &dir).unwrap();
+    for args in [["cgroup", "detach", &cg], ["cgroup", "attach", &cg]] {
+        let out = s.cli(&args);
+        assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{args:?}: {}", text(&out));
+        assert!(text(&out).contains("symbolic link"), "{}", text(&out));
+        for name in ["settings", "counters", "sock_ops", "setsockopt"] {
+            assert!(
+                victim.join(name).exists(),
+                "{args:?} removed {name} through the link"
+            );
+        }
+    }
+    std::fs::remove_file(&dir).unwrap();
+    std::fs::remove_dir_all(&victim).unwrap();
+    Ok(())
+}
+
+/// The cgroup v2 root (every process of the host) is refused without --whole-host.
+fn cgroup_root_refused() -> Outcome {
+    let s = Scratch::new();
+    let root = cgroup2_mount().unwrap();
+    let before = attached_names(&root);
+    let out = s.cli(&["cgroup", "attach", root.to_str().unwrap()]);
+    assert_eq!(code(&out), exit::CGROUP_ROOT, "{}", text(&out));
+    assert!(text(&out).contains("--whole-host"), "{}", text(&out));
+    assert_eq!(attached_names(&root), before);
+    assert!(!s.pins.join("1").exists());
+    Ok(())
+}
+
+/// A program attached exclusively on the parent: exit 13 names the parent, where it is. The
+/// same EPERM from a seccomp filter is told apart: exit 9, the filter or LSM named.
+fn refusals_told_apart() -> Outcome {
+    let mut s = Scratch::new();
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (sock_ops, _) = other_programs(&other_dir);
+    let top = s.cgroup.clone();
+    let child = s.child("pod");
+    // Exclusive: no `multi`.
+    let out = bpftool(&[
+        "cgroup",
+        "attach",
+        top.to_str().unwrap(),
+        "sock_ops",
+        "pinned",
+        sock_ops.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "bpftool attach: {}", text(&out));
+    s.undo.insert(
+        0,
+        [
+            "bpftool",
+            "cgroup",
+            "detach",
+            top.to_str().unwrap(),
+            "sock_ops",
+            "pinned",
+            sock_ops.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    let out = s.cli(&["cgroup", "attach", child.to_str().unwrap()]);
+    assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
+    let said = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        said.contains(&format!("{} already has a sock_ops program", top.display())),
+        "{said}"
+    );
+    assert!(attached_names(&child).is_empty());
+    detach_other(&mut s);
+
+    // bpf(BPF_LINK_CREATE) refused by a seccomp filter (x86_64 numbers).
+    if !cfg!(target_arch = "x86_64") {
+        println!("  (the seccomp case runs on x86_64 only)");
+        return Ok(());
+    }
+    let mut cmd = Command::new(cli_exe());
+    cmd.args(["cgroup", "attach", top.to_str().unwrap()])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins);
+    // SAFETY: only prctl between fork and exec, with a filter that lives in the closure.
+    unsafe {
+        cmd.pre_exec(|| {
+            let stmt = |code: u16, k: u32| libc::sock_filter {
+                code,
+                jt: 0,
+                jf: 0,
+                k,
+            };
+            let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+                code: 0x15,
+                jt,
+                jf,
+                k,
+            };
+            let filter = [
+                stmt(0x20, 4),           // arch
+                jeq(0xc000_003e, 0, 5),  // AUDIT_ARCH_X86_64, else allow
+                stmt(0x20, 0),           // nr
+                jeq(321, 0, 3),          // bpf, else allow
+                stmt(0x20, 16),          // args[0], low half
+                jeq(28, 0, 1),           // BPF_LINK_CREATE, else allow
+                stmt(0x06, 0x0005_0001), // SECCOMP_RET_ERRNO | EPERM
+                stmt(0x06, 0x7fff_0000), // SECCOMP_RET_ALLOW
+            ];
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut _,
+            };
+            if libc::prctl(libc::PR_SET_SECCOMP, 2, &prog as *const _) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(code(&out), exit::BPF_PERMISSION, "{}", text(&out));
+    assert!(
+        text(&out).contains("seccomp filter or an LSM"),
+        "{}",
+        text(&out)
+    );
+    assert!(!text(&out).contains("exclusively ("), "{}", text(&out));
+    assert!(attached_names(&top).is_empty());
+    Ok(())
+}
+
+/// Cgroup names are anyone's: terminal escapes in one are written escaped, never raw.
+fn escapes_in_names() -> Outcome {
+    let s = Scratch::new();
+    let evil = s.child("evil\x1b]0;owned\x07\x1b[2J");
+    let out = s.cli(&["cgroup", "attach", evil.to_str().unwrap(), "--idle", "9"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let out = s.cli(&["cgroup", "status"]);
+    let all = format!("{:?}", text(&out));
+    assert!(text(&out).contains("evil\\x1b]0;owned\\x07"), "{all}");
+    assert!(
+        !out.stdout.contains(&0x1b) && !out.stderr.contains(&0x1b),
+        "{all}"
+    );
+    let out = s.cli(&["cgroup", "detach", evil.to_str().unwrap()]);
+    assert!(!out.stdout.contains(&0x1b), "{:?}", text(&out));
+    let out = s.cli(&["cgroup", "status", evil.to_str().unwrap()]);
+    assert_eq!(code(&out), exit::NOT_ATTACHED, "{}", text(&out));
+    assert!(!out.stderr.contains(&0x1b), "{:?}", text(&out));
+    Ok(())
+}
+
+/// `status` says what the kernel has attached, not what is pinned; one unreadable attachment
+/// (a replaced settings map) does not hide the others and is refused, not used; a user who may
+/// not read the pins is told so (exit 9), not "not attached".
+fn status_reads_the_kernel() -> Outcome {
+    let s = Scratch::new();
+    let (a, b) = (s.child("a"), s.child("b"));
+    for dir in [&a, &b] {
+        let out = s.cli(&["cgroup", "attach", dir.to_str().unwrap(), "--idle", "7"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    let id_of = |dir: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::metadata(dir).unwrap().ino()
+    };
+    // Our sock_ops link of a, detached behind our back.
+    let link = s.pins.join(id_of(&a).to_string()).join("sock_ops");
+    let out = bpftool(&["link", "show", "pinned", link.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let link_id = v["id"].as_u64().unwrap_or_else(|| panic!("{}", text(&out)));
+    let out = bpftool(&["link", "detach", "id", &link_id.to_string()]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = s.cli(&["cgroup", "status"]);
+    let row = text(&out)
+        .lines()
+        .find(|l| l.starts_with(a.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{}", text(&out)))
+        .to_string();
+    assert!(row.ends_with("NO: detach and attach again"), "{row}");
+    let out = s.cli(&["cgroup", "status", a.to_str().unwrap(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attachments"][0]["linked"], false, "{v}");
+    // Attaching again repairs it.
+    let out = s.cli(&["cgroup", "attach", a.to_str().unwrap(), "--idle", "7"]);
+    assert!(text(&out).starts_with("attached to "), "{}", text(&out));
+    let mut p = Peer::start(Some(&a));
+    assert_eq!(ints(&p.ask("pair4")["client"])[..2], [1, 7]);
+
+    // b's settings map replaced by someone else's.
+    let settings = s.pins.join(id_of(&b).to_string()).join("settings");
+    std::fs::remove_file(&settings).unwrap();
+    let out = bpftool(&[
+        "map",
+        "create",
+        settings.to_str().unwrap(),
+        "type",
+        "array",
+        "key",
+        "4",
+        "value",
+        "24",
+        "entries",
+        "1",
+        "name",
+        "settings",
+    ]);
+    assert!(out.status.success(), "bpftool map create: {}", text(&out));
+    let out = s.cli(&["cgroup", "status", b.to_str().unwrap()]);
+    assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{}", text(&out));
+    assert!(
+        text(&out).contains("not one attachment of tcp-keepalive"),
+        "{}",
+        text(&out)
+    );
+    let out = s.cli(&["cgroup", "attach", b.to_str().unwrap(), "--idle", "9"]);
+    assert_eq!(
+        code(&out),
+        exit::UNTRUSTED_PINS,
+        "a foreign map is not updated: {}",
+        text(&out)
+    );
+    // The whole list still shows a, and b as unreadable, exit 1.
+    let out = s.cli(&["cgroup", "status", "--json"]);
+    assert_eq!(code(&out), exit::OTHER, "{}", text(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["attachments"].as_array().map(Vec::len), Some(1), "{v}");
+    assert_eq!(v["attachments"][0]["cgroup_id"], id_of(&a), "{v}");
+    assert_eq!(v["broken"][0]["cgroup_id"], id_of(&b), "{v}");
+    let out = s.cli(&["cgroup", "status"]);
+    assert!(text(&out).contains("UNREADABLE"), "{}", text(&out));
+    // detach still removes what is there.
+    let out = s.cli(&["cgroup", "detach", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+
+    // A user who may not read the pins: exit 9, not "not attached".
+    let out = s.cli_as(&["cgroup", "status", a.to_str().unwrap()], Some(NOBODY));
+    assert_eq!(code(&out), exit::BPF_PERMISSION, "{}", text(&out));
     Ok(())
 }
 
@@ -965,27 +1775,27 @@ fn bad_input() -> Outcome {
     let mut cases: Vec<(Vec<String>, i32, &str)> = vec![
         (
             vec!["attach".into(), "/etc/hostname".into()],
-            8,
+            exit::NOT_CGROUP2,
             "not a directory",
         ),
         (
             vec!["attach".into(), "/nonexistent-tcpka".into()],
-            8,
+            exit::NOT_CGROUP2,
             "not a directory",
         ),
         (
             vec!["attach".into(), plain.clone()],
-            8,
+            exit::NOT_CGROUP2,
             "not a cgroup v2 directory",
         ),
         (
             vec!["attach".into(), cg.clone(), "--idle".into(), "0".into()],
-            2,
+            exit::USAGE,
             "invalid idle: \"0\"",
         ),
         (
             vec!["attach".into(), cg.clone(), "--count".into(), "128".into()],
-            2,
+            exit::USAGE,
             "1 to 127",
         ),
         (
@@ -995,7 +1805,7 @@ fn bad_input() -> Outcome {
                 "--interval".into(),
                 "soon".into(),
             ],
-            2,
+            exit::USAGE,
             "\"soon\"",
         ),
         (
@@ -1005,14 +1815,22 @@ fn bad_input() -> Outcome {
                 "--user-timeout".into(),
                 "0".into(),
             ],
-            2,
+            exit::USAGE,
             "user_timeout",
         ),
-        (vec!["detach".into(), cg.clone()], 12, "not attached"),
-        (vec!["status".into(), cg.clone()], 12, "not attached"),
+        (
+            vec!["detach".into(), cg.clone()],
+            exit::NOT_ATTACHED,
+            "not attached",
+        ),
+        (
+            vec!["status".into(), cg.clone()],
+            exit::NOT_ATTACHED,
+            "not attached",
+        ),
         (
             vec!["agent".into(), "--cgroup-root".into(), cg.clone()],
-            14,
+            exit::NO_KUBEPODS,
             "kubepods",
         ),
     ];
@@ -1022,7 +1840,7 @@ fn bad_input() -> Outcome {
             .find(|l| l.split_whitespace().nth(2) == Some("cgroup"))
             .and_then(|l| l.split_whitespace().nth(1).map(String::from))
     }) {
-        cases.push((vec!["attach".into(), v1], 8, "cgroup v1"));
+        cases.push((vec!["attach".into(), v1], exit::NOT_CGROUP2, "cgroup v1"));
     } else {
         println!("  (no cgroup v1 hierarchy mounted here: the v1 case is not run)");
     }
@@ -1041,13 +1859,23 @@ fn bad_input() -> Outcome {
     }
     // No permission: as nobody.
     let out = s.cli_as(&["cgroup", "attach", &cg], Some(NOBODY));
-    assert_eq!(code(&out), 9, "as nobody: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "as nobody: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
     // Root without capabilities: the bounding set emptied before exec leaves uid 0 with none,
     // so the kernel's own EPERM on loading is what is reported.
     let out = cli_with_caps(&s, &["cgroup", "attach", &cg], &[]);
-    assert_eq!(code(&out), 9, "root without capabilities: {}", text(&out));
+    assert_eq!(
+        code(&out),
+        exit::BPF_PERMISSION,
+        "root without capabilities: {}",
+        text(&out)
+    );
     assert!(text(&out).contains("CAP_BPF"), "{}", text(&out));
     assert!(attached_names(&s.cgroup).is_empty());
     // A relative pin root is refused.
@@ -1056,7 +1884,7 @@ fn bad_input() -> Outcome {
         .env("TCP_KEEPALIVE_PIN_ROOT", "relative/pins")
         .output()
         .unwrap();
-    assert_eq!(code(&out), 11, "{}", text(&out));
+    assert_eq!(code(&out), exit::NO_BPFFS, "{}", text(&out));
     let _ = std::fs::remove_dir(&tmp);
     Ok(())
 }
@@ -1147,11 +1975,89 @@ fn agent_attaches_at_kubepods() -> Outcome {
         assert!(!gone_pins.exists(), "agent left {}", gone_pins.display());
         assert_eq!(
             code(&status(&s)),
-            if stays { 0 } else { 12 },
+            if stays { 0 } else { exit::NOT_ATTACHED },
             "run {keep} {idle}: {}",
             text(&out)
         );
     }
+    Ok(())
+}
+
+/// kubepods removed and made again (a node's kubelet restarted with a wiped cgroup tree): the
+/// agent notices within its --recheck interval and attaches to the new one, so pods created
+/// there are covered; on SIGTERM it detaches from the new one.
+fn agent_notices_kubepods_made_again() -> Outcome {
+    let s = Scratch::new();
+    s.child("kubepods/burstable/pod-a");
+    let kubepods = s.cgroup.join("kubepods");
+    let linked = |s: &Scratch| {
+        let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap(), "--json"]);
+        serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null)["attachments"][0]
+            ["linked"]
+            == true
+    };
+    let agent = Command::new(cli_exe())
+        .args([
+            "cgroup",
+            "agent",
+            "--cgroup-root",
+            s.cgroup.to_str().unwrap(),
+        ])
+        .args(["--idle", "8", "--recheck", "200ms"])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !linked(&s) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(linked(&s), "the agent did not attach");
+    let old_id = s.status_of(&kubepods)["cgroup_id"].as_u64().unwrap();
+    for dir in ["kubepods/burstable/pod-a", "kubepods/burstable", "kubepods"] {
+        std::fs::remove_dir(s.cgroup.join(dir)).unwrap();
+    }
+    let pod = s.child("kubepods/burstable/pod-b");
+    let made = Instant::now();
+    while !linked(&s) && made.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let took = made.elapsed();
+    assert!(
+        linked(&s),
+        "kubepods made again: not attached after {took:?}"
+    );
+    println!(
+        "  kubepods made again: attached after {} ms (--recheck 200ms)",
+        took.as_millis()
+    );
+    assert_ne!(
+        s.status_of(&kubepods)["cgroup_id"].as_u64().unwrap(),
+        old_id
+    );
+    let mut p = Peer::start(Some(&pod));
+    assert_eq!(ints(&p.ask("pair4")["client"]), [1, 8, 10, 6, 0]);
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
+    let out = agent.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "agent: {}", text(&out));
+    assert!(
+        text(&out).contains("been made again: attaching again"),
+        "{}",
+        text(&out)
+    );
+    let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap()]);
+    assert_eq!(
+        code(&out),
+        exit::NOT_ATTACHED,
+        "detached on SIGTERM: {}",
+        text(&out)
+    );
+    assert!(
+        !s.pins.join(old_id.to_string()).exists(),
+        "the old kubepods' pins stay"
+    );
     Ok(())
 }
 
@@ -1187,6 +2093,10 @@ fn main() {
             new_connections_inside_get_the_settings,
         ),
         (
+            "values_set_before_connect_are_capped",
+            values_set_before_connect_are_capped,
+        ),
+        (
             "enforcement_caps_the_programs_own_writes",
             enforcement_caps_the_programs_own_writes,
         ),
@@ -1198,11 +2108,28 @@ fn main() {
             attach_sweeps_open_connections,
         ),
         ("other_programs_stay_attached", other_programs_stay_attached),
+        (
+            "beside_a_pass_through_program",
+            beside_a_pass_through_program,
+        ),
         ("one_attachment_per_cgroup", one_attachment_per_cgroup),
         ("least_privileges", least_privileges),
         ("concurrent_attaches", concurrent_attaches),
         ("bad_input", bad_input),
+        (
+            "sweep_only_the_cgroups_own_sockets",
+            sweep_only_the_cgroups_own_sockets,
+        ),
+        ("status_reads_the_kernel", status_reads_the_kernel),
+        ("pin_root_trust", pin_root_trust),
+        ("cgroup_root_refused", cgroup_root_refused),
+        ("refusals_told_apart", refusals_told_apart),
+        ("escapes_in_names", escapes_in_names),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
+        (
+            "agent_notices_kubepods_made_again",
+            agent_notices_kubepods_made_again,
+        ),
     ];
     harness::run(cases);
 }

@@ -348,3 +348,44 @@ impl KeepAlive {
         self.apply_new_with(&Libc, fd.as_fd().as_raw_fd())
     }
 }
+
+#[cfg(unix)]
+impl KeepAlive {
+    /// The settings an open socket whose kernel values are `current` gets when these settings
+    /// are a ceiling (DESIGN.md, "Who decides"): each timing the smaller of the socket's and
+    /// ours, as [`KeepAlive::enforce`] decides a program's own write. Without a user timeout of
+    /// ours the socket's own stays (the result has none, so applying it writes none).
+    pub fn ceiling_over(&self, current: &Settings) -> KeepAlive {
+        let secs = |d: Duration| d.as_secs().min(i32::MAX as u64) as libc::c_int;
+        let mut k = *self;
+        k.idle = self.enforce(SocketOption::KeepIdle, secs(current.idle)) as u32;
+        k.interval = self.enforce(SocketOption::KeepInterval, secs(current.interval)) as u32;
+        k.count = self.enforce(SocketOption::KeepCount, current.count as libc::c_int) as u32;
+        if self.user_timeout_ms.is_some() {
+            let ms = current
+                .user_timeout
+                .map_or(0, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+            k.user_timeout_ms = Some(self.enforce(SocketOption::UserTimeout, ms) as u32);
+        }
+        k
+    }
+
+    /// Applies these settings to an open socket as a ceiling: keep-alive on, and each timing the
+    /// smaller of the socket's own (read from the kernel) and ours, so a shorter choice of the
+    /// program stays (what the operator doors' sweeps do). All or nothing, as [`KeepAlive::apply`].
+    /// Returns whether anything changed; a socket already within the ceiling is not written.
+    pub fn apply_ceiling(&self, fd: impl AsFd) -> Result<bool, Error> {
+        let fd = fd.as_fd();
+        let current = inspect(fd)?;
+        let capped = self.ceiling_over(&current);
+        let unchanged = current.enabled
+            && current.idle == capped.idle()
+            && current.interval == capped.interval()
+            && current.count == capped.count()
+            && (capped.user_timeout().is_none() || current.user_timeout == capped.user_timeout());
+        if unchanged {
+            return Ok(false);
+        }
+        capped.apply(fd).map(|()| true)
+    }
+}

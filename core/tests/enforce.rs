@@ -6,7 +6,6 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
@@ -16,6 +15,8 @@ const TABLE: &str = include_str!("data/enforce-cases.tsv");
 
 struct Case {
     line: usize,
+    when: String,
+    socket: String,
     keepalive: KeepAlive,
     level: i32,
     name: i32,
@@ -31,11 +32,25 @@ fn cases() -> Vec<Case> {
             continue;
         }
         let f: Vec<&str> = line.split('\t').collect();
+        // optlen and when (fields 9 and 10) matter to the doors, not to the decision: core's
+        // is the same for a write, a value set before connect and an open socket swept.
         assert_eq!(
             f.len(),
-            10,
-            "line {}: 10 fields expected: {line:?}",
+            13,
+            "line {}: 13 fields expected: {line:?}",
             index + 1
+        );
+        assert!(
+            matches!(f[11], "tcp" | "mptcp"),
+            "line {}: socket {:?}",
+            index + 1,
+            f[11]
+        );
+        assert!(
+            matches!(f[10], "write" | "connect" | "sweep"),
+            "line {}: when {:?}",
+            index + 1,
+            f[10]
         );
         let num = |i: usize| -> i64 {
             f[i].parse()
@@ -54,6 +69,8 @@ fn cases() -> Vec<Case> {
         }
         cases.push(Case {
             line: index + 1,
+            when: f[10].to_string(),
+            socket: f[11].to_string(),
             keepalive,
             level: num(4) as i32,
             name: num(5) as i32,
@@ -135,7 +152,7 @@ fn from_raw_knows_every_option_by_this_platforms_numbers() {
 }
 
 /// `setsockopt` as a program would call it: `Ok` or the kernel's errno.
-fn set(stream: &TcpStream, level: i32, name: i32, value: i32) -> Result<(), i32> {
+fn set(stream: &impl AsRawFd, level: i32, name: i32, value: i32) -> Result<(), i32> {
     // SAFETY: pointer and length describe a live int.
     let rc = unsafe {
         libc::setsockopt(
@@ -156,7 +173,10 @@ fn set(stream: &TcpStream, level: i32, name: i32, value: i32) -> Result<(), i32>
 #[test]
 fn the_kernel_answers_the_enforced_value_as_it_answers_the_requested_one() {
     for addr in common::loopbacks() {
-        for case in cases().into_iter().filter(|c| c.option != "-") {
+        for case in cases()
+            .into_iter()
+            .filter(|c| c.option != "-" && c.socket == "tcp")
+        {
             let pair = common::pair(addr);
             let plain = &pair.client;
             let enforced = &pair.server;
@@ -182,4 +202,80 @@ fn the_kernel_answers_the_enforced_value_as_it_answers_the_requested_one() {
             }
         }
     }
+}
+
+/// The sweep's rows through `KeepAlive::apply_ceiling` (what the operator doors' sweeps call) on a
+/// real socket whose program set the requested value before the door came.
+#[test]
+fn the_sweep_caps_an_open_socket() {
+    let mut rows = 0;
+    for addr in common::loopbacks() {
+        for case in cases().into_iter().filter(|c| c.when == "sweep") {
+            let pair = common::pair(addr);
+            set(&pair.client, case.level, case.name, case.requested).unwrap();
+            assert!(
+                case.keepalive.apply_ceiling(&pair.client).unwrap(),
+                "line {}: something to change",
+                case.line
+            );
+            let read = common::raw_get(&pair.client, case.level, case.name);
+            assert_eq!(read, case.expected, "line {}: {}", case.line, case.option);
+            assert_eq!(
+                common::raw_get(&pair.client, libc::SOL_SOCKET, libc::SO_KEEPALIVE),
+                1,
+                "line {}",
+                case.line
+            );
+            // Within the ceiling now: a second sweep writes nothing.
+            assert!(!case.keepalive.apply_ceiling(&pair.client).unwrap());
+            rows += 1;
+        }
+    }
+    assert!(rows >= 6, "sweep rows: {rows}");
+}
+
+/// An MPTCP socket of `family`, or `None` where the kernel has no MPTCP (then its rows cannot
+/// be checked here: said on stderr).
+fn mptcp_socket(family: i32) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: a new socket we own.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 262) };
+    // SAFETY: fd is new and ours.
+    (fd >= 0).then(|| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// The MPTCP rows (the operator doors hold MPTCP sockets to the same ceiling): the enforced
+/// value answers on an MPTCP socket as the requested one does, and is what the kernel holds.
+#[test]
+fn mptcp_rows_answer_on_an_mptcp_socket() {
+    let mut rows = 0;
+    for case in cases().into_iter().filter(|c| c.socket == "mptcp") {
+        let (Some(plain), Some(enforced)) =
+            (mptcp_socket(libc::AF_INET), mptcp_socket(libc::AF_INET))
+        else {
+            eprintln!(
+                "no MPTCP in this kernel (net.mptcp.enabled): line {} not checked",
+                case.line
+            );
+            continue;
+        };
+        let without_us = set(&plain, case.level, case.name, case.requested);
+        let with_us = set(&enforced, case.level, case.name, case.expected);
+        assert_eq!(with_us, without_us, "line {}", case.line);
+        if with_us.is_ok() {
+            let want = if case.option == "SO_KEEPALIVE" {
+                1
+            } else {
+                case.expected
+            };
+            assert_eq!(
+                common::raw_get(&enforced, case.level, case.name),
+                want,
+                "line {}",
+                case.line
+            );
+        }
+        rows += 1;
+    }
+    assert!(rows == 0 || rows >= 4, "mptcp rows: {rows}");
 }

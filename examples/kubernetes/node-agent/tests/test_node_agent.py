@@ -14,6 +14,7 @@ processes made here are removed whatever happens.
 
 import json
 import os
+import re
 import queue
 import shutil
 import signal
@@ -35,6 +36,17 @@ CI = os.environ.get("CI") == "true"
 NOBODY = 65534
 UID = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
 WAIT = 30  # seconds: the longest any single step may take
+
+
+def exit_codes():
+    """The command's exit codes by name, read from the one place they are defined."""
+    with open(os.path.join(ROOT, "cli", "src", "exit_codes.rs")) as f:
+        found = dict(re.findall(r"pub const ([A-Z_0-9]+): i32 = (\d+);", f.read()))
+    assert found, "no exit codes in cli/src/exit_codes.rs"
+    return {name: int(value) for name, value in found.items()}
+
+
+EXIT = exit_codes()
 
 
 def cannot(reason):
@@ -136,7 +148,7 @@ def test_daemonset_args_are_accepted_by_the_cli(tmp_path):
     args = container(daemonset())["args"]
     args = [str(tmp_path) if a == arg_after(args, "--cgroup-root") else a for a in args]
     done = subprocess.run([CLI, *args], capture_output=True, text=True, timeout=WAIT)
-    assert done.returncode == 14, done.stderr
+    assert done.returncode == EXIT["NO_KUBEPODS"], done.stderr
     assert "neither kubepods.slice" in done.stderr and str(tmp_path) in done.stderr
 
 
@@ -190,7 +202,7 @@ def test_pod_attach_detach_and_own_attach_options():
 def test_pod_attach_refuses_bad_input_naming_it(flag, value, named):
     facts = {"--uid": UID, "--qos": "Burstable", "--node": "n", "--driver": "systemd", flag: value}
     done = pod_attach(*[w for kv in facts.items() for w in kv])
-    assert done.returncode == 2
+    assert done.returncode == EXIT["USAGE"]
     assert named in done.stderr
     assert done.stdout == ""
 
@@ -430,7 +442,7 @@ def test_agent_covers_pods_created_later_and_detaches_on_sigterm(node, listener)
     code, out = stop(proc)
     assert code == 0 and "detached from" in out, out
     gone = node.cli("cgroup", "status", node.kubepods)
-    assert gone.returncode == 12, gone.stdout + gone.stderr
+    assert gone.returncode == EXIT["NOT_ATTACHED"], gone.stdout + gone.stderr
     assert connect_from(node, node.pod(), listener).startswith("off ")
 
 
@@ -485,7 +497,7 @@ def test_each_added_capability_is_needed(node, listener, missing):
     if missing in ("BPF", "NET_ADMIN"):
         # Loading or attaching the programs is refused: exit 9, the remedy named.
         code, out = proc.finish()
-        assert code == 9, out
+        assert code == EXIT["BPF_PERMISSION"], out
         assert "CAP_BPF" in out
     else:
         # Attached, but the sweep cannot reach the pod's process (another user's).

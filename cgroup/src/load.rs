@@ -1,0 +1,117 @@
+//! Loading: the embedded BPF object, its two programs and three maps into the kernel, not
+//! attached anywhere.
+
+use std::io;
+
+use aya::maps::{Array, Map, MapData};
+use aya::programs::{CgroupSockopt, SockOps};
+use aya::{Ebpf, EbpfLoader};
+use tcp_keepalive::KeepAlive;
+
+use crate::kernel::{check_kernel, raise_memlock};
+use crate::map::MapSettings;
+use crate::pins::{PIN_PROBE, PIN_SETTINGS};
+use crate::{error, Error};
+
+/// The BPF object compiled from `bpf/keepalive.bpf.c` by build.rs.
+pub(crate) static OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
+
+/// Loads the object and both programs into the kernel, not attached anywhere.
+pub(crate) fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
+    check_kernel()?;
+    raise_memlock();
+    let mut ebpf = EbpfLoader::new()
+        .load(OBJECT)
+        .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
+    {
+        let map = ebpf
+            .map_mut(PIN_SETTINGS)
+            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
+        let mut array: Array<&mut MapData, MapSettings> =
+            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
+        array
+            .set(0, settings, 0)
+            .map_err(|e| Error::from_bpf("write the settings map", e))?;
+    }
+    {
+        let map = ebpf
+            .map_mut(PIN_PROBE)
+            .ok_or_else(|| Error::other("find the probe map", "missing in the object"))?;
+        let mut array: Array<&mut MapData, u64> =
+            Array::try_from(map).map_err(|e| Error::other("open the probe map", e))?;
+        array
+            .set(0, random_nonzero(), 0)
+            .map_err(|e| Error::from_bpf("write the probe map", e))?;
+    }
+    let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
+    sock_ops
+        .load()
+        .map_err(|e| Error::from_bpf("load the sock_ops program", e))?;
+    let setsockopt: &mut CgroupSockopt = program(&mut ebpf, "enforce_keepalive")?;
+    setsockopt
+        .load()
+        .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
+    Ok(ebpf)
+}
+
+pub(crate) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Error>
+where
+    &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let p = ebpf
+        .program_mut(name)
+        .ok_or_else(|| Error::other(format!("find program {name}"), "missing in the object"))?;
+    p.try_into()
+        .map_err(|e| Error::other(format!("open program {name}"), e))
+}
+
+/// Checks that this machine and this process can run the kernel door: the kernel's version,
+/// and loading both programs (nothing is attached). For `doctor`.
+pub fn probe() -> Result<(), Error> {
+    load(&MapSettings::new(&KeepAlive::default(), true)).map(drop)
+}
+
+/// A random u64 other than 0 (getrandom; the time and PID should it fail).
+pub(crate) fn random_nonzero() -> u64 {
+    let mut v = 0u64;
+    // SAFETY: getrandom into a u64 we own.
+    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
+    if n != 8 {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        v = t ^ (u64::from(std::process::id()) << 32);
+    }
+    v.max(1)
+}
+
+pub(crate) fn io_of(e: &(dyn std::error::Error + 'static)) -> io::Error {
+    match error::io_cause(e) {
+        Some(io) => io.raw_os_error().map_or_else(
+            || io::Error::new(io.kind(), e.to_string()),
+            io::Error::from_raw_os_error,
+        ),
+        None => io::Error::other(e.to_string()),
+    }
+}
+
+pub(crate) fn map_data(map: &Map) -> &MapData {
+    match map {
+        Map::Array(d) | Map::PerCpuArray(d) => d,
+        // The object has only these two kinds; anything else would be a build mistake.
+        other => unreachable!("unexpected map kind {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_object_is_bpf() {
+        // ELF, 64-bit, EM_BPF (247).
+        assert_eq!(&OBJECT[..4], b"\x7fELF");
+        assert_eq!(u16::from_le_bytes([OBJECT[18], OBJECT[19]]), 247);
+    }
+}
