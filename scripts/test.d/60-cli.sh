@@ -25,6 +25,11 @@ fi
 log "cli: the process tests against the release build"
 TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
 
+# install-preload: the library check with the real libkeepalive.so (TCPKA_PRELOAD) and libc, and
+# eight installers at once into one directory, each pid 1 of its own PID namespace.
+log "cli: install-preload (the real library, libc refused, concurrent installers)"
+cargo test --quiet -p tcp-keepalive-cli --test install_preload
+
 if [ ! -d preload ]; then
     echo "SKIP: run walk-through: preload/ (libkeepalive.so) is not in this tree yet"
     exit 0
