@@ -21,7 +21,7 @@ pm() {
 
 pm_ready() {
     # catatonit: kube play builds its pause image from it.
-    need_packages podman runc buildah skopeo catatonit iptables iproute2 >/dev/null || return 1
+    need_packages podman runc buildah skopeo catatonit containernetworking-plugins iptables iproute2 >/dev/null || return 1
     # crun refuses this kind of host; podman must use runc (the configuration says so).
     command -v runc >/dev/null || { echo "runc is not installed" >&2; return 1; }
 }

@@ -50,6 +50,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
 
 passed=0
 failed_parts=()
@@ -247,6 +248,22 @@ node_agent() {
     agent_flags
     local args=()
     mapfile -t args < <(daemonset args)
+    # The manifest's seccomp Unconfined is needed: podman's default profile (like older
+    # containerd ones) allows bpf(2) only with CAP_SYS_ADMIN. Without it the agent fails and
+    # attaches nothing.
+    local confined=() i
+    for ((i = 0; i < ${#AGENT[@]}; i++)); do
+        if [ "${AGENT[i]}" = --security-opt ] && [ "${AGENT[i + 1]:-}" = seccomp=unconfined ]; then
+            i=$((i + 1))
+            continue
+        fi
+        confined+=("${AGENT[i]}")
+    done
+    local out rc=0
+    out=$(pm run --rm --network none "${confined[@]}" "$RELEASE_IMAGE" "${args[@]}" 2>&1) || rc=$?
+    echo "  with the runtime's default seccomp profile: exit $rc: $(tail -n 1 <<<"$out")"
+    [ $rc -ne 0 ] || return 1
+    [ -z "$(ls -A "$PIN_ROOT" 2>/dev/null)" ] || { echo "  pins left: $(ls "$PIN_ROOT")" >&2; return 1; }
     echo "  podman run ${AGENT[*]} $RELEASE_IMAGE ${args[*]}"
     pm run -d --name "$ID-agent" --network none "${AGENT[@]}" "$RELEASE_IMAGE" "${args[@]}" >/dev/null || return 1
     wait_log "$ID-agent" "waiting for SIGTERM" || return 1
