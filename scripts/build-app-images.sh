@@ -2,10 +2,10 @@
 # Builds the two application images of the seed's failure from files on this machine (no registry
 # is reachable, and none is needed), FROM scratch with buildah, into OCI archives cached under
 # target/containers/images/:
-#   python-server.oci.tar  localhost/tkl-python-server:lab  Debian's libc6 and python3.11 with its
+#   python-server.oci.tar  localhost/tkl-python-server:lab  Debian's libc6, libgcc-s1, python3.11 with its
 #                          standard library (the files of the installed packages and the libraries
 #                          they load) and the seed's server, e2e/server.py, as /app/server.py
-#   scala-client.oci.tar   localhost/tkl-scala-client:lab   the files of Debian's libc6 and
+#   scala-client.oci.tar   localhost/tkl-scala-client:lab   the files of Debian's libc6, libgcc-s1 and
 #                          openjdk-17-jre-headless and the libraries they load, and the seed's
 #                          Scala/OkHttp client (examples/scala-client, scripts/build-scala-client.sh)
 #                          as /app/scala-client.jar
@@ -87,9 +87,12 @@ package_files() {
 versions() { dpkg-query -W -f '${Package} ${Version}\n' "$@"; }
 
 python_server() {
-    # libc6 whole, as every Debian-based image has it (the libraries of the closure alone would
-    # lack libpthread.so.0 and libdl.so.2, which Python does not load but other programs do).
-    local pkgs=("libc6:$(dpkg --print-architecture)" python3.11-minimal libpython3.11-minimal libpython3.11-stdlib)
+    # libc6 and libgcc-s1 whole (libc6 depends on it), as every Debian-based image has them: the
+    # libraries of the closure alone would lack libpthread.so.0 and libdl.so.2, which Python does
+    # not load but other programs (and the preload) do.
+    local arch
+    arch=$(dpkg --print-architecture)
+    local pkgs=("libc6:$arch" "libgcc-s1:$arch" python3.11-minimal libpython3.11-minimal libpython3.11-stdlib)
     local key
     key=$( (versions "${pkgs[@]}"; sha256sum e2e/server.py "$0") | sha256sum | cut -c1-16)
     fresh python-server "$key" && return 0
@@ -111,7 +114,9 @@ python_server() {
 scala_client() {
     local jar=$ROOT/examples/scala-client/target/scala-client.jar
     bash scripts/build-scala-client.sh
-    local pkgs=("libc6:$(dpkg --print-architecture)" openjdk-17-jre-headless)
+    local arch
+    arch=$(dpkg --print-architecture)
+    local pkgs=("libc6:$arch" "libgcc-s1:$arch" openjdk-17-jre-headless)
     local key
     key=$( (versions "${pkgs[@]}" "zlib1g:$(dpkg --print-architecture)"; sha256sum "$jar" "$0") | sha256sum | cut -c1-16)
     fresh scala-client "$key" && return 0

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds what the lab's container rows need (e2e/clients.py: container-*), into the lab's own
-# podman store (target/containers/lab): the release image from dist/ (scripts/dist.sh builds it if
-# absent; stage 80-dist does in a full run) and the seed's client image
+# podman store (target/containers/lab): the release image from dist/ (stage 80-dist builds it in a
+# full run; without it, its two files for this arch are built here: lib-containers.sh) and the seed's client image
 # (scripts/build-app-images.sh). Loads an image only when its archive changed. Idempotent, quiet.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -25,5 +25,6 @@ load() {
     fi
     echo "$sum" >"$stamps/$1"
 }
-load release "$(release_image_archive)" "$RELEASE_IMAGE"
+release_files
+load release "$RELEASE_ARCHIVE" "$RELEASE_IMAGE"
 load scala-client "$ROOT/target/containers/images/scala-client.oci.tar" localhost/tkl-scala-client:lab

@@ -5,7 +5,8 @@
 #   pm ARGS...             podman with that configuration and $PM_STORE (default "test")
 #   pm_ready               installs podman, runc, buildah, skopeo; true when podman can run here
 #   host_net_state         ip_forward (v4, v6) and the firewall rules, to compare before/after
-#   release_image_archive  dist/tcp-keepalive-VERSION.oci.tar, built by scripts/dist.sh if absent
+#   release_files          the release image's archive, command and library (dist/, or built here)
+#   pm_load_release        that image into the store as $RELEASE_IMAGE
 
 export CONTAINERS_CONF=$ROOT/scripts/containers/containers.conf
 PM_STORE=${PM_STORE:-test}
@@ -34,21 +35,55 @@ host_net_state() {
     nft list tables 2>/dev/null | sort
 }
 
-release_image_archive() {
-    local archive=${TKL_RELEASE_ARCHIVE:-$ROOT/dist/tcp-keepalive-$TKL_VERSION.oci.tar}
-    if [ ! -f "$archive" ]; then
-        log "no $archive: building dist/ (scripts/dist.sh)"
-        bash "$ROOT/scripts/dist.sh" >&2 || return 1
+# release_files: sets RELEASE_ARCHIVE (the image's OCI archive), RELEASE_CLI and RELEASE_LIB (the
+# command and library in it, for this machine's arch): dist/'s when present (stage 80-dist builds
+# it); otherwise the same two files built here for this arch only (the command statically linked,
+# as dist.sh links it; the preload by scripts/build-preload.sh) and put into a FROM scratch image
+# of the same layout, under target/containers/release (dist.sh's two arches take ~20 min cold).
+release_files() {
+    local dist=${TKL_DIST:-$ROOT/dist}
+    RELEASE_ARCHIVE=$dist/tcp-keepalive-$TKL_VERSION.oci.tar
+    RELEASE_CLI=$dist/linux-$(uname -m)/bin/tcp-keepalive
+    RELEASE_LIB=$dist/linux-$(uname -m)/lib/libkeepalive.so
+    [ -f "$RELEASE_ARCHIVE" ] && [ -x "$RELEASE_CLI" ] && [ -f "$RELEASE_LIB" ] && return 0
+    log "no $RELEASE_ARCHIVE: building the image's two files for $(uname -m) here" >&2
+    local out=$ROOT/target/containers/release host
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    need_packages build-essential clang libbpf-dev linux-libc-dev buildah >/dev/null || return 1
+    env "CARGO_TARGET_$(echo "$host" | tr 'a-z-' 'A-Z_')_RUSTFLAGS=-C target-feature=+crt-static" \
+        cargo build --release --locked --quiet -p tcp-keepalive-cli --target "$host" \
+        --target-dir "$ROOT/target/containers/static" >&2 || return 1
+    bash "$ROOT/scripts/build-preload.sh" >&2 || return 1
+    mkdir -p "$out"
+    RELEASE_CLI=$out/tcp-keepalive
+    RELEASE_LIB=$out/libkeepalive.so
+    RELEASE_ARCHIVE=$out/tcp-keepalive-$TKL_VERSION.oci.tar
+    local built_cli=$ROOT/target/containers/static/$host/release/tcp-keepalive
+    local built_lib=$ROOT/target/release/libkeepalive.so
+    if [ -f "$RELEASE_ARCHIVE" ] && [ "$RELEASE_ARCHIVE" -nt "$built_cli" ] && [ "$RELEASE_ARCHIVE" -nt "$built_lib" ]; then
+        return 0
     fi
-    echo "$archive"
+    install -m 0755 "$built_cli" "$RELEASE_CLI"
+    install -m 0644 "$built_lib" "$RELEASE_LIB"
+    local b=(buildah --root "$out/buildah/root" --runroot "$out/buildah/run" --storage-driver vfs) ctr
+    "${b[@]}" rm --all >/dev/null 2>&1
+    ctr=$("${b[@]}" from scratch) || return 1
+    "${b[@]}" copy --chmod 0755 "$ctr" "$RELEASE_CLI" /usr/local/bin/tcp-keepalive >/dev/null &&
+        "${b[@]}" copy --chmod 0644 "$ctr" "$RELEASE_LIB" /usr/local/lib/libkeepalive.so >/dev/null &&
+        "${b[@]}" config --entrypoint '["/usr/local/bin/tcp-keepalive"]' --cmd '["--help"]' "$ctr" &&
+        "${b[@]}" commit --quiet --format oci --rm "$ctr" "localhost/tcp-keepalive:$TKL_VERSION" >/dev/null || return 1
+    rm -f "$RELEASE_ARCHIVE"
+    "${b[@]}" push --quiet "localhost/tcp-keepalive:$TKL_VERSION" \
+        "oci-archive:$RELEASE_ARCHIVE:tcp-keepalive:$TKL_VERSION" || return 1
+    "${b[@]}" rmi --all >/dev/null 2>&1
+    return 0
 }
 
 # pm_load_release: the release image (its linux/amd64 or linux/arm64 manifest, as the node's
 # runtime picks it) into the store as $RELEASE_IMAGE.
 pm_load_release() {
-    local archive
-    archive=$(release_image_archive) || return 1
-    pm pull -q "oci-archive:$archive:tcp-keepalive:$TKL_VERSION" >/dev/null &&
+    release_files || return 1
+    pm pull -q "oci-archive:$RELEASE_ARCHIVE:tcp-keepalive:$TKL_VERSION" >/dev/null &&
         pm tag "tcp-keepalive:$TKL_VERSION" "$RELEASE_IMAGE" 2>/dev/null
     pm image exists "$RELEASE_IMAGE"
 }

@@ -71,8 +71,10 @@ node-agent)
     cleanup() {
         pm rm -f -t 0 "$NAME" "$NAME-agent" >/dev/null 2>&1
         if [ -d "$pins" ]; then
-            TCP_KEEPALIVE_PIN_ROOT=$pins "$ROOT/dist/linux-$(uname -m)/bin/tcp-keepalive" \
-                cgroup detach --all >/dev/null 2>&1
+            # The image's own command (dist/, or what lib-containers.sh built without it).
+            local cli=$ROOT/dist/linux-$(uname -m)/bin/tcp-keepalive
+            [ -x "$cli" ] || cli=$ROOT/target/containers/release/tcp-keepalive
+            TCP_KEEPALIVE_PIN_ROOT=$pins "$cli" cgroup detach --all >/dev/null 2>&1
             rm -rf "$pins"
         fi
         remove_cgroup_tree "${parent#/}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Stage: the release image and the Kubernetes examples, run for real in containers (rootful podman
-# with runc; scripts/lib-containers.sh). Reuses dist/ (stage 80-dist builds it; scripts/dist.sh
-# otherwise) and the application images of scripts/build-app-images.sh (cached under target/).
+# with runc; scripts/lib-containers.sh). Reuses dist/ (stage 80-dist builds it; without it, the
+# image's two files are built here for this arch only, into an image of the same layout) and the
+# application images of scripts/build-app-images.sh (cached under target/containers/images).
+# About 10-20 s warm, 45 s with the application image to build (dist/ present).
 #   - the image loaded from dist/tcp-keepalive-VERSION.oci.tar: --version, doctor;
 #   - the init container exactly as examples/kubernetes/deployment.yaml runs it (user 65534,
 #     read-only root, no capabilities, no new privileges) fills a volume with libkeepalive.so;
@@ -28,7 +30,6 @@ need_packages python3-yaml >/dev/null || exit 1
 
 ID=tkl-ctr-$$
 WORK=$ROOT/target/containers/work-$$
-CLI=$ROOT/dist/linux-$(uname -m)/bin/tcp-keepalive
 V2=$(cgroup2_root)
 PIN_ROOT=/sys/fs/bpf/$ID
 mkdir -p "$WORK"
@@ -44,7 +45,7 @@ cleanup() {
     pm rm -a -f -t 0 >/dev/null 2>&1
     pm volume rm -a -f >/dev/null 2>&1
     pm rmi -a -f >/dev/null 2>&1
-    [ -d "$PIN_ROOT" ] && TCP_KEEPALIVE_PIN_ROOT=$PIN_ROOT "$CLI" cgroup detach --all >/dev/null 2>&1
+    [ -d "$PIN_ROOT" ] && TCP_KEEPALIVE_PIN_ROOT=$PIN_ROOT "${CLI:-false}" cgroup detach --all >/dev/null 2>&1
     [ -d "$PIN_ROOT" ] && { rm -rf "${PIN_ROOT:?}"/* 2>/dev/null; rmdir "$PIN_ROOT" 2>/dev/null; }
     remove_cgroup_tree "$ID"
     rm -rf "$WORK"
@@ -119,6 +120,9 @@ PY
 
 load() {
     pm_load_release || return 1
+    # The image's own command, for inspect/status/detach from the host.
+    CLI=$RELEASE_CLI
+    echo "  image from $RELEASE_ARCHIVE"
     pm image inspect "$RELEASE_IMAGE" --format '{{.Os}}/{{.Architecture}} {{.Config.Entrypoint}}'
     bash scripts/build-app-images.sh python-server || return 1
     pm load -q -i target/containers/images/python-server.oci.tar >/dev/null || return 1
@@ -150,7 +154,7 @@ init_container() {
     echo "  $out"
     local where
     where=$(pm volume inspect "$ID-keepalive" --format '{{.Mountpoint}}') || return 1
-    cmp "$where/libkeepalive.so" "$ROOT/dist/linux-$(uname -m)/lib/libkeepalive.so" || return 1
+    cmp "$where/libkeepalive.so" "$RELEASE_LIB" || return 1
     expect "the installed file (mode, owner)" "$(stat -c '%a %u' "$where/libkeepalive.so")" "644 65534" || return 1
     expect "the volume holds" "$(ls -A "$where")" "libkeepalive.so"
 }
@@ -340,7 +344,7 @@ PY
     local sum
     sum=$(pm exec "$ctr" python3 -c 'import hashlib; print(hashlib.sha256(open("/shared/libkeepalive.so", "rb").read()).hexdigest())') || return 1
     expect "kube play: /shared/libkeepalive.so in the app" "$sum" \
-        "$(sha256sum "$ROOT/dist/linux-$(uname -m)/lib/libkeepalive.so" | cut -d' ' -f1)" || return 1
+        "$(sha256sum "$RELEASE_LIB" | cut -d' ' -f1)" || return 1
     remove_pods_of "$WORK/deployment.yaml"
 }
 
