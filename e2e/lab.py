@@ -71,7 +71,12 @@ SLACK = 2.0  # seconds allowed beyond a detection bound (process exit, schedulin
 COMMAND_TIMEOUT = 20  # every ip/nft/conntrack command
 BUILD_TIMEOUT = 900  # a build script (cargo on a busy machine)
 START_ALLOWANCE = 40  # seconds a client may take to start (a JVM on a busy box) before its deadline
-SCRUBBED = ("LD_PRELOAD", "KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT")
+# Every variable core reads besides the TCP_KEEPALIVE* ones (core/src/env.rs, NAMES): the classic
+# names, msantos/libkeepalive's and libdontdie's, so none leaks into a run from the caller.
+SCRUBBED = ("LD_PRELOAD", "KEEPALIVE", "KEEPIDLE", "KEEPINTVL", "KEEPCNT",
+            "TCP_KEEPIDLE", "TCP_KEEPINTVL", "TCP_KEEPCNT", "TCP_USER_TIMEOUT",
+            "DD_USE_KEEPALIVE", "DD_TCP_KEEPALIVE_TIME", "DD_TCP_KEEPALIVE_INTVL",
+            "DD_TCP_KEEPALIVE_PROBES")
 
 
 # --------------------------------------------------------------------------------------------

@@ -256,7 +256,7 @@ impl Process {
     /// first error (of the walk or of `visit`) stops it.
     ///
     /// Only descriptors whose socket is in the TCP tables are duplicated, and each duplicate is
-    /// checked again (same inode, `SO_PROTOCOL` TCP or MPTCP), so a descriptor reused meanwhile
+    /// checked again (same inode, core's `socket_kind` TCP or MPTCP), so a descriptor reused meanwhile
     /// for something else is skipped. A TCP socket that is neither bound nor connected is in no
     /// table and so is not listed.
     pub fn each_tcp_socket(
@@ -336,30 +336,15 @@ pub fn raise_open_file_limit() {
     }
 }
 
-/// Linux's multipath TCP protocol number: MPTCP sockets are TCP to every door.
-const IPPROTO_MPTCP: libc::c_int = 262;
-
-/// Whether the duplicate is still the TCP (or MPTCP) socket with this inode.
+/// Whether the duplicate is still a TCP (or MPTCP) socket with this inode: core's
+/// [`tcp_keepalive::socket_kind`] decides what TCP is.
 fn same_tcp_socket(dup: &OwnedFd, inode: u64) -> bool {
-    let fd = dup.as_raw_fd();
     // SAFETY: fstat into a zeroed stat buffer we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    if unsafe { libc::fstat(fd, &mut st) } != 0 || st.st_ino as u64 != inode {
+    if unsafe { libc::fstat(dup.as_raw_fd(), &mut st) } != 0 || st.st_ino as u64 != inode {
         return false;
     }
-    let mut protocol: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: getsockopt into an int we own, with its size.
-    let ret = unsafe {
-        libc::getsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_PROTOCOL,
-            &mut protocol as *mut libc::c_int as *mut libc::c_void,
-            &mut len,
-        )
-    };
-    ret == 0 && (protocol == libc::IPPROTO_TCP || protocol == IPPROTO_MPTCP)
+    tcp_keepalive::socket_kind(dup).is_tcp()
 }
 
 /// Parses `0100007F:1F90` (IPv4) or 32 hex digits + port (IPv6), as the kernel prints them: each

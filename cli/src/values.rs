@@ -4,7 +4,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use clap::Args;
-use tcp_keepalive::{parse_count, parse_seconds, parse_user_timeout, Error, KeepAlive, Settings};
+use tcp_keepalive::{EnvConfig, Error, FieldText, KeepAlive, Settings, TextFields};
 
 use crate::fail::Failure;
 
@@ -28,27 +28,25 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// The settings asked for, defaults where an option is missing, checked by core.
+    /// The settings asked for, defaults where an option is missing: core's
+    /// [`KeepAlive::from_fields`], each flag named in errors as `idle`, `interval`, `count`,
+    /// `user_timeout`.
     pub fn resolve(&self) -> Result<KeepAlive, Failure> {
-        let defaults = KeepAlive::default();
-        let idle = match &self.idle {
-            None => defaults.idle(),
-            Some(t) => parse_seconds("idle", t).map_err(Failure::invalid)?,
-        };
-        let interval = match &self.interval {
-            None => defaults.interval(),
-            Some(t) => parse_seconds("interval", t).map_err(Failure::invalid)?,
-        };
-        let count = match &self.count {
-            None => defaults.count(),
-            Some(t) => parse_count("count", t).map_err(Failure::invalid)?,
-        };
-        let mut keepalive = KeepAlive::new(idle, interval, count).map_err(Failure::invalid)?;
-        if let Some(t) = &self.user_timeout {
-            let d = parse_user_timeout("user_timeout", t).map_err(Failure::invalid)?;
-            keepalive = keepalive.with_user_timeout(d).map_err(Failure::invalid)?;
+        fn field<'a>(label: &'a str, value: &'a Option<String>) -> Option<FieldText<'a>> {
+            value.as_deref().map(|text| FieldText::new(label, text))
         }
-        Ok(keepalive)
+        let fields = TextFields {
+            keepalive: None,
+            idle: field("idle", &self.idle),
+            interval: field("interval", &self.interval),
+            count: field("count", &self.count),
+            user_timeout: field("user_timeout", &self.user_timeout),
+        };
+        match KeepAlive::from_fields(&fields).map_err(Failure::invalid)? {
+            EnvConfig::On(keepalive) => Ok(keepalive),
+            // No flag given (there is no switch, so never off): the defaults.
+            EnvConfig::Unset | EnvConfig::Off => Ok(KeepAlive::default()),
+        }
     }
 }
 

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[path = "../../core/tests/harness/mod.rs"]
+mod harness;
+
 fn cli_exe() -> PathBuf {
     std::env::var_os("TCPKA_CLI")
         .map(PathBuf::from)
@@ -1159,15 +1162,7 @@ fn main() {
         child_main();
         return;
     }
-    let ci = std::env::var("CI").as_deref() == Ok("true");
-    let skip = |why: &str| {
-        if ci {
-            eprintln!("FAIL (CI=true, cannot run): {why}");
-            std::process::exit(1);
-        }
-        println!("SKIP: {why}");
-        std::process::exit(0);
-    };
+    let skip = |why: &str| harness::skip_all(why);
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         skip("the kernel door's tests need root (cgroups, BPF)");
@@ -1186,10 +1181,6 @@ fn main() {
             doctor["kernel_door"]["problem"]
         ));
     }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let cases: &[Case] = &[
         (
             "new_connections_inside_get_the_settings",
@@ -1213,32 +1204,5 @@ fn main() {
         ("bad_input", bad_input),
         ("agent_attaches_at_kubepods", agent_attaches_at_kubepods),
     ];
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, case) in cases {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(case) {
-            Ok(Ok(())) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Ok(Err(why)) if !ci => {
-                println!("test {name} ... skipped: {why}");
-                skipped += 1;
-            }
-            Ok(Err(why)) => {
-                println!("test {name} ... FAILED (CI=true, cannot run): {why}");
-                failed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!("\ncgroup tests: {passed} passed, {failed} failed, {skipped} skipped");
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    harness::run(cases);
 }

@@ -1521,11 +1521,10 @@ fn run_preloads_the_library_and_passes_the_status_through() -> Result<(), String
 
 // ---------------------------------------------------------------- the runner
 
-type Test = (&'static str, fn() -> Result<(), String>);
+#[path = "../../core/tests/harness/mod.rs"]
+mod harness;
 
-/// A skip reason with this prefix is no missing tool but a part absent from the tree: skipped
-/// even under CI=true.
-const NOT_APPLICABLE: &str = "not applicable: ";
+use harness::{Case as Test, NOT_APPLICABLE};
 
 fn main() {
     match std::env::var("TCPKA_TEST_CHILD").as_deref() {
@@ -1533,22 +1532,10 @@ fn main() {
         Ok(_) => return child_main(),
         Err(_) => {}
     }
-    let ci = std::env::var("CI").as_deref() == Ok("true");
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        let reason = "the tcp-keepalive command tests need root (pidfd_getfd on another process, setuid to nobody)";
-        if ci {
-            eprintln!("FAIL (CI=true, cannot run): {reason}");
-            std::process::exit(1);
-        }
-        eprintln!("SKIP: {reason}");
-        println!("test result: ok. 0 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out");
-        return;
+        harness::skip_all("the tcp-keepalive command tests need root (pidfd_getfd on another process, setuid to nobody)");
     }
-    let filter: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with('-'))
-        .collect();
     let tests: &[Test] = &[
         (
             "inspect_table_reports_every_tcp_socket_exactly",
@@ -1623,35 +1610,5 @@ fn main() {
             a_failing_socket_is_named_by_the_targets_descriptor,
         ),
     ];
-    let (mut passed, mut failed, mut skipped) = (0, 0, 0);
-    for (name, test) in tests {
-        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
-            continue;
-        }
-        match std::panic::catch_unwind(test) {
-            Ok(Ok(())) => {
-                println!("test {name} ... ok");
-                passed += 1;
-            }
-            Ok(Err(reason)) if !ci || reason.starts_with(NOT_APPLICABLE) => {
-                println!("test {name} ... skipped: {reason}");
-                skipped += 1;
-            }
-            Ok(Err(reason)) => {
-                println!("test {name} ... FAILED (CI=true, cannot run: {reason})");
-                failed += 1;
-            }
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed += 1;
-            }
-        }
-    }
-    println!(
-        "\ntest result: {}. {passed} passed; {failed} failed; {skipped} ignored; 0 measured; 0 filtered out",
-        if failed == 0 { "ok" } else { "FAILED" }
-    );
-    if failed > 0 {
-        std::process::exit(1);
-    }
+    harness::run(tests);
 }

@@ -31,8 +31,9 @@ impl SocketOption {
 }
 
 impl SocketOption {
-    /// Every option, in the order [`KeepAlive::apply`](crate::KeepAlive::apply) writes them
-    /// (`SO_KEEPALIVE` last).
+    /// Every option, for [`SocketOption::from_raw`]'s search. Not the order of the writes: that
+    /// is [`KeepAlive::plan`](crate::KeepAlive::plan)'s (the user timeout first, `SO_KEEPALIVE`
+    /// last).
     const ALL: [SocketOption; 5] = [
         SocketOption::KeepIdle,
         SocketOption::KeepInterval,

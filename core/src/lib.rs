@@ -24,11 +24,19 @@
 //!
 //! All or nothing: values are checked before any system call, and a call that fails leaves every
 //! option of the socket as it was.
+//!
+//! Every rule here is written down in the repository's `docs/design.md`, and every action on a
+//! socket (the write plan and its undo, the enforcement step, the socket-kind check) runs through
+//! one injected interface, [`Syscalls`], so the doors that make their own system calls (the
+//! preload) run exactly core's sequence.
 #![cfg_attr(not(unix), allow(unused))]
 #![warn(missing_docs)]
 
 mod env;
 mod error;
+mod fields;
+#[cfg(unix)]
+mod plan;
 #[cfg(unix)]
 mod sys;
 
@@ -38,10 +46,15 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 pub use env::{
-    parse_count, parse_duration, parse_seconds, parse_user_timeout, EnvConfig, OperatorEnv,
-    ENV_VARIABLES,
+    parse_count, parse_duration, parse_seconds, parse_user_timeout, EnvConfig, FieldText,
+    OperatorEnv, TextFields, ENV_VARIABLES,
 };
 pub use error::{Error, SocketOption};
+pub use fields::{check_count, check_idle, check_interval, check_user_timeout, Raw};
+#[cfg(unix)]
+pub use plan::{
+    socket_kind_with, Enforced, Libc, SocketKind, Syscalls, WriteFailed, WritePlan, IPPROTO_MPTCP,
+};
 
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
 pub const MAX_SECONDS: u32 = 32767;
@@ -81,76 +94,14 @@ impl Default for KeepAlive {
     }
 }
 
-/// Rounds up to whole units of `unit_nanos` (which divides a second), so that 1 ms never becomes
-/// 0 s. Saturates instead of overflowing; u64 arithmetic keeps 128-bit division off the hot path.
-fn ceil_units(d: Duration, unit_nanos: u32) -> u64 {
-    let per_second = u64::from(1_000_000_000 / unit_nanos);
-    d.as_secs()
-        .saturating_mul(per_second)
-        .saturating_add(u64::from(d.subsec_nanos().div_ceil(unit_nanos)))
-}
-
-/// A duration as a user would have written it: `90s`, `1500ms`, else Rust's own form.
-fn show(d: Duration) -> String {
-    if d.subsec_nanos() == 0 {
-        format!("{}s", d.as_secs())
-    } else if d.as_nanos() % 1_000_000 == 0 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{d:?}")
-    }
-}
-
-fn check_seconds(name: &str, d: Duration) -> Result<u32, Error> {
-    let secs = ceil_units(d, 1_000_000_000);
-    if (1..=u64::from(MAX_SECONDS)).contains(&secs) {
-        Ok(secs as u32)
-    } else {
-        Err(Error::invalid(
-            name,
-            show(d),
-            format!("1 to {MAX_SECONDS} seconds (finer values round up to whole seconds)"),
-        ))
-    }
-}
-
-fn check_count(count: u32) -> Result<u32, Error> {
-    if (1..=MAX_COUNT).contains(&count) {
-        Ok(count)
-    } else {
-        Err(Error::invalid(
-            "count",
-            count.to_string(),
-            format!("1 to {MAX_COUNT} probes"),
-        ))
-    }
-}
-
-fn check_user_timeout(d: Duration) -> Result<u32, Error> {
-    let ms = ceil_units(d, 1_000_000);
-    if (1..=MAX_USER_TIMEOUT_MS).contains(&ms) {
-        Ok(ms as u32)
-    } else {
-        Err(Error::invalid(
-            "user_timeout",
-            if d.as_nanos() % 1_000_000 == 0 {
-                format!("{}ms", d.as_millis())
-            } else {
-                show(d)
-            },
-            format!("1 to {MAX_USER_TIMEOUT_MS} milliseconds (finer values round up)"),
-        ))
-    }
-}
-
 impl KeepAlive {
     /// Checks the values against Linux's limits: idle and interval 1 to 32767 s, count 1 to 127.
     /// Durations finer than a second round up to whole seconds, never down to zero.
     pub fn new(idle: Duration, interval: Duration, count: u32) -> Result<KeepAlive, Error> {
         Ok(KeepAlive {
-            idle: check_seconds("idle", idle)?,
-            interval: check_seconds("interval", interval)?,
-            count: check_count(count)?,
+            idle: fields::whole_seconds("idle", idle)?,
+            interval: fields::whole_seconds("interval", interval)?,
+            count: check_count("count", Raw::Int(count.into()))?,
             user_timeout_ms: None,
         })
     }
@@ -162,7 +113,7 @@ impl KeepAlive {
     /// Allowed: 1 ms to `i32::MAX` ms; finer values round up to whole milliseconds.
     pub fn with_user_timeout(self, user_timeout: Duration) -> Result<KeepAlive, Error> {
         Ok(KeepAlive {
-            user_timeout_ms: Some(check_user_timeout(user_timeout)?),
+            user_timeout_ms: Some(fields::whole_millis("user_timeout", user_timeout)?),
             ..self
         })
     }
@@ -189,7 +140,7 @@ impl KeepAlive {
     }
 
     /// The value an operator door writes when a program sets `option` to `requested` on a socket
-    /// the door configured with these settings: these settings are a ceiling (DESIGN.md, "Who
+    /// the door configured with these settings: these settings are a ceiling (docs/design.md, "Who
     /// decides").
     ///
     /// - `SO_KEEPALIVE`: always 1, so keep-alive cannot be turned off.
@@ -340,30 +291,22 @@ pub fn inspect(fd: impl AsFd) -> Result<Settings, Error> {
 
 #[cfg(unix)]
 fn read(fd: RawFd, option: SocketOption) -> Result<libc::c_int, Error> {
-    sys::get(fd, option).map_err(|e| sys::classify(fd, option, e))
+    let (level, name) = sys::level_and_name(option).ok_or_else(|| Error::Unsupported {
+        option,
+        source: std::io::Error::from_raw_os_error(libc::ENOPROTOOPT),
+    })?;
+    sys::get_raw(fd, level, name).map_err(|errno| sys::classify(&Libc, fd, option, errno))
+}
+
+/// The kind of the socket at `fd` as the kernel says now: TCP, MPTCP or anything else (also for
+/// a descriptor that is no socket or is closed). See [`SocketKind`].
+#[cfg(unix)]
+pub fn socket_kind(fd: impl AsFd) -> SocketKind {
+    socket_kind_with(&Libc, fd.as_fd().as_raw_fd())
 }
 
 #[cfg(unix)]
 impl KeepAlive {
-    /// The TCP-level writes in the order they are made. `SO_KEEPALIVE` always comes after them, so
-    /// probing never starts with half-set timings; the user timeout, when asked for, comes first:
-    /// it is the option a TCP-like socket may lack (MPTCP has no `TCP_USER_TIMEOUT`), and failing
-    /// on the first write leaves nothing to undo, on the 4-call path too.
-    /// Returns the four writes and where they start (1 without a user timeout).
-    fn tcp_writes(&self) -> ([(SocketOption, libc::c_int); 4], usize) {
-        let writes = [
-            (
-                SocketOption::UserTimeout,
-                self.user_timeout_ms.unwrap_or(0) as libc::c_int,
-            ),
-            (SocketOption::KeepIdle, self.idle as libc::c_int),
-            (SocketOption::KeepInterval, self.interval as libc::c_int),
-            (SocketOption::KeepCount, self.count as libc::c_int),
-        ];
-        let start = if self.user_timeout_ms.is_some() { 0 } else { 1 };
-        (writes, start)
-    }
-
     /// The `(level, option, value)` triples [`KeepAlive::apply`] writes, in its order (the user
     /// timeout when set, the timings, then `SO_KEEPALIVE` = 1), with this platform's option numbers: for libraries that take
     /// socket options as plain numbers and set them on their own sockets (urllib3's and httpx's
@@ -372,20 +315,12 @@ impl KeepAlive {
     /// Fails with [`Error::Unsupported`] when a user timeout is asked for on a system without
     /// `TCP_USER_TIMEOUT`.
     pub fn socket_options(&self) -> Result<Vec<(libc::c_int, libc::c_int, libc::c_int)>, Error> {
-        let (writes, start) = self.tcp_writes();
-        writes[start..]
+        Ok(self
+            .plan()?
+            .writes()
             .iter()
-            .copied()
-            .chain([(SocketOption::KeepAlive, 1)])
-            .map(|(option, value)| {
-                let (level, name) =
-                    sys::level_and_name(option).ok_or_else(|| Error::Unsupported {
-                        option,
-                        source: std::io::Error::from_raw_os_error(libc::ENOPROTOOPT),
-                    })?;
-                Ok((level, name, value))
-            })
-            .collect()
+            .map(|[level, name, value]| (*level, *name, *value))
+            .collect())
     }
 
     /// Applies these settings to a TCP socket: the timings first, then `SO_KEEPALIVE`.
@@ -397,19 +332,7 @@ impl KeepAlive {
     ///
     /// On Linux the settings of a listening socket are inherited by the sockets it accepts.
     pub fn apply(&self, fd: impl AsFd) -> Result<(), Error> {
-        let fd = fd.as_fd().as_raw_fd();
-        let (all, start) = self.tcp_writes();
-        let writes = &all[start..];
-        let mut before: [libc::c_int; 4] = [0; 4];
-        for (slot, (option, _)) in before.iter_mut().zip(writes) {
-            *slot = read(fd, *option)?;
-        }
-        write_all(fd, writes, |done| {
-            // Best effort: the original error is what the caller needs to see.
-            for ((option, _), old) in writes[..done].iter().zip(before) {
-                let _ = sys::set(fd, *option, old);
-            }
-        })
+        self.apply_with(&Libc, fd.as_fd().as_raw_fd())
     }
 
     /// Applies these settings to a socket this program has just created and not yet shared,
@@ -422,33 +345,6 @@ impl KeepAlive {
     /// fails before anything changed. Timings written before a later failure (which a healthy
     /// kernel never gives for valid values) stay, but do nothing while keep-alive is off.
     pub fn apply_to_new_socket(&self, fd: impl AsFd) -> Result<(), Error> {
-        let fd = fd.as_fd().as_raw_fd();
-        let (all, start) = self.tcp_writes();
-        write_all(fd, &all[start..], |done| {
-            if start == 0 && done > 0 {
-                let _ = sys::set(fd, SocketOption::UserTimeout, 0);
-            }
-        })
+        self.apply_new_with(&Libc, fd.as_fd().as_raw_fd())
     }
-}
-
-/// Writes `writes` then `SO_KEEPALIVE=1`; on a failure calls `undo(number of writes made)`.
-#[cfg(unix)]
-#[inline]
-fn write_all(
-    fd: RawFd,
-    writes: &[(SocketOption, libc::c_int)],
-    undo: impl FnOnce(usize),
-) -> Result<(), Error> {
-    for (done, (option, value)) in writes.iter().enumerate() {
-        if let Err(e) = sys::set(fd, *option, *value) {
-            undo(done);
-            return Err(sys::classify(fd, *option, e));
-        }
-    }
-    if let Err(e) = sys::set(fd, SocketOption::KeepAlive, 1) {
-        undo(writes.len());
-        return Err(sys::classify(fd, SocketOption::KeepAlive, e));
-    }
-    Ok(())
 }

@@ -6,10 +6,13 @@
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "harness/mod.rs"]
+mod harness;
 
 use std::time::Duration;
 
 use common::{pair, raw_all, raw_set};
+use harness::NOT_APPLICABLE;
 use tcp_keepalive::{Error, KeepAlive, SocketOption};
 
 /// Makes every later `setsockopt(fd, level, name, ...)` of this process fail with EPERM.
@@ -64,33 +67,52 @@ fn expect_os_eperm(err: Error, option: SocketOption) {
     }
 }
 
-fn main() {
-    if !cfg!(all(
+/// The settings applied, and a connected socket with earlier settings of its own (keep-alive
+/// on) and what it held before.
+struct Fixture {
+    k: KeepAlive,
+    p: common::Pair,
+    before: [i32; 5],
+}
+
+fn fixture() -> &'static Fixture {
+    static FIXTURE: std::sync::OnceLock<Fixture> = std::sync::OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let k = KeepAlive::new(Duration::from_secs(31), Duration::from_secs(9), 4)
+            .unwrap()
+            .with_user_timeout(Duration::from_millis(1234))
+            .unwrap();
+        let p = pair("127.0.0.1:0");
+        raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 500);
+        raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 50);
+        raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 5);
+        raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 777);
+        raw_set(&p.client, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+        let before = raw_all(&p.client);
+        Fixture { k, p, before }
+    })
+}
+
+fn supported() -> Result<(), String> {
+    if cfg!(all(
         target_os = "linux",
         any(target_arch = "x86_64", target_arch = "aarch64")
     )) {
-        println!(
-            "all_or_nothing: seccomp offsets are written for 64-bit little-endian Linux; skipped"
-        );
-        return;
+        Ok(())
+    } else {
+        Err(format!(
+            "{NOT_APPLICABLE}the seccomp offsets are written for 64-bit little-endian Linux"
+        ))
     }
-    let k = KeepAlive::new(Duration::from_secs(31), Duration::from_secs(9), 4)
-        .unwrap()
-        .with_user_timeout(Duration::from_millis(1234))
-        .unwrap();
-    let p = pair("127.0.0.1:0");
-    // A socket with earlier settings of its own, keep-alive on.
-    raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, 500);
-    raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, 50);
-    raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 5);
-    raw_set(&p.client, libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, 777);
-    raw_set(&p.client, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
-    let before = raw_all(&p.client);
+}
+
+/// The last write (SO_KEEPALIVE) fails: all four timings are written back; on a new socket
+/// (`apply_to_new_socket`) keep-alive stays off and the user timeout is reset.
+fn last_write_fails() -> Result<(), String> {
+    supported()?;
+    let Fixture { k, p, before } = fixture();
     let fresh = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     let fresh_before = raw_all(&fresh);
-    let mut passed = 0;
-
-    // 1. The last write (SO_KEEPALIVE) fails: all four timings must be written back.
     deny_setsockopt(libc::SOL_SOCKET as u32, libc::SO_KEEPALIVE as u32);
     let off = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     expect_os_eperm(k.apply(&off).unwrap_err(), SocketOption::KeepAlive);
@@ -102,12 +124,9 @@ fn main() {
     expect_os_eperm(k.apply(&p.client).unwrap_err(), SocketOption::KeepAlive);
     assert_eq!(
         raw_all(&p.client),
-        before,
+        *before,
         "every timing restored after SO_KEEPALIVE failed"
     );
-    passed += 1;
-
-    // apply_to_new_socket on a new socket: keep-alive stays off, the user timeout is reset.
     expect_os_eperm(
         k.apply_to_new_socket(&fresh).unwrap_err(),
         SocketOption::KeepAlive,
@@ -118,23 +137,38 @@ fn main() {
         (0, 0),
         "new socket behaves as before: {after:?}"
     );
-    passed += 1;
+    Ok(())
+}
 
-    // 2. A write in the middle (TCP_KEEPCNT) fails: the idle and interval already written are undone.
+/// A write in the middle (TCP_KEEPCNT) fails: the ones already written are undone.
+fn middle_write_fails() -> Result<(), String> {
+    supported()?;
+    let Fixture { k, p, before } = fixture();
     deny_setsockopt(libc::IPPROTO_TCP as u32, libc::TCP_KEEPCNT as u32);
     expect_os_eperm(k.apply(&p.client).unwrap_err(), SocketOption::KeepCount);
     assert_eq!(
         raw_all(&p.client),
-        before,
+        *before,
         "idle and interval restored after TCP_KEEPCNT failed"
     );
-    passed += 1;
+    Ok(())
+}
 
-    // 3. The first write fails: nothing was changed to begin with.
+/// An early write (TCP_KEEPIDLE) fails: the socket holds what it held.
+fn early_write_fails() -> Result<(), String> {
+    supported()?;
+    let Fixture { k, p, before } = fixture();
     deny_setsockopt(libc::IPPROTO_TCP as u32, libc::TCP_KEEPIDLE as u32);
     expect_os_eperm(k.apply(&p.client).unwrap_err(), SocketOption::KeepIdle);
-    assert_eq!(raw_all(&p.client), before);
-    passed += 1;
+    assert_eq!(raw_all(&p.client), *before);
+    Ok(())
+}
 
-    println!("all_or_nothing: {passed} passed, 0 failed");
+fn main() {
+    // In this order: each case adds a seccomp filter to the process for good.
+    harness::run(&[
+        ("last_write_fails", last_write_fails),
+        ("middle_write_fails", middle_write_fails),
+        ("early_write_fails", early_write_fails),
+    ]);
 }

@@ -92,3 +92,79 @@ fn huge_durations_are_refused_not_overflowed() {
         (Duration::from_secs(2), Duration::from_secs(1))
     );
 }
+
+#[test]
+fn per_field_checks_take_a_doors_raw_value_and_label() {
+    use tcp_keepalive::{check_count, check_idle, check_user_timeout, Raw};
+    let msg = |r: Result<Duration, Error>| r.unwrap_err().to_string();
+    // Exact values with units, never a debug format.
+    assert_eq!(
+        msg(check_idle("idle", Raw::Duration(Duration::new(32767, 1_500_001)))),
+        "invalid idle: \"32767001500001ns\" (allowed: 1 to 32767 seconds (finer values round up to whole seconds))"
+    );
+    assert_eq!(
+        msg(check_idle("idle", Raw::SignedNanos(-1_500_000_000))),
+        "invalid idle: \"-1500ms\" (allowed: 1 to 32767 seconds (finer values round up to whole seconds))"
+    );
+    assert!(msg(check_user_timeout("ut", Raw::SignedNanos(-1))).starts_with("invalid ut: \"-1ns\""));
+    assert!(msg(check_user_timeout("ut", Raw::Duration(Duration::ZERO)))
+        .starts_with("invalid ut: \"0ms\""));
+    assert!(msg(check_idle("idle", Raw::Shown("nan")))
+        .starts_with("invalid idle: \"nan\" (allowed: 1 to 32767"));
+    assert!(msg(check_idle("tcp-keepalive.dev/idle", Raw::Text(" 0 ")))
+        .starts_with("invalid tcp-keepalive.dev/idle: \" 0 \""));
+    assert_eq!(
+        check_idle("idle", Raw::Text("2m")).unwrap(),
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        check_idle("idle", Raw::SignedNanos(1)).unwrap(),
+        Duration::from_nanos(1)
+    );
+    assert_eq!(check_count("count", Raw::Int(127)).unwrap(), 127);
+    assert_eq!(
+        check_count("count", Raw::Int(-3)).unwrap_err().to_string(),
+        "invalid count: \"-3\" (allowed: 1 to 127 probes)"
+    );
+    assert!(check_count("count", Raw::Text("6x"))
+        .unwrap_err()
+        .to_string()
+        .contains("a whole number from 1 to 127"));
+}
+
+#[test]
+fn from_fields_names_each_field_by_its_own_label() {
+    use tcp_keepalive::{EnvConfig, FieldText, TextFields};
+    let fields = TextFields {
+        idle: Some(FieldText::new("tcp-keepalive.dev/idle", "90s")),
+        count: Some(FieldText::new("tcp-keepalive.dev/count", "200")),
+        ..TextFields::default()
+    };
+    assert_eq!(
+        KeepAlive::from_fields(&fields).unwrap_err().to_string(),
+        "invalid tcp-keepalive.dev/count: \"200\" (allowed: 1 to 127 probes)"
+    );
+    let fields = TextFields {
+        keepalive: Some(FieldText::new("tcp-keepalive.dev/keepalive", "off")),
+        idle: Some(FieldText::new("tcp-keepalive.dev/idle", "0")),
+        ..TextFields::default()
+    };
+    assert_eq!(KeepAlive::from_fields(&fields).unwrap(), EnvConfig::Off);
+    assert_eq!(
+        KeepAlive::from_fields(&TextFields::default()).unwrap(),
+        EnvConfig::Unset
+    );
+    let fields = TextFields {
+        interval: Some(FieldText::new("interval", "7")),
+        user_timeout: Some(FieldText::new("user_timeout", "30s")),
+        ..TextFields::default()
+    };
+    let want = KeepAlive::new(Duration::from_secs(60), Duration::from_secs(7), 6)
+        .unwrap()
+        .with_user_timeout(Duration::from_secs(30))
+        .unwrap();
+    assert_eq!(
+        KeepAlive::from_fields(&fields).unwrap(),
+        EnvConfig::On(want)
+    );
+}

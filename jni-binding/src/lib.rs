@@ -26,17 +26,19 @@
 use std::os::fd::{BorrowedFd, RawFd};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::OnceLock;
-use std::time::Duration;
 
 use jni::objects::{GlobalRef, JClass, JFieldID, JMethodID, JObject, JString};
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jintArray, jlong};
 use jni::JNIEnv;
-use tcp_keepalive::{EnvConfig, Error, KeepAlive};
+use tcp_keepalive::{
+    check_count, check_idle, check_interval, check_user_timeout, EnvConfig, Error, FieldText,
+    KeepAlive, Raw, TextFields,
+};
 
 /// Why a native call failed; each variant becomes one Java exception in [`throw`].
 enum Failure {
-    /// From the core: mapped per DESIGN.md.
+    /// From the core: mapped per docs/design.md ("Errors").
     Core(Error),
     /// A null argument (`NullPointerException`).
     Null(&'static str),
@@ -603,66 +605,29 @@ fn guard<'l, T>(
     default
 }
 
-/// A Java `Duration` as (seconds, nanos); `Err` with the value as a user would read it when
-/// negative (Rust durations cannot be).
-fn duration(secs: jlong, nanos: jint) -> std::result::Result<Duration, String> {
-    if secs >= 0 && nanos >= 0 {
-        return Ok(Duration::new(secs as u64, nanos as u32));
-    }
-    let total = i128::from(secs) * 1_000_000_000 + i128::from(nanos);
-    Err(if total % 1_000_000_000 == 0 {
-        format!("{}s", total / 1_000_000_000)
-    } else if total % 1_000_000 == 0 {
-        format!("{}ms", total / 1_000_000)
-    } else {
-        format!("{total}ns")
-    })
+/// A Java `Duration` (seconds, nanos) as core's raw value: signed nanoseconds, so a negative one
+/// is refused by core and shown exactly (`-5s`, `-500ms`, `-1ns`).
+fn nanos(secs: jlong, nanos: jint) -> Raw<'static> {
+    Raw::SignedNanos(i128::from(secs) * 1_000_000_000 + i128::from(nanos))
 }
 
-/// The core's error for an out-of-range `probe`, shown with the value the caller really gave.
-fn relabel(probe: std::result::Result<KeepAlive, Error>, value: String) -> Error {
-    match probe {
-        Err(Error::InvalidArgument { name, allowed, .. }) => Error::InvalidArgument {
-            name,
-            value,
-            allowed,
-        },
-        Err(other) => other,
-        Ok(_) => unreachable!("a zero value is always refused by the core"),
-    }
-}
-
-/// Builds a `KeepAlive` through the core's checks, in the core's order (idle, interval, count,
-/// user timeout); negative Java values get the core's message for their parameter.
+/// Builds a `KeepAlive` through core's per-field checks, in core's order (idle, interval, count,
+/// user timeout), each named as the builder names it.
 fn build(
     idle: (jlong, jint),
     interval: (jlong, jint),
     count: jint,
     user_timeout: Option<(jlong, jint)>,
 ) -> std::result::Result<KeepAlive, Error> {
-    let one = Duration::from_secs(1);
-    let idle = match duration(idle.0, idle.1) {
-        Ok(d) => d,
-        Err(value) => return Err(relabel(KeepAlive::new(Duration::ZERO, one, 1), value)),
-    };
-    KeepAlive::new(idle, one, 1)?;
-    let interval = match duration(interval.0, interval.1) {
-        Ok(d) => d,
-        Err(value) => return Err(relabel(KeepAlive::new(one, Duration::ZERO, 1), value)),
-    };
-    KeepAlive::new(one, interval, 1)?;
-    let count = u32::try_from(count)
-        .map_err(|_| relabel(KeepAlive::new(one, one, 0), count.to_string()))?;
+    let idle = check_idle("idle", nanos(idle.0, idle.1))?;
+    let interval = check_interval("interval", nanos(interval.0, interval.1))?;
+    let count = check_count("count", Raw::Int(count.into()))?;
     let keepalive = KeepAlive::new(idle, interval, count)?;
     match user_timeout {
         None => Ok(keepalive),
-        Some((secs, nanos)) => match duration(secs, nanos) {
-            Ok(d) => keepalive.with_user_timeout(d),
-            Err(value) => Err(relabel(
-                KeepAlive::default().with_user_timeout(Duration::ZERO),
-                value,
-            )),
-        },
+        Some((secs, n)) => {
+            keepalive.with_user_timeout(check_user_timeout("user_timeout", nanos(secs, n))?)
+        }
     }
 }
 
@@ -813,29 +778,22 @@ pub extern "system" fn Java_tcpkeepalive_Native_fromEnv<'l>(
     })
 }
 
-/// The keys of a settings string and the environment variables they stand for.
-const SETTING_KEYS: [(&str, &str); 5] = [
-    ("keepalive", "TCP_KEEPALIVE"),
-    ("idle", "TCP_KEEPALIVE_IDLE"),
-    ("interval", "TCP_KEEPALIVE_INTERVAL"),
-    ("count", "TCP_KEEPALIVE_COUNT"),
-    ("user_timeout", "TCP_KEEPALIVE_USER_TIMEOUT"),
-];
+/// The keys of a settings string, in the order of [`TextFields`].
+const SETTING_KEYS: [&str; 5] = ["keepalive", "idle", "interval", "count", "user_timeout"];
 
 const SETTINGS_FORM: &str = "key=value items separated by commas, keys keepalive (on/off), idle, \
      interval, count, user_timeout, each at most once, e.g. idle=60,interval=10,count=6,user_timeout=30s";
 
 /// Parses a settings string such as `idle=60,interval=10,count=6,user_timeout=30s` (what
-/// pgjdbc's `socketFactoryArg` passes to a factory's String constructor) with the environment
-/// vocabulary: each key stands for its `TCP_KEEPALIVE_*` variable, and the core's
-/// [`KeepAlive::from_lookup`] parses and checks the values. Errors name the key, not the variable.
+/// pgjdbc's `socketFactoryArg` passes to a factory's String constructor): the items are split
+/// here, and core's [`KeepAlive::from_fields`] checks the values with the environment's
+/// vocabulary, each named by its key.
 fn parse_settings(text: &str) -> std::result::Result<EnvConfig, Error> {
     // As the core trims values: ASCII whitespace only.
-    let trim = |t: &str| {
+    fn trim(t: &str) -> &str {
         t.trim_matches(|c: char| c.is_ascii_whitespace())
-            .to_string()
-    };
-    let mut values: [Option<String>; 5] = Default::default();
+    }
+    let mut values: [Option<&str>; 5] = Default::default();
     for item in text.split(',') {
         if trim(text).is_empty() {
             continue;
@@ -848,31 +806,20 @@ fn parse_settings(text: &str) -> std::result::Result<EnvConfig, Error> {
         let (key, value) = item.split_once('=').ok_or_else(bad)?;
         let index = SETTING_KEYS
             .iter()
-            .position(|(k, _)| *k == trim(key))
+            .position(|k| *k == trim(key))
             .ok_or_else(bad)?;
         if values[index].is_some() || trim(value).is_empty() {
             return Err(bad());
         }
-        values[index] = Some(value.to_string());
+        values[index] = Some(value);
     }
-    KeepAlive::from_lookup(|name| {
-        let index = SETTING_KEYS.iter().position(|(_, var)| *var == name)?;
-        values[index].clone()
-    })
-    .map_err(|e| match e {
-        Error::InvalidArgument {
-            name,
-            value,
-            allowed,
-        } => Error::InvalidArgument {
-            name: SETTING_KEYS
-                .iter()
-                .find(|(_, var)| *var == name)
-                .map_or(name, |(key, _)| key.to_string()),
-            value,
-            allowed,
-        },
-        other => other,
+    let field = |index: usize| values[index].map(|text| FieldText::new(SETTING_KEYS[index], text));
+    KeepAlive::from_fields(&TextFields {
+        keepalive: field(0),
+        idle: field(1),
+        interval: field(2),
+        count: field(3),
+        user_timeout: field(4),
     })
 }
 

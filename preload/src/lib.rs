@@ -5,13 +5,14 @@
 //! Exported: `socket`, `setsockopt`, `accept`, `accept4`, `dup`, `dup2`, `dup3`. Each calls the
 //! real function first and returns exactly what it returned, with `errno` as it left it.
 //! - `socket`: a new TCP socket (family `AF_INET`/`AF_INET6`, `(type & 0xf) == SOCK_STREAM`,
-//!   protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`) gets core's writes
-//!   ([`tcp_keepalive::KeepAlive::socket_options`], in its order, `SO_KEEPALIVE` last), made as
-//!   bare system calls; every other socket is left exactly as the kernel made it.
-//! - `setsockopt`: enforcement (DESIGN.md, "Who decides"). When the program's own write of a
-//!   keep-alive option on a socket we configured succeeded, the value now in force is read back
-//!   and, if core's [`tcp_keepalive::KeepAlive::enforce`] says it exceeds the operator's ceiling,
-//!   the ceiling is written over it. The program's pointer is never read (a bad one gets the
+//!   protocol 0, `IPPROTO_TCP` or `IPPROTO_MPTCP`: core's [`tcp_keepalive::SocketKind`]) gets
+//!   core's write plan and its undo ([`tcp_keepalive::WritePlan::apply_new`], `SO_KEEPALIVE`
+//!   last), run through bare system calls; every other socket is left exactly as the kernel made
+//!   it.
+//! - `setsockopt`: enforcement (docs/design.md, "Who decides"). When the program's own write of a
+//!   keep-alive option on a socket we configured succeeded, core's
+//!   [`tcp_keepalive::KeepAlive::enforce_on`] reads the value now in force back and, if it exceeds
+//!   the operator's ceiling, writes the ceiling over it. The program's pointer is never read (a bad one gets the
 //!   kernel's `EFAULT`), an invalid value fails in the kernel as it would have, and every other
 //!   call costs a mask test and a bit test, then a jump to libc's. `TCP_KEEPALIVE_ENFORCE=off`
 //!   lets the program win.
@@ -42,29 +43,27 @@ mod tracked;
 
 use std::fmt::Write as _;
 use std::panic::{self, AssertUnwindSafe};
-use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
-use tcp_keepalive::{KeepAlive, OperatorEnv, SocketOption};
+use tcp_keepalive::{
+    Enforced, KeepAlive, Libc, OperatorEnv, SocketKind, SocketOption, Syscalls, WriteFailed,
+    WritePlan,
+};
 
 use stderr::Line;
 
-/// `IPPROTO_MPTCP` (Linux 5.6+). Multipath TCP runs TCP subflows through the same middleboxes, and
-/// Linux passes keep-alive settings on to them, so such sockets are configured too.
-const IPPROTO_MPTCP: c_int = 262;
-
-/// Most writes a new socket gets: four options, then `SO_KEEPALIVE`.
-const MAX_WRITES: usize = 5;
-
 /// What the environment asked for, read once by the constructor and never changed or freed.
+/// `repr(C)` with `fast` first: the hot path's plan is at the address of the configuration.
+#[repr(C)]
 struct Config {
+    /// The plan the hot path runs: `plan` without logging, empty with it (so a socket of a
+    /// logging process takes the cold path, which runs `plan` and logs).
+    fast: WritePlan,
     /// The operator's settings; `None` when switched off or when a value was invalid.
     keepalive: Option<KeepAlive>,
-    /// Core's `[level, option, value]` writes for a new socket, in its order (`SO_KEEPALIVE` last).
-    writes: [[c_int; 3]; MAX_WRITES],
-    /// How many of `writes` to make; 0 when `keepalive` is `None`.
-    write_count: usize,
+    /// Core's writes for a new socket ([`KeepAlive::plan`]); empty when `keepalive` is `None`.
+    plan: WritePlan,
     /// `TCP_KEEPALIVE_LOG`: one stderr line per socket configured (or not) and per write enforced.
     log: bool,
     /// `TCP_KEEPALIVE_ENFORCE`: the operator's settings are a ceiling.
@@ -79,50 +78,78 @@ struct Config {
     test_panic: bool,
 }
 
+/// The configuration before the constructor ran: nothing configured, nothing enforced.
+static UNLOADED: Config = Config {
+    fast: WritePlan::EMPTY,
+    keepalive: None,
+    plan: WritePlan::EMPTY,
+    log: false,
+    enforce: false,
+    problem: None,
+    summary: String::new(),
+    #[cfg(debug_assertions)]
+    test_panic: false,
+};
+
 impl Config {
     fn from_env() -> Config {
         let (keepalive, log, enforce, mut problem) = match OperatorEnv::from_env() {
             Ok(env) => (env.config.or_default(), env.log, env.enforce, None),
-            Err(err) => (
-                None,
-                false,
-                false,
-                Some(format!(
-                    "tcp-keepalive (libkeepalive.so): {err}; keep-alive is left off for every \
-                     socket of this process\n"
-                )),
-            ),
+            Err(err) => (None, false, false, Some(err)),
         };
-        let mut writes = [[0; 3]; MAX_WRITES];
-        let mut write_count = 0;
-        if let Some(k) = keepalive {
-            match k.socket_options() {
-                Ok(list) if (4..=MAX_WRITES).contains(&list.len()) => {
-                    for (slot, (level, name, value)) in writes.iter_mut().zip(&list) {
-                        *slot = [*level, *name, *value];
-                    }
-                    write_count = list.len();
-                }
-                Ok(_) => problem = Some("tcp-keepalive (libkeepalive.so): internal error\n".into()),
-                Err(err) => {
-                    problem = Some(format!(
-                        "tcp-keepalive (libkeepalive.so): {err}; keep-alive is left off for \
-                         every socket of this process\n"
-                    ))
-                }
+        let plan = match keepalive.map(|k| k.plan()).transpose() {
+            Ok(plan) => plan.unwrap_or(WritePlan::EMPTY),
+            Err(err) => {
+                problem = Some(err);
+                WritePlan::EMPTY
             }
-        }
+        };
+        let configured = !plan.writes().is_empty();
+        #[cfg(debug_assertions)]
+        let test_panic = std::env::var_os("TCP_KEEPALIVE_PRELOAD_TEST_PANIC").is_some();
+        #[cfg(not(debug_assertions))]
+        let test_panic = false;
         Config {
-            keepalive: keepalive.filter(|_| write_count > 0),
-            writes,
-            write_count,
+            // Logging (and the test panic) need the cold path for every socket.
+            fast: if log || test_panic {
+                WritePlan::EMPTY
+            } else {
+                plan
+            },
+            keepalive: keepalive.filter(|_| configured),
+            plan,
             log,
             enforce,
-            problem,
+            problem: problem.map(|err| {
+                format!(
+                    "tcp-keepalive (libkeepalive.so): {err}; keep-alive is left off for every \
+                     socket of this process\n"
+                )
+            }),
             summary: keepalive.map_or_else(String::new, |k| format!("keep-alive on, {k}")),
             #[cfg(debug_assertions)]
-            test_panic: std::env::var_os("TCP_KEEPALIVE_PRELOAD_TEST_PANIC").is_some(),
+            test_panic,
         }
+    }
+}
+
+/// Core's system calls made the preload's way: our own writes are bare `setsockopt` system calls
+/// (they leave `errno` alone, so the hot path neither saves nor restores it); reads go through
+/// libc, on paths that save and restore `errno` themselves.
+struct Bare;
+
+impl Syscalls for Bare {
+    #[inline(always)]
+    fn set(&self, fd: c_int, level: c_int, name: c_int, value: &c_int) -> Result<(), c_int> {
+        // SAFETY: a live c_int.
+        match unsafe { real::set_int(fd, level, name, value) } {
+            0 => Ok(()),
+            rc => Err(-rc as c_int),
+        }
+    }
+
+    fn get(&self, fd: c_int, level: c_int, name: c_int) -> Result<c_int, c_int> {
+        Libc.get(fd, level, name)
     }
 }
 
@@ -152,16 +179,16 @@ fn is_keepalive_option(level: c_int, name: c_int) -> bool {
     (0..64).contains(&name) && mask & (1u64 << name) != 0
 }
 
-/// The configuration, published once by the constructor; null before it ran.
-static CONFIG: AtomicPtr<Config> = AtomicPtr::new(ptr::null_mut());
+/// The configuration, published once by the constructor; [`UNLOADED`] before it ran.
+static CONFIG: AtomicPtr<Config> = AtomicPtr::new(&UNLOADED as *const Config as *mut Config);
 /// Whether [`Config::problem`] has been printed.
 static PROBLEM_REPORTED: AtomicBool = AtomicBool::new(false);
 
-/// The published configuration, or `None` before the constructor ran.
+/// The published configuration ([`UNLOADED`] before the constructor ran).
 #[inline(always)]
-fn config() -> Option<&'static Config> {
-    // SAFETY: a published Config is never freed or changed.
-    unsafe { CONFIG.load(Ordering::Acquire).as_ref() }
+fn config() -> &'static Config {
+    // SAFETY: CONFIG always points to a Config that is never freed or changed.
+    unsafe { &*CONFIG.load(Ordering::Acquire) }
 }
 
 /// Runs when the library is loaded, before the program's `main` (and before any thread or signal
@@ -172,6 +199,9 @@ extern "C" fn load() {
         // (A closure: the hook's argument type was renamed in Rust 1.81, after our MSRV.)
         panic::set_hook(Box::new(|info| quiet_panic(info)));
         real::resolve();
+        tracked::own();
+        // SAFETY: registers a handler that only stores getpid's result (async-signal-safe).
+        unsafe { libc::pthread_atfork(None, None, Some(tracked::own)) };
         find_options();
         stderr::remember();
         let config = Box::into_raw(Box::new(Config::from_env()));
@@ -186,7 +216,7 @@ static LOAD: extern "C" fn() = load;
 /// The panic hook of this library's own copy of std (the host's is not touched): silent, unless
 /// `TCP_KEEPALIVE_LOG=1` asked for lines. The hook that panicked then returns as if it had not run.
 fn quiet_panic(info: &dyn std::fmt::Display) {
-    if config().is_some_and(|c| c.log) {
+    if config().log {
         let mut line = Line::new();
         let _ = write!(
             line,
@@ -197,16 +227,6 @@ fn quiet_panic(info: &dyn std::fmt::Display) {
         line.push(b"\n");
         line.emit();
     }
-}
-
-/// Whether `socket(domain, ty, protocol)` made a TCP socket. `SOCK_CLOEXEC`/`SOCK_NONBLOCK` live
-/// in the bits above 0xf; `type & SOCK_STREAM` would also match `SOCK_RAW` (3) and
-/// `SOCK_SEQPACKET` (5).
-#[inline(always)]
-fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
-    (domain == libc::AF_INET || domain == libc::AF_INET6)
-        && (ty & 0xf) == libc::SOCK_STREAM
-        && (protocol == 0 || protocol == libc::IPPROTO_TCP || protocol == IPPROTO_MPTCP)
 }
 
 /// The `socket()` every program calls: the real one first, then keep-alive on TCP sockets.
@@ -220,83 +240,78 @@ fn is_tcp(domain: c_int, ty: c_int, protocol: c_int) -> bool {
 pub unsafe extern "C" fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     let fd = real::socket(domain, ty, protocol);
     if fd >= 0 {
-        match config() {
-            Some(config) if is_tcp(domain, ty, protocol) => {
-                // Nothing in `configure` should panic; if something does, the program must not
-                // notice.
-                if panic::catch_unwind(AssertUnwindSafe(|| configure(fd, domain, protocol, config)))
-                    .is_err()
-                {
-                    tracked::forget(fd);
-                }
+        if SocketKind::of_socket_call(domain, ty, protocol).is_tcp() {
+            // Nothing in `configure` should panic; if something does, the program must not
+            // notice.
+            if panic::catch_unwind(AssertUnwindSafe(|| {
+                configure(fd, domain, protocol, config())
+            }))
+            .is_err()
+            {
+                tracked::forget(fd);
             }
-            // Not TCP, or before our constructor: as the kernel made it, and not ours.
-            _ => tracked::forget(fd),
+        } else {
+            // Not TCP: as the kernel made it, and not ours.
+            tracked::forget(fd);
         }
     }
     fd
 }
 
-/// Makes core's writes on a new TCP socket; logs when asked. The hot path: no call but the
-/// system calls, `errno` untouched.
+/// Makes core's writes on a new TCP socket ([`WritePlan::apply_new`]). The hot path: no call
+/// but the system calls, `errno` untouched; logging, a failure, the off switch and the time
+/// before the constructor all take [`slow`].
 #[inline(always)]
-fn configure(fd: c_int, domain: c_int, protocol: c_int, config: &Config) {
+fn configure(fd: c_int, domain: c_int, protocol: c_int, config: &'static Config) {
+    match config.fast.apply_new(&Bare, fd) {
+        Ok(()) => tracked::remember(fd),
+        Err(failure) => slow(fd, domain, protocol, config, failure),
+    }
+}
+
+/// Everything but a configured socket without logging: runs the plan when the fast one was empty
+/// (logging), then remembers, logs, reports or forgets.
+#[cold]
+#[inline(never)]
+fn slow(fd: c_int, domain: c_int, protocol: c_int, config: &Config, failure: WriteFailed) {
+    let kind = SocketKind::of_socket_call(domain, libc::SOCK_STREAM, protocol);
     #[cfg(debug_assertions)]
     if config.test_panic {
         panic!("TCP_KEEPALIVE_PRELOAD_TEST_PANIC is set (debug builds only)");
     }
-    let writes = &config.writes;
-    // Unrolled (constant indices, no loop counter): each write is its system call and a test.
-    macro_rules! write {
-        ($i:literal) => {
-            let [level, name, value] = &writes[$i];
-            // SAFETY: a live c_int.
-            let rc = unsafe { real::set_int(fd, *level, *name, value) };
-            if rc != 0 {
-                return failed(fd, domain, protocol, config, $i, -rc as c_int);
+    let result = match failure.index {
+        Some(_) => Err(failure),
+        None if config.plan.writes().is_empty() => return not_configured(fd, config),
+        None => config.plan.apply_new(&Bare, fd),
+    };
+    match result {
+        Ok(()) => {
+            tracked::remember(fd);
+            if config.log {
+                logged(fd, domain, kind, config);
             }
-        };
-    }
-    match config.write_count {
-        // Three timings and SO_KEEPALIVE, or with a user timeout too.
-        4 => {
-            write!(0);
-            write!(1);
-            write!(2);
-            write!(3);
         }
-        5 => {
-            write!(0);
-            write!(1);
-            write!(2);
-            write!(3);
-            write!(4);
-        }
-        _ => return not_configured(fd, config),
-    }
-    tracked::remember(fd);
-    if config.log {
-        logged(fd, domain, protocol, config);
+        Err(failure) => failed(fd, domain, kind, config, failure),
     }
 }
 
 /// The log line of a configured socket.
 #[cold]
 #[inline(never)]
-fn logged(fd: c_int, domain: c_int, protocol: c_int, config: &Config) {
+fn logged(fd: c_int, domain: c_int, kind: SocketKind, config: &Config) {
     let mut line = Line::new();
     let _ = write!(
         line,
         "tcp-keepalive: fd {fd} ({}): ",
-        describe(domain, protocol)
+        describe(domain, kind)
     );
     line.push(config.summary.as_bytes());
     line.push(b"\n");
     line.emit();
 }
 
-fn describe(domain: c_int, protocol: c_int) -> &'static str {
-    match (domain == libc::AF_INET6, protocol == IPPROTO_MPTCP) {
+fn describe(domain: c_int, kind: SocketKind) -> &'static str {
+    match (domain == libc::AF_INET6, kind == SocketKind::Mptcp) {
         (false, false) => "AF_INET TCP",
         (false, true) => "AF_INET MPTCP",
         (true, false) => "AF_INET6 TCP",
@@ -318,41 +333,25 @@ fn not_configured(fd: c_int, config: &Config) {
     }
 }
 
-/// Write number `done` failed with `err`: undo what matters, as core's `apply_to_new_socket`
-/// does for a new socket (`SO_KEEPALIVE` is last, so it stayed off; a user timeout already
-/// written is reset to 0; timings do nothing while keep-alive is off), and log when asked. No
-/// allocation unless logging.
+/// A write of core's plan failed (core undid what matters: `SO_KEEPALIVE` is last, so it stayed
+/// off; a user timeout already written is reset to 0; timings do nothing while keep-alive is
+/// off): not ours; log when asked. No allocation unless logging.
 #[cold]
 #[inline(never)]
-fn failed(fd: c_int, domain: c_int, protocol: c_int, config: &Config, done: usize, err: c_int) {
+fn failed(fd: c_int, domain: c_int, kind: SocketKind, config: &Config, failure: WriteFailed) {
     tracked::forget(fd);
-    for [level, name, _] in &config.writes[..done] {
-        if SocketOption::from_raw(*level, *name) == Some(SocketOption::UserTimeout) {
-            let unset: c_int = 0;
-            // SAFETY: a live c_int; best effort.
-            unsafe { real::set_int(fd, *level, *name, &unset) };
-        }
-    }
     if config.log {
-        let [level, name, _] = config.writes[done];
         let mut line = Line::new();
-        let what = describe(domain, protocol);
-        let _ = match SocketOption::from_raw(level, name) {
-            Some(option) => writeln!(
-                line,
-                "tcp-keepalive: fd {fd} ({what}): keep-alive left off, socket returned anyway: {}",
-                tcp_keepalive::Error::Os {
-                    fd,
-                    option,
-                    source: std::io::Error::from_raw_os_error(err),
-                }
-            ),
-            None => writeln!(
-                line,
-                "tcp-keepalive: fd {fd} ({what}): keep-alive left off, socket returned anyway: \
-                 errno {err}"
-            ),
-        };
+        let _ = writeln!(
+            line,
+            "tcp-keepalive: fd {fd} ({}): keep-alive left off, socket returned anyway: {}",
+            describe(domain, kind),
+            tcp_keepalive::Error::Os {
+                fd,
+                option: failure.option,
+                source: std::io::Error::from_raw_os_error(failure.errno),
+            }
+        );
         line.emit();
     }
 }
@@ -392,9 +391,7 @@ unsafe fn enforced_setsockopt(
 ) -> c_int {
     let rc = real::setsockopt(fd, level, name, value, len);
     if rc == 0 {
-        if let Some(config) = config() {
-            enforce(fd, level, name, config);
-        }
+        enforce(fd, level, name, config());
     }
     rc
 }
@@ -414,64 +411,35 @@ fn enforce(fd: c_int, level: c_int, name: c_int, config: &Config) {
     let errno = unsafe { libc::__errno_location() };
     let saved = unsafe { *errno };
     let _ = panic::catch_unwind(AssertUnwindSafe(|| {
-        // A TCP-level option succeeds only on a TCP socket; SO_KEEPALIVE succeeds on any socket,
-        // so a stale bit (see tracked.rs) is checked with the kernel first.
-        if option == SocketOption::KeepAlive && !is_tcp_socket(fd) {
-            tracked::forget(fd);
-            return;
-        }
-        let Some(in_force) = get_int(fd, level, name) else {
-            return;
-        };
-        let ceiling = keepalive.enforce(option, in_force);
-        if ceiling == in_force {
-            return;
-        }
-        // SAFETY: a live c_int.
-        let rc = unsafe { real::set_int(fd, level, name, &ceiling) };
-        if config.log {
-            let mut line = Line::new();
-            let _ = writeln!(
-                line,
-                "tcp-keepalive: fd {fd}: the program set {option} to {in_force}; {} {ceiling} \
-                 (the operator's ceiling; TCP_KEEPALIVE_ENFORCE=off lets the program win)",
-                if rc == 0 { "wrote" } else { "could not write" }
-            );
-            line.emit();
+        match keepalive.enforce_on(&Bare, fd, option) {
+            // A stale bit (see tracked.rs): the number holds something else now.
+            Enforced::NotTcp => tracked::forget(fd),
+            Enforced::Capped { from, to, result } if config.log => {
+                let mut line = Line::new();
+                let _ = writeln!(
+                    line,
+                    "tcp-keepalive: fd {fd}: the program set {option} to {from}; {} {to} \
+                     (the operator's ceiling; TCP_KEEPALIVE_ENFORCE=off lets the program win)",
+                    if result.is_ok() {
+                        "wrote"
+                    } else {
+                        "could not write"
+                    }
+                );
+                line.emit();
+            }
+            Enforced::Capped { .. } | Enforced::Within | Enforced::Unreadable => {}
         }
     }));
     // SAFETY: as above.
     unsafe { *errno = saved };
 }
 
-/// One int option read back from the kernel.
-fn get_int(fd: c_int, level: c_int, name: c_int) -> Option<c_int> {
-    let mut value: c_int = 0;
-    let mut len = std::mem::size_of::<c_int>() as socklen_t;
-    // SAFETY: a live c_int and its length.
-    let rc =
-        unsafe { libc::getsockopt(fd, level, name, (&mut value as *mut c_int).cast(), &mut len) };
-    (rc == 0 && len as usize == std::mem::size_of::<c_int>()).then_some(value)
-}
-
-/// Whether `fd` is a TCP (or MPTCP) socket now, as the kernel says.
-fn is_tcp_socket(fd: c_int) -> bool {
-    get_int(fd, libc::SOL_SOCKET, libc::SO_TYPE) == Some(libc::SOCK_STREAM)
-        && matches!(
-            get_int(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL),
-            Some(p) if p == libc::IPPROTO_TCP || p == IPPROTO_MPTCP
-        )
-}
-
 /// A connection accepted from one of our listeners is ours; any other socket at that number is not.
 #[inline(always)]
 fn accepted(listener: c_int, fd: c_int) {
     if fd >= 0 {
-        if tracked::contains(listener) {
-            tracked::remember(fd);
-        } else {
-            tracked::forget(fd);
-        }
+        tracked::mark(fd, tracked::contains(listener));
     }
 }
 
@@ -508,11 +476,7 @@ pub unsafe extern "C" fn accept4(
 #[inline(always)]
 fn duplicated(old: c_int, new: c_int) {
     if new >= 0 && new != old {
-        if tracked::contains(old) {
-            tracked::remember(new);
-        } else {
-            tracked::forget(new);
-        }
+        tracked::mark(new, tracked::contains(old));
     }
 }
 

@@ -1,11 +1,12 @@
 //! The functions our hooks stand in front of: libc's, found once by the constructor with
 //! `dlsym(RTLD_NEXT)`, never again (a failed lookup is not retried: `dlsym` takes the loader's
 //! lock, which a hook may not). Until the constructor has run, or when the lookup failed, each
-//! hook makes the system call itself; `syscall(2)` sets `errno` exactly like the libc wrapper.
+//! slot holds our stand-in, which makes the system call itself; `syscall(2)` sets `errno` exactly
+//! like the libc wrapper.
 
 use std::ffi::CStr;
 use std::mem;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 use libc::{c_int, c_void, sockaddr, socklen_t};
 
@@ -17,30 +18,32 @@ type DupFn = unsafe extern "C" fn(c_int) -> c_int;
 type Dup2Fn = unsafe extern "C" fn(c_int, c_int) -> c_int;
 type Dup3Fn = unsafe extern "C" fn(c_int, c_int, c_int) -> c_int;
 
-/// Addresses of libc's functions; 0 = not found (yet): make the system call.
-static SOCKET: AtomicUsize = AtomicUsize::new(0);
-static SETSOCKOPT: AtomicUsize = AtomicUsize::new(0);
-static ACCEPT: AtomicUsize = AtomicUsize::new(0);
-static ACCEPT4: AtomicUsize = AtomicUsize::new(0);
-static DUP: AtomicUsize = AtomicUsize::new(0);
-static DUP2: AtomicUsize = AtomicUsize::new(0);
-static DUP3: AtomicUsize = AtomicUsize::new(0);
+/// libc's functions once found; until then (and when the lookup failed) our own system calls,
+/// so each hook makes one indirect call, with no test.
+static SOCKET: AtomicPtr<()> = AtomicPtr::new(sys_socket as SocketFn as *mut ());
+static SETSOCKOPT: AtomicPtr<()> = AtomicPtr::new(sys_setsockopt as SetsockoptFn as *mut ());
+static ACCEPT: AtomicPtr<()> = AtomicPtr::new(sys_accept as AcceptFn as *mut ());
+static ACCEPT4: AtomicPtr<()> = AtomicPtr::new(sys_accept4 as Accept4Fn as *mut ());
+static DUP: AtomicPtr<()> = AtomicPtr::new(sys_dup as DupFn as *mut ());
+static DUP2: AtomicPtr<()> = AtomicPtr::new(sys_dup2 as Dup2Fn as *mut ());
+static DUP3: AtomicPtr<()> = AtomicPtr::new(sys_dup3 as Dup3Fn as *mut ());
 
-/// The next definition of `name` after ours, or 0. Constructor only.
-fn next(name: &'static CStr, ours: usize) -> usize {
+/// The next definition of `name` after ours, or null. Constructor only.
+fn next(name: &'static CStr, ours: usize) -> *mut () {
     // SAFETY: a NUL-terminated name; called from the constructor, where ld.so already holds (and
     // may re-take) its lock for this thread.
     let found = unsafe { libc::dlsym(libc::RTLD_NEXT, name.as_ptr()) };
     if found.is_null() || found as usize == ours {
-        0
+        std::ptr::null_mut()
     } else {
-        found as usize
+        found.cast()
     }
 }
 
-/// Finds libc's functions; called once, by the constructor.
+/// Finds libc's functions; called once, by the constructor. A function not found keeps its
+/// system call.
 pub(crate) fn resolve() {
-    let slots: [(&AtomicUsize, &'static CStr, usize); 7] = [
+    let slots: [(&AtomicPtr<()>, &'static CStr, usize); 7] = [
         (&SOCKET, c"socket", crate::socket as *const () as usize),
         (
             &SETSOCKOPT,
@@ -54,22 +57,21 @@ pub(crate) fn resolve() {
         (&DUP3, c"dup3", crate::dup3 as *const () as usize),
     ];
     for (slot, name, ours) in slots {
-        slot.store(next(name, ours), Ordering::Relaxed);
+        let found = next(name, ours);
+        if !found.is_null() {
+            slot.store(found, Ordering::Relaxed);
+        }
     }
 }
 
-// The system calls themselves, for when libc's function is not known: out of line, with the
-// hook's own argument order, so the hot path does not shuffle registers for them.
+// The system calls themselves, for when libc's function is not known: each with the type of
+// the libc function it stands in for.
 
-#[cold]
-#[inline(never)]
-unsafe fn sys_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
+unsafe extern "C" fn sys_socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
     libc::syscall(libc::SYS_socket, domain, ty, protocol) as c_int
 }
 
-#[cold]
-#[inline(never)]
-unsafe fn sys_setsockopt(
+unsafe extern "C" fn sys_setsockopt(
     fd: c_int,
     level: c_int,
     name: c_int,
@@ -79,21 +81,28 @@ unsafe fn sys_setsockopt(
     libc::syscall(libc::SYS_setsockopt, fd, level, name, value, len) as c_int
 }
 
-#[cold]
-#[inline(never)]
-unsafe fn sys_accept4(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t, flags: c_int) -> c_int {
+unsafe extern "C" fn sys_accept4(
+    fd: c_int,
+    addr: *mut sockaddr,
+    len: *mut socklen_t,
+    flags: c_int,
+) -> c_int {
     libc::syscall(libc::SYS_accept4, fd, addr, len, flags) as c_int
 }
 
-#[cold]
-#[inline(never)]
-unsafe fn sys_dup(fd: c_int) -> c_int {
+unsafe extern "C" fn sys_accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
+    sys_accept4(fd, addr, len, 0)
+}
+
+unsafe extern "C" fn sys_dup(fd: c_int) -> c_int {
     libc::syscall(libc::SYS_dup, fd) as c_int
 }
 
-#[cold]
-#[inline(never)]
-unsafe fn sys_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+unsafe extern "C" fn sys_dup2(old: c_int, new: c_int) -> c_int {
+    sys_dup3(old, new, 0)
+}
+
+unsafe extern "C" fn sys_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     if old == new && flags == 0 {
         // dup2(fd, fd): fd when it is open (aarch64 has no dup2 system call, and dup3 refuses it).
         return if libc::syscall(libc::SYS_fcntl, old, libc::F_GETFD) < 0 {
@@ -111,11 +120,8 @@ unsafe fn sys_dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
 /// The contract of `socket(2)`.
 #[inline(always)]
 pub(crate) unsafe fn socket(domain: c_int, ty: c_int, protocol: c_int) -> c_int {
-    match SOCKET.load(Ordering::Relaxed) {
-        0 => sys_socket(domain, ty, protocol),
-        // SAFETY: dlsym found libc's `socket`, whose type this is.
-        found => mem::transmute::<usize, SocketFn>(found)(domain, ty, protocol),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), SocketFn>(SOCKET.load(Ordering::Relaxed))(domain, ty, protocol)
 }
 
 /// libc's `setsockopt`.
@@ -130,11 +136,10 @@ pub(crate) unsafe fn setsockopt(
     value: *const c_void,
     len: socklen_t,
 ) -> c_int {
-    match SETSOCKOPT.load(Ordering::Relaxed) {
-        0 => sys_setsockopt(fd, level, name, value, len),
-        // SAFETY: dlsym found libc's `setsockopt`, whose type this is.
-        found => mem::transmute::<usize, SetsockoptFn>(found)(fd, level, name, value, len),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), SetsockoptFn>(SETSOCKOPT.load(Ordering::Relaxed))(
+        fd, level, name, value, len,
+    )
 }
 
 /// libc's `accept`.
@@ -143,11 +148,8 @@ pub(crate) unsafe fn setsockopt(
 /// The contract of `accept(2)`.
 #[inline(always)]
 pub(crate) unsafe fn accept(fd: c_int, addr: *mut sockaddr, len: *mut socklen_t) -> c_int {
-    match ACCEPT.load(Ordering::Relaxed) {
-        0 => sys_accept4(fd, addr, len, 0),
-        // SAFETY: dlsym found libc's `accept`, whose type this is.
-        found => mem::transmute::<usize, AcceptFn>(found)(fd, addr, len),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), AcceptFn>(ACCEPT.load(Ordering::Relaxed))(fd, addr, len)
 }
 
 /// libc's `accept4`.
@@ -161,11 +163,8 @@ pub(crate) unsafe fn accept4(
     len: *mut socklen_t,
     flags: c_int,
 ) -> c_int {
-    match ACCEPT4.load(Ordering::Relaxed) {
-        0 => sys_accept4(fd, addr, len, flags),
-        // SAFETY: dlsym found libc's `accept4`, whose type this is.
-        found => mem::transmute::<usize, Accept4Fn>(found)(fd, addr, len, flags),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), Accept4Fn>(ACCEPT4.load(Ordering::Relaxed))(fd, addr, len, flags)
 }
 
 /// libc's `dup`.
@@ -174,11 +173,8 @@ pub(crate) unsafe fn accept4(
 /// The contract of `dup(2)`.
 #[inline(always)]
 pub(crate) unsafe fn dup(fd: c_int) -> c_int {
-    match DUP.load(Ordering::Relaxed) {
-        0 => sys_dup(fd),
-        // SAFETY: dlsym found libc's `dup`, whose type this is.
-        found => mem::transmute::<usize, DupFn>(found)(fd),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), DupFn>(DUP.load(Ordering::Relaxed))(fd)
 }
 
 /// libc's `dup2`.
@@ -187,11 +183,8 @@ pub(crate) unsafe fn dup(fd: c_int) -> c_int {
 /// The contract of `dup2(2)`.
 #[inline(always)]
 pub(crate) unsafe fn dup2(old: c_int, new: c_int) -> c_int {
-    match DUP2.load(Ordering::Relaxed) {
-        0 => sys_dup3(old, new, 0),
-        // SAFETY: dlsym found libc's `dup2`, whose type this is.
-        found => mem::transmute::<usize, Dup2Fn>(found)(old, new),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), Dup2Fn>(DUP2.load(Ordering::Relaxed))(old, new)
 }
 
 /// libc's `dup3`.
@@ -200,11 +193,8 @@ pub(crate) unsafe fn dup2(old: c_int, new: c_int) -> c_int {
 /// The contract of `dup3(2)`.
 #[inline(always)]
 pub(crate) unsafe fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
-    match DUP3.load(Ordering::Relaxed) {
-        0 => sys_dup3(old, new, flags),
-        // SAFETY: dlsym found libc's `dup3`, whose type this is.
-        found => mem::transmute::<usize, Dup3Fn>(found)(old, new, flags),
-    }
+    // SAFETY: the slot holds libc's function or our stand-in, both of this type.
+    mem::transmute::<*mut (), Dup3Fn>(DUP3.load(Ordering::Relaxed))(old, new, flags)
 }
 
 /// `setsockopt(fd, level, name, value, sizeof(int))` as a bare system call: returns 0 or

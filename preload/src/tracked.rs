@@ -9,8 +9,16 @@
 //! therefore asks the kernel again before it writes (see `enforce` in lib.rs): a stale bit can at
 //! most mean enforcing on a TCP socket the process got at that number without any of our hooks
 //! (`SCM_RIGHTS`, `fcntl(F_DUPFD)`, a raw system call), never touching anything that is not TCP.
+//!
+//! `vfork`: the child runs in the parent's memory, so it shares this table, but it has its own
+//! descriptors. The `dup`/`dup2`/`dup3`/`accept` hooks of such a child change nothing here (a bit
+//! that would change costs one `getpid` to find out); the `socket()` hook, the hot path, does not
+//! ask, so a socket a vfork child creates before its `exec` marks that number in the parent's
+//! table too (at worst a stale bit, as above). A child of `fork` owns its copy (a
+//! `pthread_atfork` handler records it); one made by a raw `clone` without `CLONE_VM` is taken for
+//! a vfork child, so its duplicates are not tracked (not enforced, never wrongly).
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 use libc::c_int;
 
@@ -45,6 +53,44 @@ pub(crate) fn remember(fd: c_int) {
 pub(crate) fn forget(fd: c_int) {
     if let Some((word, bit)) = slot(fd) {
         if word.load(Ordering::Relaxed) & bit != 0 {
+            word.fetch_and(!bit, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The process whose descriptors the table describes: set by the constructor and, in the child
+/// of a `fork`, by the `pthread_atfork` handler. 0 before the constructor ran.
+static OWNER: AtomicI32 = AtomicI32::new(0);
+
+/// Records this process as the table's owner; the constructor and the child of `fork` call it.
+pub(crate) extern "C" fn own() {
+    // SAFETY: getpid has no preconditions and cannot fail.
+    OWNER.store(unsafe { libc::getpid() }, Ordering::Relaxed);
+}
+
+/// Whether this is a `vfork` child (or a `clone(CLONE_VM)` one): a process that shares our memory,
+/// and so this table, but has descriptors of its own. Its `dup2` must not change what the parent's
+/// numbers hold. One `getpid` system call; asked only when a bit would change.
+#[cold]
+#[inline(never)]
+fn borrowed_memory() -> bool {
+    let owner = OWNER.load(Ordering::Relaxed);
+    // SAFETY: as in `own`.
+    owner != 0 && owner != unsafe { libc::getpid() }
+}
+
+/// Marks `fd` as ours or not, as `dup`/`dup2`/`dup3`/`accept` found it; nothing when the bit is
+/// already right, and nothing in a `vfork` child (see [`borrowed_memory`]): its descriptors are
+/// not the parent's, whose table this is. Not on the hot path (`socket()` uses [`remember`]).
+#[inline(always)]
+pub(crate) fn mark(fd: c_int, ours: bool) {
+    if let Some((word, bit)) = slot(fd) {
+        if (word.load(Ordering::Relaxed) & bit != 0) == ours || borrowed_memory() {
+            return;
+        }
+        if ours {
+            word.fetch_or(bit, Ordering::Relaxed);
+        } else {
             word.fetch_and(!bit, Ordering::Relaxed);
         }
     }

@@ -1,4 +1,4 @@
-//! Enforcement (contract C1, DESIGN.md "Who decides"): the program's own setsockopt calls on the
+//! Enforcement (contract C1, docs/design.md "Who decides"): the program's own setsockopt calls on the
 //! sockets the preload configured, from tests/programs/sockets.c `enforce`. Each case creates a
 //! socket, makes one write, and prints the call's result and errno and every value the kernel
 //! then holds. The program runs bare and preloaded: result and errno must be the same (the
@@ -54,6 +54,9 @@ const ENFORCED: &[(&str, &str, &str, &str, &str, &str)] = &[
     ("dup-ka-off", "1", "71", "13", "5", "45678"),
     ("dup2-ka-off", "1", "71", "13", "5", "45678"),
     ("dup3-ka-off", "1", "71", "13", "5", "45678"),
+    // A vfork child's dup2 over one of ours: still ours in the parent (its table is shared).
+    ("vfork-dup2-ka-off", "1", "71", "13", "5", "45678"),
+    ("vfork-dup2-idle-longer", "1", "71", "13", "5", "45678"),
     // Accepted from our listener (accept and accept4): ours too.
     ("accepted-ka-off", "1", "71", "13", "5", "45678"),
     ("accepted-idle-longer", "1", "71", "13", "5", "45678"),

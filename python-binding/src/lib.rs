@@ -17,7 +17,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDelta, PyDeltaAccess, PyFloat, PyInt};
 use pyo3::{intern, BoundObject};
 
-use tcp_keepalive::{EnvConfig, Error, KeepAlive as CoreKeepAlive, Settings as CoreSettings};
+use tcp_keepalive::{
+    check_count, check_idle, check_interval, check_user_timeout, EnvConfig, Error,
+    KeepAlive as CoreKeepAlive, Raw, Settings as CoreSettings,
+};
 
 pyo3::create_exception!(
     tcp_keepalive,
@@ -28,7 +31,7 @@ pyo3::create_exception!(
      message says which descriptor and option."
 );
 
-/// Turns a core error into the Python exception DESIGN.md assigns it, with the core's message.
+/// Turns a core error into the Python exception docs/design.md ("Errors") assigns it, with the core's message.
 pub fn to_py_err(err: Error) -> PyErr {
     match err {
         Error::InvalidArgument { .. } => PyValueError::new_err(err.to_string()),
@@ -44,15 +47,9 @@ pub fn to_py_err(err: Error) -> PyErr {
 pub enum Span {
     /// A duration the core can check (any non-negative finite value).
     Given(Duration),
-    /// A value no `Duration` holds (negative, NaN, infinite, too large): `probe` is a duration the
-    /// core refuses in the same way, so its error (and its list of what is allowed) can be reported
-    /// with `shown`, the caller's own value.
-    Invalid {
-        /// Refused by the core for the same reason as the caller's value.
-        probe: Duration,
-        /// The caller's value, as Python's `repr` shows it.
-        shown: String,
-    },
+    /// A value no `Duration` holds (negative, NaN, infinite, too large), as Python's `repr`
+    /// shows it: core refuses it ([`Raw::Shown`]) with its range.
+    Invalid(String),
     /// Not a duration at all: what was given, for the `TypeError` naming the parameter.
     Wrong(String),
 }
@@ -62,18 +59,11 @@ impl Span {
         Span::Given(Duration::from_secs(s))
     }
 
-    fn duration(&self) -> Duration {
+    /// Core's raw value (types already checked: a wrong type never gets here).
+    fn raw(&self) -> Raw<'_> {
         match self {
-            Span::Given(d) => *d,
-            Span::Invalid { probe, .. } => *probe,
-            Span::Wrong(_) => Duration::ZERO,
-        }
-    }
-
-    fn shown(&self) -> Option<&str> {
-        match self {
-            Span::Given(_) | Span::Wrong(_) => None,
-            Span::Invalid { shown, .. } => Some(shown),
+            Span::Given(d) => Raw::Duration(*d),
+            Span::Invalid(shown) | Span::Wrong(shown) => Raw::Shown(shown),
         }
     }
 
@@ -89,43 +79,26 @@ impl Span {
     /// Seconds as a float, as Python code reads a duration back.
     fn from_float(value: f64, shown: impl FnOnce() -> String) -> Span {
         if !value.is_finite() || value < 0.0 {
-            let probe = if value == f64::INFINITY {
-                Duration::MAX
-            } else {
-                Duration::ZERO
-            };
-            return Span::Invalid {
-                probe,
-                shown: shown(),
-            };
+            return Span::Invalid(shown());
         }
         match Duration::try_from_secs_f64(value) {
             // A positive value below a nanosecond must not become zero: the core rounds up.
             Ok(d) if d.is_zero() && value > 0.0 => Span::Given(Duration::from_nanos(1)),
             Ok(d) => Span::Given(d),
-            Err(_) => Span::Invalid {
-                probe: Duration::MAX,
-                shown: shown(),
-            },
+            Err(_) => Span::Invalid(shown()),
         }
     }
 
     /// Microseconds, possibly negative or beyond `Duration` (a `timedelta` or a huge int).
     fn from_micros(micros: i128, shown: impl FnOnce() -> String) -> Span {
         if micros < 0 {
-            return Span::Invalid {
-                probe: Duration::ZERO,
-                shown: shown(),
-            };
+            return Span::Invalid(shown());
         }
         let secs = micros / 1_000_000;
         let sub = (micros % 1_000_000) as u32;
         match u64::try_from(secs) {
             Ok(secs) => Span::Given(Duration::new(secs, sub * 1000)),
-            Err(_) => Span::Invalid {
-                probe: Duration::MAX,
-                shown: shown(),
-            },
+            Err(_) => Span::Invalid(shown()),
         }
     }
 }
@@ -183,13 +156,9 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Span {
 pub enum Count {
     /// A count the core can check.
     Given(u32),
-    /// Negative or beyond `u32`: reported like [`Span::Invalid`].
-    Invalid {
-        /// Refused by the core for the same reason.
-        probe: u32,
-        /// The caller's value.
-        shown: String,
-    },
+    /// Negative or beyond `u32`, as Python's `repr` shows it: refused by core like
+    /// [`Span::Invalid`].
+    Invalid(String),
     /// Not an int: what was given.
     Wrong(String),
 }
@@ -204,14 +173,7 @@ impl<'a, 'py> FromPyObject<'a, 'py> for Count {
         }
         Ok(match obj.extract::<u32>() {
             Ok(n) => Count::Given(n),
-            Err(_) => Count::Invalid {
-                probe: if obj.lt(0i32).unwrap_or(false) {
-                    0
-                } else {
-                    u32::MAX
-                },
-                shown: repr(&obj),
-            },
+            Err(_) => Count::Invalid(repr(&obj)),
         })
     }
 }
@@ -244,47 +206,37 @@ fn keepalive(
     build(idle, interval, count, user_timeout).map_err(to_py_err)
 }
 
-/// Builds and checks a [`CoreKeepAlive`] (types already checked); an out-of-range value raises the core's `ValueError`,
-/// naming the caller's own value.
+/// Builds a [`CoreKeepAlive`] through core's per-field checks (types already checked); an
+/// out-of-range value raises core's `ValueError`, naming the caller's own value.
 pub fn build(
     idle: &Span,
     interval: &Span,
     count: &Count,
     user_timeout: Option<&Span>,
 ) -> Result<CoreKeepAlive, Error> {
-    let (count_value, count_shown) = match count {
-        Count::Given(n) => (*n, None),
-        Count::Invalid { probe, shown } => (*probe, Some(shown.as_str())),
-        Count::Wrong(_) => (0, None),
-    };
-    let relabel = |err: Error| match err {
-        Error::InvalidArgument {
-            name,
-            value,
-            allowed,
-        } => {
-            let shown = match name.as_str() {
-                "idle" => idle.shown(),
-                "interval" => interval.shown(),
-                "count" => count_shown,
-                "user_timeout" => user_timeout.and_then(Span::shown),
-                _ => None,
-            };
-            Error::InvalidArgument {
-                value: shown.map_or(value, str::to_owned),
-                name,
-                allowed,
-            }
-        }
-        other => other,
-    };
-    let mut k =
-        CoreKeepAlive::new(idle.duration(), interval.duration(), count_value).map_err(relabel)?;
-    if let Some(t) = user_timeout {
-        k = k.with_user_timeout(t.duration()).map_err(relabel)?;
+    let idle = check_idle("idle", idle.raw())?;
+    let interval = check_interval("interval", interval.raw())?;
+    let count = check_count(
+        "count",
+        match count {
+            Count::Given(n) => Raw::Int((*n).into()),
+            Count::Invalid(shown) | Count::Wrong(shown) => Raw::Shown(shown),
+        },
+    )?;
+    let k = CoreKeepAlive::new(idle, interval, count)?;
+    match user_timeout {
+        None => Ok(k),
+        Some(t) => k.with_user_timeout(check_user_timeout("user_timeout", t.raw())?),
     }
-    Ok(k)
 }
+
+// The signatures below write core's defaults as literals (60, 10, 6), which is what Python's
+// text signatures and the .pyi show; they cannot drift from core's: checked when compiling.
+const _: () = assert!(
+    tcp_keepalive::DEFAULT_IDLE.as_secs() == 60
+        && tcp_keepalive::DEFAULT_INTERVAL.as_secs() == 10
+        && tcp_keepalive::DEFAULT_COUNT == 6
+);
 
 /// A descriptor number given by Python code. Negative numbers are kept: the core reports them as
 /// a bad descriptor, which is what they are.
@@ -576,6 +528,8 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<KeepAlive>()?;
     m.add_class::<Settings>()?;
     m.add("KeepAliveError", py.get_type::<KeepAliveError>())?;
+    // The distribution's version (maturin takes it from Cargo.toml).
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add("DEFAULT_IDLE", tcp_keepalive::DEFAULT_IDLE.as_secs())?;
     m.add(
         "DEFAULT_INTERVAL",
@@ -593,10 +547,7 @@ mod tests {
 
     fn invalid(name: &str, value: &str) -> Span {
         let _ = name;
-        Span::Invalid {
-            probe: Duration::ZERO,
-            shown: value.to_owned(),
-        }
+        Span::Invalid(value.to_owned())
     }
 
     #[test]
@@ -611,29 +562,17 @@ mod tests {
             Span::Given(Duration::from_nanos(1))
         );
         assert_eq!(Span::from_float(0.0, shown), Span::Given(Duration::ZERO));
-        for (v, probe) in [
-            (-0.5, Duration::ZERO),
-            (f64::NAN, Duration::ZERO),
-            (f64::INFINITY, Duration::MAX),
-            (1e300, Duration::MAX),
-        ] {
-            assert_eq!(
-                Span::from_float(v, shown),
-                Span::Invalid {
-                    probe,
-                    shown: "x".into()
-                },
-                "{v}"
-            );
+        for v in [-0.5, f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(Span::from_float(v, shown), Span::Invalid("x".into()), "{v}");
         }
         assert_eq!(
             Span::from_micros(90_000_001, shown),
             Span::Given(Duration::new(90, 1000))
         );
-        assert!(matches!(Span::from_micros(-1, shown), Span::Invalid { .. }));
+        assert!(matches!(Span::from_micros(-1, shown), Span::Invalid(_)));
         assert!(matches!(
             Span::from_micros(i128::MAX, shown),
-            Span::Invalid { .. }
+            Span::Invalid(_)
         ));
     }
 
@@ -667,10 +606,7 @@ mod tests {
         let err = build(
             &Span::Given(S(1)),
             &Span::Given(S(1)),
-            &Count::Invalid {
-                probe: 0,
-                shown: "-3".into(),
-            },
+            &Count::Invalid("-3".into()),
             None,
         )
         .unwrap_err();

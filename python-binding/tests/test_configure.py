@@ -523,3 +523,10 @@ def test_random_inputs_raise_only_the_documented_errors(pair4):
     # The socket still holds values some successful call wrote: all fields in range.
     s = inspect(pair4.client)
     assert 1 <= s.idle <= 32767 and 1 <= s.interval <= 32767 and 1 <= s.count <= 127
+
+
+def test_version_is_the_distributions():
+    import importlib.metadata
+
+    assert tcp_keepalive.__version__ == importlib.metadata.version("tcp-keepalive")
+    assert "__version__" in tcp_keepalive.__all__

@@ -12,15 +12,9 @@ need_packages build-essential python3 util-linux
 bash scripts/build-cli.sh
 CLI="$ROOT/target/release/tcp-keepalive"
 LIB="$ROOT/target/release/libkeepalive.so"
-if [ -d preload ]; then
-    if [ -f scripts/build-preload.sh ]; then
-        bash scripts/build-preload.sh
-    else
-        cargo build --release --quiet -p tcp-keepalive-preload
-    fi
-    [ -f "$LIB" ] || { echo "FAIL: the preload build left no $LIB" >&2; exit 1; }
-    export TCPKA_PRELOAD="$LIB"
-fi
+bash scripts/build-preload.sh
+[ -f "$LIB" ] || { echo "FAIL: the preload build left no $LIB" >&2; exit 1; }
+export TCPKA_PRELOAD="$LIB"
 
 log "cli: the process tests against the release build"
 TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
@@ -29,11 +23,6 @@ TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
 # eight installers at once into one directory, each pid 1 of its own PID namespace.
 log "cli: install-preload (the real library, libc refused, concurrent installers)"
 cargo test --quiet -p tcp-keepalive-cli --test install_preload
-
-if [ ! -d preload ]; then
-    echo "SKIP: run walk-through: preload/ (libkeepalive.so) is not in this tree yet"
-    exit 0
-fi
 
 log "cli: the README's walk-through (run, inspect, apply, read back inside the program)"
 tmp=$(mktemp -d)

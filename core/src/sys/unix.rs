@@ -5,6 +5,7 @@ use std::mem;
 use std::os::fd::RawFd;
 
 use crate::error::{Error, SocketOption};
+use crate::plan::{SocketKind, Syscalls, IPPROTO_MPTCP};
 
 /// Where an option lives: its level and its number on this platform.
 /// `None` when the platform has no such option. Inline: `SocketOption::from_raw` runs in the
@@ -26,19 +27,14 @@ pub(crate) fn level_and_name(option: SocketOption) -> Option<(libc::c_int, libc:
     }
 }
 
-fn unsupported(option: SocketOption) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Unsupported,
-        format!("{option} does not exist on this platform"),
-    )
-}
-
-/// Writes one integer option. Errors are raw; [`classify`] turns them into [`Error`].
+/// `setsockopt` of one `int` through the C library: Ok, or the `errno`.
 #[inline]
-pub(crate) fn set(fd: RawFd, option: SocketOption, value: libc::c_int) -> io::Result<()> {
-    let Some((level, name)) = level_and_name(option) else {
-        return Err(unsupported(option));
-    };
+pub(crate) fn set_raw(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> Result<(), libc::c_int> {
     // SAFETY: the pointer and length describe a live c_int; the kernel validates `fd`.
     let rc = unsafe {
         libc::setsockopt(
@@ -52,20 +48,17 @@ pub(crate) fn set(fd: RawFd, option: SocketOption, value: libc::c_int) -> io::Re
     if rc == 0 {
         Ok(())
     } else {
-        Err(io::Error::last_os_error())
+        Err(errno())
     }
 }
 
-/// Reads one integer option.
+/// `getsockopt` of one `int` through the C library: the value, or the `errno`.
 #[inline]
-pub(crate) fn get(fd: RawFd, option: SocketOption) -> io::Result<libc::c_int> {
-    let Some((level, name)) = level_and_name(option) else {
-        return Err(unsupported(option));
-    };
-    get_raw(fd, level, name)
-}
-
-fn get_raw(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc::c_int> {
+pub(crate) fn get_raw(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+) -> Result<libc::c_int, libc::c_int> {
     let mut value: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: the pointers describe a live c_int and its length; the kernel validates `fd`.
@@ -81,18 +74,30 @@ fn get_raw(fd: RawFd, level: libc::c_int, name: libc::c_int) -> io::Result<libc:
     if rc == 0 {
         Ok(value)
     } else {
-        Err(io::Error::last_os_error())
+        Err(errno())
     }
+}
+
+fn errno() -> libc::c_int {
+    io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 /// Turns a failed system call into the crate's error. Runs only on the failure path, so the extra
 /// `getsockopt` calls it makes to tell a UDP socket from a TCP one cost nothing on success.
-pub(crate) fn classify(fd: RawFd, option: SocketOption, err: io::Error) -> Error {
+pub(crate) fn classify(
+    sys: &impl Syscalls,
+    fd: RawFd,
+    option: SocketOption,
+    errno: libc::c_int,
+) -> Error {
+    let err = io::Error::from_raw_os_error(errno);
     match err.raw_os_error() {
         Some(libc::EBADF) => Error::BadDescriptor { fd, source: err },
         Some(libc::ENOTSOCK) => Error::NotASocket { fd, source: err },
         Some(code) if code == libc::ENOPROTOOPT || code == libc::EOPNOTSUPP => {
-            match describe_socket(fd) {
+            match describe_socket(sys, fd) {
                 Some((true, _)) | None => Error::Unsupported {
                     option,
                     source: err,
@@ -112,16 +117,13 @@ pub(crate) fn classify(fd: RawFd, option: SocketOption, err: io::Error) -> Error
     }
 }
 
-/// Linux's multipath TCP protocol number (not in every libc release).
-const IPPROTO_MPTCP: libc::c_int = 262;
-
 /// `(is_tcp, description)` of a socket, from SO_DOMAIN/SO_TYPE/SO_PROTOCOL where the OS has them.
-fn describe_socket(fd: RawFd) -> Option<(bool, String)> {
-    let ty = get_raw(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()?;
+fn describe_socket(sys: &impl Syscalls, fd: RawFd) -> Option<(bool, String)> {
+    let ty = sys.get(fd, libc::SOL_SOCKET, libc::SO_TYPE).ok()?;
     #[cfg(any(target_os = "linux", target_os = "android"))]
     let (domain, protocol) = (
-        get_raw(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?,
-        get_raw(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()?,
+        sys.get(fd, libc::SOL_SOCKET, libc::SO_DOMAIN).ok()?,
+        sys.get(fd, libc::SOL_SOCKET, libc::SO_PROTOCOL).ok()?,
     );
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let (domain, protocol) = (-1, -1);
@@ -155,8 +157,6 @@ fn describe_socket(fd: RawFd) -> Option<(bool, String)> {
         _ => String::new(),
     };
     // MPTCP carries keep-alive to its subflows; an option it lacks is Unsupported, not "not TCP".
-    let is_tcp = inet
-        && ty == libc::SOCK_STREAM
-        && (protocol == libc::IPPROTO_TCP || protocol == IPPROTO_MPTCP);
+    let is_tcp = SocketKind::of(domain, ty, protocol).is_tcp();
     Some((is_tcp, format!("{family} {kind}{proto}").trim().to_string()))
 }

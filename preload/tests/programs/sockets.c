@@ -360,6 +360,30 @@ static int enforce_cases(void) {
         close(d);
         close(fd);
     }
+    /* A vfork child shares our memory (and so the preload's table) but has its own descriptors:
+       its dup2 over the number of one of our sockets must not make that socket not ours in the
+       parent (issue 16, item 10). The parent's own writes afterwards are still enforced. */
+    for (int i = 0; i < 2; i++) {
+        static const char *vfork_names[] = {"vfork-dup2-ka-off", "vfork-dup2-idle-longer"};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        /* At a number none of ours ever had (so the table has no stale bit for it). */
+        int made = (int)syscall(SYS_socket, AF_INET, SOCK_DGRAM, 0);
+        int other = fcntl(made, F_DUPFD, 70);
+        close(made);
+        pid_t child = vfork();
+        if (child == 0) {
+            dup2(other, fd);
+            _exit(0);
+        }
+        int status = 0;
+        if (child > 0) waitpid(child, &status, 0);
+        close(other);
+        v = i == 0 ? 0 : 999;
+        rc = i == 0 ? try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err)
+                    : try_set(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v, &err);
+        report_set(vfork_names[i], fd, rc, err);
+        close(fd);
+    }
     /* One of our numbers overwritten by dup2 with a TCP socket the hook never saw: not ours. */
     fd = socket(AF_INET, SOCK_STREAM, 0);
     /* Moved to a number no socket of ours ever had (the lowest free one may have had one). */

@@ -25,6 +25,7 @@ from ._native import (
     KeepAlive,
     KeepAliveError,
     Settings,
+    __version__,
     configure,
     from_env,
     inspect,
@@ -32,6 +33,7 @@ from ._native import (
 )
 
 __all__ = [
+    "__version__",
     "DEFAULT_COUNT",
     "DEFAULT_IDLE",
     "DEFAULT_INTERVAL",

@@ -4,6 +4,7 @@ import datetime
 from typing import Final, List, Optional, Protocol, Tuple, Union, final
 
 __all__ = [
+    "__version__",
     "DEFAULT_COUNT",
     "DEFAULT_IDLE",
     "DEFAULT_INTERVAL",
@@ -26,6 +27,8 @@ _SocketLike = Union[_HasFileno, int]
 #: or to whole milliseconds (user_timeout).
 _Seconds = Union[int, float, datetime.timedelta]
 
+#: The package's version, e.g. "0.1.0" (the distribution's, from Cargo.toml).
+__version__: Final[str]
 DEFAULT_IDLE: Final[int]
 DEFAULT_INTERVAL: Final[int]
 DEFAULT_COUNT: Final[int]

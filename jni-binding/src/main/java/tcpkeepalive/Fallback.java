@@ -92,23 +92,8 @@ final class Fallback {
         if (sec[1].signum() == 0) return sec[0] + "s";
         java.math.BigInteger[] ms = total.divideAndRemainder(java.math.BigInteger.valueOf(1_000_000L));
         if (ms[1].signum() == 0) return ms[0] + "ms";
-        if (s < 0) return total + "ns";
-        // Rust's Debug of a Duration: the largest unit with a non-zero whole part, no trailing zeros.
-        if (s > 0) return decimal(Long.toString(s), n, 100_000_000) + "s";
-        if (n >= 1_000_000) return decimal(Integer.toString(n / 1_000_000), n % 1_000_000, 100_000) + "ms";
-        if (n >= 1_000) return decimal(Integer.toString(n / 1_000), n % 1_000, 100) + "\u00b5s";
-        return n + "ns";
-    }
-
-    private static String decimal(String whole, int fraction, int divisor) {
-        if (fraction == 0) return whole;
-        StringBuilder b = new StringBuilder(whole).append('.');
-        while (fraction > 0 && divisor > 0) {
-            b.append((char) ('0' + fraction / divisor));
-            fraction %= divisor;
-            divisor /= 10;
-        }
-        return b.toString();
+        // Exact, as core writes it (core/src/fields.rs show): never a language's debug format.
+        return total + "ns";
     }
 
     static IllegalArgumentException invalid(String name, String value, String allowed) {
@@ -165,9 +150,9 @@ final class Fallback {
         if (sw == null && idle == null && interval == null && count == null && ut == null) {
             return new int[] {0, 0, 0, 0, 0};
         }
-        int i = idle == null ? 60 : envSeconds(idle);
-        int n = interval == null ? 10 : envSeconds(interval);
-        int c = count == null ? 6 : parseCount(count[0], count[1]);
+        int i = idle == null ? KeepAlive.DEFAULT_IDLE : envSeconds(idle);
+        int n = interval == null ? KeepAlive.DEFAULT_INTERVAL : envSeconds(interval);
+        int c = count == null ? KeepAlive.DEFAULT_COUNT : parseCount(count[0], count[1]);
         int u = 0;
         if (ut != null) {
             java.math.BigInteger nanos;

@@ -34,7 +34,12 @@ import java.util.Optional;
  * <p>Instances are immutable and thread-safe.
  */
 public final class KeepAlive {
-    private static final KeepAlive DEFAULTS = new KeepAlive(60, 10, 6, 0);
+    /** Core's defaults (tcp_keepalive::DEFAULT_IDLE, _INTERVAL, _COUNT), written once for Java. */
+    static final int DEFAULT_IDLE = 60;
+    static final int DEFAULT_INTERVAL = 10;
+    static final int DEFAULT_COUNT = 6;
+
+    private static final KeepAlive DEFAULTS = new KeepAlive(DEFAULT_IDLE, DEFAULT_INTERVAL, DEFAULT_COUNT, 0);
 
     private final int idleSeconds;
     private final int intervalSeconds;
@@ -311,9 +316,9 @@ public final class KeepAlive {
 
     /** Builds a {@link KeepAlive}; starts from the defaults (60 s, 10 s, 6, no user timeout). */
     public static final class Builder {
-        private Duration idle = Duration.ofSeconds(60);
-        private Duration interval = Duration.ofSeconds(10);
-        private int count = 6;
+        private Duration idle = Duration.ofSeconds(DEFAULT_IDLE);
+        private Duration interval = Duration.ofSeconds(DEFAULT_INTERVAL);
+        private int count = DEFAULT_COUNT;
         private Duration userTimeout;
 
         private Builder() {}

@@ -18,7 +18,8 @@ import java.util.Locale;
  *   <li>the system property {@value #PROPERTY}: a library file to load, or a directory to extract
  *       the bundled library into (for read-only roots and noexec /tmp, e.g. an emptyDir volume);</li>
  *   <li>the library bundled in this jar ({@value #RESOURCE_DIR}&lt;os&gt;-&lt;arch&gt;/), extracted
- *       once into a new directory under {@code java.io.tmpdir};</li>
+ *       once into a new directory under {@code java.io.tmpdir}, and deleted (with that directory)
+ *       as soon as it is loaded;</li>
  *   <li>{@code System.loadLibrary("tcp_keepalive_jni")}, i.e. {@code java.library.path}.</li>
  * </ol>
  * Setting {@value #PROPERTY} to {@code off} skips loading (the {@code jdk.net} fallback is used).
@@ -84,6 +85,10 @@ final class Native {
                     return null;
                 } catch (Throwable t) {
                     tried.add("bundled " + resource + " extracted to " + path + ": " + t);
+                } finally {
+                    // Loaded (the mapping outlives the file) or not: the copy is not needed any more,
+                    // so a JVM that is killed leaves none behind (deleteOnExit runs only at a normal exit).
+                    removeExtracted(path, extractDir == null);
                 }
             }
         } catch (IOException | RuntimeException e) {
@@ -101,6 +106,16 @@ final class Native {
         StringBuilder b = new StringBuilder("tcp-keepalive native library not loaded; tried:");
         for (String s : tried) b.append("\n  - ").append(s);
         return b.toString();
+    }
+
+    /** Deletes an extracted copy, and the directory made for it; failures are ignored. */
+    private static void removeExtracted(Path path, boolean ownDirectory) {
+        try {
+            Files.deleteIfExists(path);
+            if (ownDirectory) Files.deleteIfExists(path.getParent());
+        } catch (IOException | RuntimeException ignored) {
+            // deleteOnExit stays as the fallback.
+        }
     }
 
     /** Copies the bundled library into a fresh file; null when the jar has none for this platform. */

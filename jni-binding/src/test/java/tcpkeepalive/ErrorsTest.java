@@ -80,6 +80,30 @@ class ErrorsTest {
         // The order is the core's: idle first.
         assertMessage(IllegalArgumentException.class,
                 () -> KeepAlive.builder().idle(Duration.ZERO).count(0).build(), "invalid idle");
+        // Neither whole seconds nor whole milliseconds: exact nanoseconds, never a debug format.
+        assertMessage(IllegalArgumentException.class,
+                () -> KeepAlive.builder().idle(Duration.ofSeconds(32767).plusNanos(1_500_001)).build(),
+                "invalid idle", "\"32767001500001ns\"");
+        assertMessage(IllegalArgumentException.class,
+                () -> KeepAlive.builder().userTimeout(Duration.ofSeconds(3_000_000).plusNanos(1)).build(),
+                "invalid user_timeout", "\"3000000000000001ns\"");
+    }
+
+    @Test
+    void theFallbackWritesEveryRefusedDurationAsTheCoreDoes() {
+        long[][] cases = {{32767, 1_500_001}, {32768, 0}, {0, 0}, {-1, 999_999_999}, {-2, 500_000_000}, {32767, 1_000_000}};
+        for (long[] c : cases) {
+            IllegalArgumentException core = assertThrows(IllegalArgumentException.class,
+                    () -> Native.validate(c[0], (int) c[1], 10, 0, 6, false, 0, 0));
+            IllegalArgumentException fallback = assertThrows(IllegalArgumentException.class,
+                    () -> Fallback.validate(c[0], (int) c[1], 10, 0, 6, false, 0, 0));
+            assertEquals(core.getMessage(), fallback.getMessage(), "idle " + c[0] + "s " + c[1] + "ns");
+            core = assertThrows(IllegalArgumentException.class,
+                    () -> Native.validate(60, 0, 10, 0, 6, true, c[0] * 100_000, (int) c[1]));
+            fallback = assertThrows(IllegalArgumentException.class,
+                    () -> Fallback.validate(60, 0, 10, 0, 6, true, c[0] * 100_000, (int) c[1]));
+            assertEquals(core.getMessage(), fallback.getMessage(), "user timeout " + c[0] * 100_000 + "s " + c[1] + "ns");
+        }
     }
 
     @Test

@@ -23,6 +23,14 @@ import org.junit.jupiter.api.Timeout;
  */
 @Timeout(60)
 class FallbackTest {
+    @Test
+    void theJavaDefaultsAreTheCores() {
+        // keepalive=on and nothing else: core's defaults, through the native library.
+        int[] core = Native.parseSettings("keepalive=on");
+        assertArrayEquals(new int[] {2, KeepAlive.DEFAULT_IDLE, KeepAlive.DEFAULT_INTERVAL, KeepAlive.DEFAULT_COUNT, 0}, core);
+        assertArrayEquals(core, Fallback.parseSettings("keepalive=on"));
+    }
+
     /** {seconds, nanos} pairs around every limit. */
     private static final long[][] DURATIONS = {{0, 0}, {0, 1}, {0, 999_999_999}, {1, 0}, {1, 1}, {-1, 0},
         {-1, 500_000_000}, {-3, 999_999_999}, {59, 500_000_000}, {32767, 0}, {32767, 1}, {32766, 999_999_999},

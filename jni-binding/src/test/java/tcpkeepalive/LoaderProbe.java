@@ -15,6 +15,12 @@ public final class LoaderProbe {
     public static void main(String[] args) throws Exception {
         System.out.println("native=" + KeepAlive.isNativeLoaded());
         System.out.println("error=" + KeepAlive.nativeLoadError().orElse("none").replace("\n", " | "));
+        // While this JVM still runs: what the extraction left in the directory it was given.
+        String setting = System.getProperty("tcpkeepalive.library");
+        if (setting != null && new java.io.File(setting).isDirectory()) {
+            String[] left = new java.io.File(setting).list();
+            System.out.println("left=" + (left == null ? "?" : left.length));
+        }
         try (ServerSocket server = new ServerSocket(0, 5, InetAddress.getLoopbackAddress());
                 Socket s = new Socket()) {
             KeepAlive.configure(s, 301, 51, 41);
