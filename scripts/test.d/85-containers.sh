@@ -79,11 +79,12 @@ expect() {
     fi
 }
 
-# wait_log CTR PATTERN [SECONDS]: until the container's log has a line matching PATTERN.
+# wait_log CTR PATTERN [SECONDS]: until the container's log has a line matching PATTERN. (Logs are
+# captured before grep: with pipefail, `pm logs | grep -q` fails when grep exits first.)
 wait_log() {
     local i
     for i in $(seq $((${3:-30} * 10))); do
-        pm logs "$1" 2>&1 | grep -q -E "$2" && return 0
+        grep -q -E "$2" <<<"$(pm logs "$1" 2>&1)" && return 0
         sleep 0.1
     done
     echo "  no line matching '$2' in the log of $1 within ${3:-30} s:" >&2
@@ -172,7 +173,7 @@ application() {
     local want
     want=$(example app-env | sed -n 's/^TCP_KEEPALIVE_IDLE=//p')/$(example app-env | sed -n 's/^TCP_KEEPALIVE_INTERVAL=//p')/$(example app-env | sed -n 's/^TCP_KEEPALIVE_COUNT=//p')
     expect "inside the container (getsockopt)" "$(pm logs "$ID-app" 2>&1 | grep '^CONNECTED 1')" "CONNECTED 1 $want $want" || return 1
-    pm logs "$ID-app" 2>&1 | grep -q "tcp-keepalive" || { echo "  no TCP_KEEPALIVE_LOG line" >&2; return 1; }
+    grep -q "tcp-keepalive" <<<"$(pm logs "$ID-app" 2>&1)" || { echo "  no TCP_KEEPALIVE_LOG line" >&2; return 1; }
     local pid
     pid=$(pm inspect "$ID-app" --format '{{.State.Pid}}') || return 1
     expect "from the host (inspect --pid $pid)" "$(keepalive_of "$pid" | tr '\n' ' ')" \
@@ -289,7 +290,7 @@ node_agent() {
     # SIGTERM (what the kubelet sends): the agent detaches.
     pm stop -t 10 "$ID-agent" >/dev/null || return 1
     pm logs "$ID-agent" 2>&1 | tail -n 1 | sed 's/^/  agent: /'
-    pm logs "$ID-agent" 2>&1 | grep -q "detached from /host/sys/fs/cgroup/kubepods" || return 1
+    grep -q "detached from /host/sys/fs/cgroup/kubepods" <<<"$(pm logs "$ID-agent" 2>&1)" || return 1
     local left
     left=$(TCP_KEEPALIVE_PIN_ROOT=$PIN_ROOT "$CLI" cgroup status --json 2>/dev/null | python3 -c '
 import json, sys
@@ -386,7 +387,7 @@ PY
     [ -n "$ctr" ] || { pm ps -a >&2; return 1; }
     wait_log "$ctr" "waiting for SIGTERM" || return 1
     pm logs "$ctr" 2>&1 | sed 's/^/  agent pod: /'
-    pm logs "$ctr" 2>&1 | grep -q "attached to /host/sys/fs/cgroup/kubepods" || return 1
+    grep -q "attached to /host/sys/fs/cgroup/kubepods" <<<"$(pm logs "$ctr" 2>&1)" || return 1
     # A pod container started under kubepods after the agent: its connection has keep-alive.
     pm run -d --name "$ID-pod2" --network none --cgroup-parent "/$ID/kubepods" \
         -v "$ROOT/scripts/containers/pod_probe.py:/probe/pod_probe.py:ro" \
