@@ -40,6 +40,7 @@ host_net_state() {
 # it); otherwise the same two files built here for this arch only (the command statically linked,
 # as dist.sh links it; the preload by scripts/build-preload.sh) and put into a FROM scratch image
 # of the same layout, under target/containers/release (dist.sh's two arches take ~20 min cold).
+# TKL_DIST=DIR looks for dist/'s files in DIR instead (TKL_DIST=/nonexistent tries the fallback).
 release_files() {
     local dist=${TKL_DIST:-$ROOT/dist}
     RELEASE_ARCHIVE=$dist/tcp-keepalive-$TKL_VERSION.oci.tar
