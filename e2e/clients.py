@@ -41,6 +41,9 @@ Fields of Client:
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
              (TCP_KEEPALIVE=off under --control). Its "without" run uses the lab's plain server;
              argv is then the client the scenario needs (e.g. one that vanishes).
+  container  True: the command starts a container itself (podman). It runs in the root network
+             and mount namespaces, not under `ip netns exec` (whose own /sys has no cgroups for
+             podman), with LAB_NETNS=/run/netns/<client namespace> for `--network ns:$LAB_NETNS`.
 """
 
 from dataclasses import dataclass, field
@@ -70,6 +73,7 @@ class Client:
     server: Optional[Sequence[str]] = None
     control_env: Optional[Dict[str, str]] = None
     cgroup: bool = False
+    container: bool = False
 
 
 CLIENTS = [
@@ -226,5 +230,26 @@ CLIENTS = [
             ' ${TCP_KEEPALIVE_USER_TIMEOUT:+--user-timeout "$TCP_KEEPALIVE_USER_TIMEOUT"}',
         ],
         build="scripts/build-c-client.sh",
+    ),
+    # The seed's client in a real container: the Scala/OkHttp client's image
+    # (scripts/build-app-images.sh, Debian's JRE), unchanged and with its own keep-alive code off,
+    # run by podman in the client namespace. "with": the init container of
+    # examples/kubernetes/deployment.yaml (the release image from dist/) fills a volume with
+    # libkeepalive.so and the client runs with it preloaded; "without": the client alone.
+    Client(
+        name="container-init-preload",
+        argv=["e2e/clients/container_client.sh", "init-preload"],
+        container=True,
+        build="scripts/build-container-lab.sh",
+    ),
+    # The same client container; "with": the release image, run as the node agent's DaemonSet
+    # runs it, attaches at the client container's cgroup before the container starts (a pod
+    # created after the agent). Not a lab cgroup row: the container's cgroup is podman's, and the
+    # wrapper attaches and detaches it (TCP_KEEPALIVE=on from the lab means "with").
+    Client(
+        name="container-node-agent",
+        argv=["e2e/clients/container_client.sh", "node-agent"],
+        container=True,
+        build="scripts/build-container-lab.sh",
     ),
 ]

@@ -411,13 +411,15 @@ table inet lab {
         return bool(done.stdout.strip())
 
     def spawn(self, ns: str, argv: List[str], env: Dict[str, str],
-              cgroup: Optional[str] = None) -> subprocess.Popen:
+              cgroup: Optional[str] = None, enter: bool = True) -> subprocess.Popen:
         # A cgroup is joined before `ip netns exec`, which mounts a /sys of its own: a shell
         # writes its PID into cgroup.procs and execs the rest (the PID stays the client's).
         join = [] if cgroup is None else [
             "sh", "-c", 'echo $$ > "$1/cgroup.procs" && shift && exec "$@"', "lab-join-cgroup", cgroup]
+        # A container row (enter=False) starts its container in `ns` itself (LAB_NETNS).
+        netns = ["ip", "netns", "exec", ns] if enter else []
         proc = subprocess.Popen(
-            join + ["ip", "netns", "exec", ns] + argv,
+            join + netns + argv,
             env=env,
             cwd=ROOT,
             stdin=subprocess.DEVNULL,
@@ -1124,7 +1126,11 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
                 continue
             r.started = time.monotonic()
             try:
-                proc = net.spawn(net.client, client_argv(r.client), client_env(r), cgroup=r.cgroup)
+                env = client_env(r)
+                if r.client.container:
+                    env["LAB_NETNS"] = f"/run/netns/{net.client}"
+                proc = net.spawn(net.client, client_argv(r.client), env, cgroup=r.cgroup,
+                                 enter=not r.client.container)
             except OSError as e:
                 r.error = f"could not start: {e}"
                 continue

@@ -1,6 +1,10 @@
 //! Is a file a preload library this machine can load? An ELF shared object of this machine's
-//! class, byte order and architecture whose dynamic symbol table defines `socket`. Read from the
-//! file's headers only: nothing of it is loaded or run here.
+//! class, byte order and architecture whose dynamic symbol table defines `socket` and our own
+//! marker, [`MARKER`] (glibc defines `socket` too). Read from the file's headers only: nothing of
+//! it is loaded or run here.
+
+/// The data symbol only `libkeepalive.so` exports (preload/src/lib.rs).
+pub const MARKER: &str = "TCP_KEEPALIVE_PRELOAD";
 
 /// The ELF `e_machine` of the architecture this command was built for, where known.
 fn this_machine() -> Option<u16> {
@@ -81,13 +85,14 @@ impl Bytes<'_> {
 }
 
 const SHT_DYNSYM: u32 = 11;
+const STT_OBJECT: u8 = 1;
 const STT_FUNC: u8 = 2;
 const STT_GNU_IFUNC: u8 = 10;
 const STB_GLOBAL: u8 = 1;
 const STB_WEAK: u8 = 2;
 
-/// `Ok(())` when `data` is a shared object this machine can preload that defines `socket`, else
-/// what it is instead.
+/// `Ok(())` when `data` is a shared object this machine can preload that defines `socket` and
+/// [`MARKER`], else what it is instead.
 pub fn check_preload(data: &[u8]) -> Result<(), String> {
     if data.get(..4) != Some(b"\x7fELF") {
         return Err("not an ELF file".into());
@@ -167,6 +172,7 @@ pub fn check_preload(data: &[u8]) -> Result<(), String> {
             )
         })
     };
+    let (mut socket, mut marker) = (false, false);
     for i in 0..shnum {
         let (kind, offset, size, link, entsize) = section(i).ok_or_else(malformed)?;
         if kind != SHT_DYNSYM || entsize == 0 {
@@ -186,15 +192,31 @@ pub fn check_preload(data: &[u8]) -> Result<(), String> {
                 return Err(malformed());
             };
             let name = names.get(name as usize..).unwrap_or_default();
-            let defined = shndx != 0;
-            let function = matches!(info & 0xf, STT_FUNC | STT_GNU_IFUNC);
-            let visible = matches!(info >> 4, STB_GLOBAL | STB_WEAK);
-            if name.starts_with(b"socket\0") && defined && function && visible {
-                return Ok(());
+            if shndx == 0 || !matches!(info >> 4, STB_GLOBAL | STB_WEAK) {
+                continue;
+            }
+            let kind = info & 0xf;
+            if name.starts_with(b"socket\0") && matches!(kind, STT_FUNC | STT_GNU_IFUNC) {
+                socket = true;
+            }
+            if name.starts_with(MARKER.as_bytes())
+                && name.get(MARKER.len()) == Some(&0)
+                && kind == STT_OBJECT
+            {
+                marker = true;
             }
         }
     }
-    Err("a shared object that does not export socket(), so it cannot configure new sockets".into())
+    match (socket, marker) {
+        (true, true) => Ok(()),
+        (false, _) => Err(
+            "a shared object that does not export socket(), so it cannot configure new sockets"
+                .into(),
+        ),
+        (true, false) => Err(format!(
+            "a shared object that exports socket() but is not tcp-keepalive's libkeepalive.so (it lacks the symbol {MARKER})"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -220,8 +242,8 @@ mod tests {
     }
 
     #[test]
-    fn libc_exports_socket() {
-        // glibc itself defines socket(): a real shared object that passes.
+    fn libc_exports_socket_but_is_not_ours() {
+        // glibc itself defines socket(): a real shared object, refused for lack of our marker.
         let candidates = [
             "/lib/x86_64-linux-gnu/libc.so.6",
             "/lib/aarch64-linux-gnu/libc.so.6",
@@ -231,6 +253,11 @@ mod tests {
             eprintln!("skipping: no libc.so.6 at {candidates:?}");
             return;
         };
-        assert_eq!(check_preload(&libc), Ok(()));
+        let err = check_preload(&libc).unwrap_err();
+        assert!(
+            err.contains("exports socket() but is not tcp-keepalive's"),
+            "{err}"
+        );
+        assert!(err.contains(MARKER), "{err}");
     }
 }

@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-#[path = "../../core/tests/harness/mod.rs"]
-mod harness;
 /// The command's exit codes, from the one place they are defined.
 #[path = "../src/exit_codes.rs"]
 #[allow(dead_code)]
 mod exit;
+#[path = "../../core/tests/harness/mod.rs"]
+mod harness;
 
 fn cli_exe() -> PathBuf {
     std::env::var_os("TCPKA_CLI")

@@ -5,7 +5,24 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::RwLock;
+
+/// Tests run in threads: a child forked while another thread still holds the copied command open
+/// for writing keeps that descriptor until its exec, and exec of the copy then fails with "Text
+/// file busy". Copies take this lock for writing, every spawn for reading.
+static EXEC: RwLock<()> = RwLock::new(());
+
+fn spawn(cmd: &mut Command) -> Child {
+    let _shared = EXEC.read().unwrap_or_else(|e| e.into_inner());
+    cmd.spawn().unwrap()
+}
+
+fn output(cmd: &mut Command) -> Output {
+    spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::piped()))
+        .wait_with_output()
+        .unwrap()
+}
 
 /// A fresh directory tree for one test, removed when dropped.
 struct Tree(PathBuf);
@@ -20,6 +37,7 @@ impl Tree {
         fs::create_dir_all(root.join("bin")).unwrap();
         fs::create_dir_all(root.join("shared")).unwrap();
         // The command beside its library, laid out as in the image (/usr/local/{bin,lib}).
+        let _alone = EXEC.write().unwrap_or_else(|e| e.into_inner());
         fs::copy(
             env!("CARGO_BIN_EXE_tcp-keepalive"),
             root.join("bin/tcp-keepalive"),
@@ -40,13 +58,13 @@ impl Tree {
 
     /// Runs the copied command with a umask that would hide the library from other users.
     fn run(&self, args: &[&str]) -> Output {
-        Command::new("sh")
-            .arg("-c")
-            .arg("umask 077; exec \"$0\" \"$@\"")
-            .arg(self.path("bin/tcp-keepalive"))
-            .args(args)
-            .output()
-            .unwrap()
+        output(
+            Command::new("sh")
+                .arg("-c")
+                .arg("umask 077; exec \"$0\" \"$@\"")
+                .arg(self.path("bin/tcp-keepalive"))
+                .args(args),
+        )
     }
 }
 
@@ -56,19 +74,43 @@ impl Drop for Tree {
     }
 }
 
-/// A shared object this machine can load that exports `socket` (the C library this test runs
-/// with), followed by bytes no other file has: it passes the command's library check, and the
-/// copy is proven to be of this file, whole.
+/// A shared object this machine can load that exports `socket` and the preload's marker symbol
+/// (what the command checks before it copies), built here with the C compiler, followed by bytes no
+/// other file has: the copy is proven to be of this file, whole.
 fn payload(seed: u8) -> Vec<u8> {
-    let maps = fs::read_to_string("/proc/self/maps").unwrap();
-    let libc = maps
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(5))
-        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
-        .expect("this test runs against glibc");
-    let mut bytes = fs::read(libc).unwrap();
+    let dir = std::env::temp_dir().join(format!(
+        "tcp-keepalive-install-test-so-{seed}-{}",
+        std::process::id()
+    ));
+    fs::create_dir_all(&dir).unwrap();
+    let source = dir.join("fake.c");
+    fs::write(
+        &source,
+        "int socket(int d, int t, int p) { return -1; }\nconst unsigned TCP_KEEPALIVE_PRELOAD = 1;\n",
+    )
+    .unwrap();
+    let object = dir.join("fake.so");
+    let out = output(
+        Command::new("cc")
+            .args(["-shared", "-fPIC", "-o"])
+            .arg(&object)
+            .arg(&source),
+    );
+    assert!(out.status.success(), "cc: {}", stderr(&out));
+    let mut bytes = fs::read(&object).unwrap();
+    let _ = fs::remove_dir_all(&dir);
     bytes.extend((0..300_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8 ^ seed));
     bytes
+}
+
+/// The C library this test runs with: it exports `socket` but is not ours.
+fn libc_path() -> String {
+    let maps = fs::read_to_string("/proc/self/maps").unwrap();
+    maps.lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.contains("/libc.so") || p.contains("/libc-"))
+        .expect("this test runs against glibc")
+        .to_string()
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -215,4 +257,187 @@ fn a_file_that_is_no_preload_library_exits_6_and_changes_nothing() {
         stderr(&out)
     );
     assert!(names(&t.path("shared")).is_empty());
+}
+
+#[test]
+fn libc_exports_socket_but_is_refused_with_exit_6() {
+    let libc = libc_path();
+    let t = Tree::new("libc").with_library(&fs::read(&libc).unwrap());
+    let out = t.run(&["install-preload", t.path("shared").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("exports socket() but is not tcp-keepalive's libkeepalive.so"),
+        "{err}"
+    );
+    assert!(err.contains("TCP_KEEPALIVE_PRELOAD"), "{err}");
+    assert!(names(&t.path("shared")).is_empty());
+    // The same through --preload.
+    let out = t.run(&[
+        "install-preload",
+        "--preload",
+        &libc,
+        t.path("shared").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(6), "{}", stderr(&out));
+    assert!(names(&t.path("shared")).is_empty());
+}
+
+/// The real libkeepalive.so: `TCPKA_PRELOAD` (the 60-cli stage sets it), else what cargo built
+/// beside this test's command. Under CI=true a missing library fails the test.
+#[test]
+fn the_real_preload_library_is_accepted() {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tcp-keepalive"));
+    let found = match std::env::var_os("TCPKA_PRELOAD") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => [
+            exe.with_file_name("libkeepalive.so"),
+            exe.parent().unwrap().join("../release/libkeepalive.so"),
+        ]
+        .into_iter()
+        .find(|p| p.is_file()),
+    };
+    let Some(lib) = found else {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "libkeepalive.so is not built (TCPKA_PRELOAD unset)"
+        );
+        eprintln!(
+            "SKIP: libkeepalive.so is not built here (scripts/test.sh 60-cli runs this with it)"
+        );
+        return;
+    };
+    let bytes = fs::read(&lib).unwrap();
+    let t = Tree::new("real").with_library(&bytes);
+    let out = t.run(&["install-preload", t.path("shared").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(fs::read(t.path("shared/libkeepalive.so")).unwrap(), bytes);
+}
+
+/// How to start a process as pid 1 of a new PID namespace, as an init container runs: `unshare`
+/// as root, or inside a user namespace otherwise. None where neither works here.
+fn as_pid_1() -> Option<Vec<&'static str>> {
+    let ways: [&[&'static str]; 2] = [
+        &["unshare", "--pid", "--fork", "--kill-child"],
+        &[
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "--pid",
+            "--fork",
+            "--kill-child",
+        ],
+    ];
+    ways.into_iter()
+        .find(|way| {
+            let o = output(
+                Command::new(way[0])
+                    .args(&way[1..])
+                    .args(["sh", "-c", "echo $$"]),
+            );
+            o.status.success() && o.stdout == b"1\n"
+        })
+        .map(|way| way.to_vec())
+}
+
+/// Init containers of several pods (each pid 1 in its own PID namespace) may install into one
+/// shared volume at once: every installer succeeds, the file is one of them whole, and no
+/// temporary file is left. Two libraries, eight installers per round, ten rounds, each installer
+/// pid 1 of its own PID namespace where this machine allows it (under CI=true it must).
+#[test]
+fn concurrent_installers_into_one_directory_all_succeed() {
+    let prefix = as_pid_1();
+    if prefix.is_none() {
+        assert_ne!(
+            std::env::var("CI").as_deref(),
+            Ok("true"),
+            "cannot start a process in its own PID namespace (unshare)"
+        );
+        eprintln!("note: no PID namespace here: the installers run with distinct pids");
+    }
+    let prefix = prefix.unwrap_or_default();
+    let a = payload(11);
+    let b = payload(12);
+    let ta = Tree::new("concurrent-a").with_library(&a);
+    let tb = Tree::new("concurrent-b").with_library(&b);
+    let shared = ta.path("shared");
+    // Writable by whoever the installers are inside a user namespace.
+    fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+    let dir = shared.to_str().unwrap();
+    for round in 0..10 {
+        let children: Vec<_> = (0..8)
+            .map(|i| {
+                let t = if i % 2 == 0 { &ta } else { &tb };
+                let exe = t.path("bin/tcp-keepalive");
+                let mut argv: Vec<&str> = prefix.clone();
+                argv.extend([exe.to_str().unwrap(), "install-preload", dir]);
+                spawn(
+                    Command::new(argv[0])
+                        .args(&argv[1..])
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::piped()),
+                )
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(0),
+                "round {round}: {}",
+                stderr(&out)
+            );
+        }
+        let got = fs::read(shared.join("libkeepalive.so")).unwrap();
+        assert!(
+            got == a || got == b,
+            "round {round}: a mix of the two files"
+        );
+        assert_eq!(names(&shared), ["libkeepalive.so"], "round {round}");
+    }
+}
+
+/// A file in DIR under the name the command used to choose (`.libkeepalive.so.PID.tmp`, and an
+/// init container is pid 1) belongs to someone else: it is left alone, on success and on failure.
+#[test]
+fn a_file_the_command_did_not_make_is_never_removed() {
+    let t = Tree::new("decoy").with_library(&payload(13));
+    let shared = t.path("shared");
+    // The shell creates the decoy under its own pid, then becomes the command (same pid).
+    let install = |dir: &Path| {
+        output(Command::new("sh")
+            .arg("-c")
+            .arg("echo theirs > \"$1/.libkeepalive.so.$$.tmp\"; echo $$; exec \"$0\" install-preload \"$1\"")
+            .arg(t.path("bin/tcp-keepalive"))
+            .arg(dir))
+    };
+    let out = install(&shared);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let decoy = shared.join(format!(".libkeepalive.so.{pid}.tmp"));
+    assert_eq!(fs::read(&decoy).unwrap(), b"theirs\n", "success");
+    fs::remove_file(&decoy).unwrap();
+    // A failed rename (a directory in the way) removes only the command's own temporary file.
+    fs::remove_file(shared.join("libkeepalive.so")).unwrap();
+    fs::create_dir_all(shared.join("libkeepalive.so/inside")).unwrap();
+    let out = install(&shared);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("nothing changed"), "{}", stderr(&out));
+    let pid = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let decoy = format!(".libkeepalive.so.{pid}.tmp");
+    assert_eq!(names(&shared), [decoy.as_str(), "libkeepalive.so"]);
+    assert_eq!(
+        fs::read(shared.join(&decoy)).unwrap(),
+        b"theirs\n",
+        "failure"
+    );
 }

@@ -973,6 +973,17 @@ fn run_refuses_a_file_that_is_no_preload_library() -> Result<(), String> {
             "does not export socket()",
         ),
     ];
+    // glibc exports socket() too, but it is not ours: refused for lack of the preload's marker.
+    let libc = [
+        "/lib/x86_64-linux-gnu/libc.so.6",
+        "/lib/aarch64-linux-gnu/libc.so.6",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).is_file());
+    match libc {
+        Some(libc) => cases.push((libc.into(), "exports socket() but is not tcp-keepalive's")),
+        None => println!("  (no libc.so.6 at the Debian paths: the libc case is not run)"),
+    }
     // A shared object of another architecture, where the cross toolchain put one.
     let foreign = if cfg!(target_arch = "x86_64") {
         "/usr/aarch64-linux-gnu/lib/libc.so.6"

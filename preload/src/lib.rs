@@ -513,3 +513,9 @@ pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
     duplicated(old, fd);
     fd
 }
+
+/// Marks this file as tcp-keepalive's preload library. `tcp-keepalive run` and `install-preload`
+/// refuse a shared object without this exported symbol: glibc exports `socket` too, and
+/// preloading libc itself would configure nothing. Nothing reads its value.
+#[no_mangle]
+pub static TCP_KEEPALIVE_PRELOAD: u32 = 1;

@@ -19,6 +19,11 @@ export TCPKA_PRELOAD="$LIB"
 log "cli: the process tests against the release build"
 TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
 
+# install-preload: the library check with the real libkeepalive.so (TCPKA_PRELOAD) and libc, and
+# eight installers at once into one directory, each pid 1 of its own PID namespace.
+log "cli: install-preload (the real library, libc refused, concurrent installers)"
+cargo test --quiet -p tcp-keepalive-cli --test install_preload
+
 log "cli: the README's walk-through (run, inspect, apply, read back inside the program)"
 tmp=$(mktemp -d)
 pid=

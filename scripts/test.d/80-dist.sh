@@ -13,7 +13,8 @@
 #     and its command run from the unpacked root with chroot as user 65534 (arm64 through
 #     qemu-aarch64-static copied into the root): --version and install-preload into a directory;
 #   - cargo publish --dry-run for the crates that are published.
-# Containers themselves cannot run on this machine (see FACTS.md); chroot is the closest.
+# The image in real containers (podman with runc: init container, application, node agent, kube
+# play) is the next stage, 85-containers, which reuses this dist/.
 set -uo pipefail
 . "$(dirname "$0")/../lib.sh"
 cd "$ROOT"
