@@ -36,7 +36,7 @@ pub enum Error {
         hint: String,
     },
     /// EPERM/EACCES from the kernel while loading, attaching or pinning.
-    #[error("not permitted to {what} ({source}): needs CAP_BPF and CAP_NET_ADMIN (or root), e.g. `sudo tcp-keepalive cgroup ...`")]
+    #[error("not permitted to {what} ({source}): {hint}", hint = permission_hint())]
     Permission {
         /// What was refused.
         what: String,
@@ -178,6 +178,29 @@ impl Error {
             what: what.into(),
             source: source.into(),
         }
+    }
+}
+
+/// Why the kernel said no, as far as this process can tell: without CAP_BPF and CAP_NET_ADMIN
+/// that is the fix; with both in its effective set a seccomp filter (a container runtime's default
+/// profile allows bpf(2) only with CAP_SYS_ADMIN) or an LSM refused the call, and naming the
+/// capabilities again would send the operator the wrong way.
+fn permission_hint() -> &'static str {
+    const CAP_NET_ADMIN: u32 = 12;
+    const CAP_BPF: u32 = 39;
+    let effective = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        });
+    match effective {
+        Some(caps) if caps & (1 << CAP_BPF) != 0 && caps & (1 << CAP_NET_ADMIN) != 0 => {
+            "this process has CAP_BPF and CAP_NET_ADMIN, so a seccomp filter or an LSM refused the call (a container needs seccomp Unconfined: the runtime's default profile allows bpf(2) only with CAP_SYS_ADMIN)"
+        }
+        _ => "needs CAP_BPF and CAP_NET_ADMIN (or root), e.g. `sudo tcp-keepalive cgroup ...`",
     }
 }
 

@@ -268,6 +268,8 @@ node_agent() {
     out=$(pm run --rm --network none "${confined[@]}" "$RELEASE_IMAGE" "${args[@]}" 2>&1) || rc=$?
     echo "  with the runtime's default seccomp profile: exit $rc: $(tail -n 1 <<<"$out")"
     [ $rc -ne 0 ] || return 1
+    # The agent has CAP_BPF and CAP_NET_ADMIN here: its message must name seccomp, not them.
+    grep -q "seccomp filter or an LSM refused" <<<"$out" || { echo "  the refusal does not name seccomp" >&2; return 1; }
     [ -z "$(ls -A "$PIN_ROOT" 2>/dev/null)" ] || { echo "  pins left: $(ls "$PIN_ROOT")" >&2; return 1; }
     echo "  podman run ${AGENT[*]} $RELEASE_IMAGE ${args[*]}"
     pm run -d --name "$ID-agent" --network none "${AGENT[@]}" "$RELEASE_IMAGE" "${args[@]}" >/dev/null || return 1
