@@ -284,7 +284,8 @@ fn libc_exports_socket_but_is_refused_with_exit_6() {
 }
 
 /// The real libkeepalive.so: `TCPKA_PRELOAD` (the 60-cli stage sets it), else what cargo built
-/// beside this test's command. Under CI=true a missing library fails the test.
+/// with this test's command (`cargo test --workspace` leaves the cdylib in `deps/`, fresher than
+/// any release build lying around). Under CI=true a missing library fails the test.
 #[test]
 fn the_real_preload_library_is_accepted() {
     let exe = PathBuf::from(env!("CARGO_BIN_EXE_tcp-keepalive"));
@@ -292,6 +293,7 @@ fn the_real_preload_library_is_accepted() {
         Some(p) => Some(PathBuf::from(p)),
         None => [
             exe.with_file_name("libkeepalive.so"),
+            exe.parent().unwrap().join("deps/libkeepalive.so"),
             exe.parent().unwrap().join("../release/libkeepalive.so"),
         ]
         .into_iter()
