@@ -29,6 +29,8 @@
 
 mod env;
 mod error;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod info;
 #[cfg(unix)]
 mod sys;
 
@@ -42,6 +44,8 @@ pub use env::{
     ENV_VARIABLES,
 };
 pub use error::{Error, SocketOption};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use info::{tcp_info, TcpInfo};
 
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
 pub const MAX_SECONDS: u32 = 32767;
@@ -198,6 +202,7 @@ impl KeepAlive {
     ///   kernel refuses it with `EINVAL` as it would have without us.
     /// - `TCP_USER_TIMEOUT` (ms): unchanged when these settings have none or when negative (the
     ///   kernel's `EINVAL`); 0 (no timeout) becomes ours; else the smaller of it and ours.
+    /// - `TCP_INFO` is no keep-alive option: unchanged.
     ///
     /// The table of cases is `core/tests/data/enforce-cases.tsv`.
     #[inline]
@@ -221,6 +226,8 @@ impl KeepAlive {
                 Some(ours) if requested == 0 => ours as libc::c_int,
                 Some(ours) => requested.min(ours as libc::c_int),
             },
+            // Not a keep-alive option: nothing to enforce.
+            SocketOption::TcpInfo => requested,
         }
     }
 
