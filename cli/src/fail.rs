@@ -32,6 +32,11 @@ pub mod code {
     pub const EXCLUSIVE: i32 = 13;
     /// `cgroup agent`: neither kubepods.slice nor kubepods under the cgroup root.
     pub const NO_KUBEPODS: i32 = 14;
+    /// `measure`: the host name does not resolve, or has no address of the family asked for.
+    pub const RESOLVE: i32 = 15;
+    /// `measure`: no connection to HOST:PORT (refused, unreachable, no answer within 10 s); `measure
+    /// --listen`: the port cannot be listened on.
+    pub const CONNECT: i32 = 16;
     /// `run`: the command exists but could not be executed.
     pub const CANNOT_EXECUTE: i32 = 126;
     /// `run`: the command was not found.
@@ -62,6 +67,10 @@ pub enum Failure {
     Kernel(tcp_keepalive_cgroup::Error),
     /// `cgroup agent` found no kubepods cgroup.
     NoKubepods { root: std::path::PathBuf },
+    /// `measure`: the target does not resolve.
+    Resolve(String),
+    /// `measure`: no connection to the target (or no listening socket for `--listen`).
+    Connect(String),
     /// Anything else.
     Other(String),
 }
@@ -98,6 +107,8 @@ impl Failure {
                 }
             }
             Failure::NoKubepods { .. } => code::NO_KUBEPODS,
+            Failure::Resolve(_) => code::RESOLVE,
+            Failure::Connect(_) => code::CONNECT,
             Failure::Other(_) => code::OTHER,
         }
     }
@@ -188,7 +199,9 @@ impl fmt::Display for Failure {
                 "neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) under {}: is this a Kubernetes node, and is --cgroup-root the cgroup v2 mount?",
                 root.display()
             ),
-            Failure::Other(msg) => write!(f, "{msg}"),
+            Failure::Resolve(msg) | Failure::Connect(msg) | Failure::Other(msg) => {
+                write!(f, "{msg}")
+            }
         }
     }
 }
