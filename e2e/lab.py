@@ -28,12 +28,18 @@ Scenarios (each client row runs with and without keep-alive, concurrently):
                  with ETIMEDOUT within 4 s + slack; without, its thread is still blocked at the
                  deadline.
 
+The measure cases (MEASURE_CASES) run `tcp-keepalive measure --json` through middleboxes of known
+idle timeout T, each in a network of its own, all at once: the bracket must contain T (dropping and
+resetting middleboxes, IPv4 and IPv6); a server that closes idle connections first is named as such;
+a loose-pickup NAT shows nothing one-sided and is caught two-sided (`measure --listen`). `--bench`
+times measurements against T instead.
+
 Rows of the kernel door (cgroup=True in clients.py) run each client, or a server row's server, in
 a cgroup v2 of its own, joined before `ip netns exec`; "with" attaches it first with `tcp-keepalive
 cgroup attach` and the scenario's timings, and passes only if the kernel then had keep-alive within
 them on the socket.
 
-Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
+Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list | --bench [REPS]
 Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
 `finally`/atexit, also on failure and Ctrl-C.
 """

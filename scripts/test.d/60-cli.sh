@@ -24,6 +24,8 @@ fi
 
 log "cli: the process tests against the release build"
 TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
+log "cli: measure's bad inputs, exit codes and loopback measurements against the release build"
+TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test measure
 
 if [ ! -d preload ]; then
     echo "SKIP: run walk-through: preload/ (libkeepalive.so) is not in this tree yet"
