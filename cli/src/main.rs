@@ -168,7 +168,7 @@ enum Cmd {
     /// NAT) cannot be seen from one side: run `tcp-keepalive measure --listen PORT` on the far end
     /// and measure against that port, which also tests the server-to-client direction.
     #[command(
-        after_help = "Examples:\n  tcp-keepalive measure db.example:5432\n  tcp-keepalive measure [2001:db8::5]:443 --max 10m --json\n  tcp-keepalive measure --listen 7777          # on the far end; then: tcp-keepalive measure FAR:7777"
+        after_help = "Examples:\n  tcp-keepalive measure db.example:5432\n  tcp-keepalive measure [2001:db8::5]:443 --max 10m --json\n  tcp-keepalive measure --listen 7777    # on the far end, then: measure FAR:7777"
     )]
     Measure {
         /// HOST:PORT (IPv6 as [ADDR]:PORT); a host name is resolved.

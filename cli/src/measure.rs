@@ -148,15 +148,15 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// A probe asked for and not yet judged.
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Probe {
-    /// Asked at `called` (the probe leaves at or after it); `sent_by`: the kernel showed it out.
-    Out {
-        called: Instant,
-        sent_by: Option<Instant>,
-        ack_before: Instant,
-        low: f64,
-    },
+struct Probe {
+    /// When the kernel showed it out (`tcpi_probes`), at the latest.
+    sent_by: Option<Instant>,
+    /// The last ACK before it: a later one is its answer.
+    ack_before: Instant,
+    /// The silence when it was asked for: it left at or after that.
+    low: f64,
 }
 
 /// One measuring connection.
@@ -171,8 +171,6 @@ struct Conn {
     probe: Option<Probe>,
     /// A fine round's question to ask once its silence reaches this (seconds).
     at: Option<f64>,
-    /// The far end's banner was seen on it.
-    banner: bool,
     /// A server-to-client test (two-sided mode): the far end sends a line after `after` s.
     after: Option<f64>,
     closed: bool,
@@ -192,7 +190,6 @@ impl Conn {
             rung: None,
             probe: None,
             at: None,
-            banner: false,
             after: None,
             closed: false,
             rtt: secs(info.rtt),
@@ -460,7 +457,6 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                         continue;
                     }
                     c.after = after;
-                    c.banner = after.is_some();
                     conns.push(c);
                 }
                 Err(_) => continue,
@@ -489,10 +485,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                 Ok(n) => {
                     let text = String::from_utf8_lossy(&buf[..n]).to_string();
                     if text.starts_with(BANNER.trim_end()) {
-                        c.banner = true;
-                        if !two_sided {
-                            two_sided = true;
-                        }
+                        two_sided = true;
                     }
                     if let Some(after) = c.after {
                         if text.contains('x') {
@@ -519,22 +512,14 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
             c.closed = true;
             let age_opened = secs(now2.saturating_duration_since(c.opened));
             match (c.probe.take(), err) {
-                (
-                    Some(Probe::Out {
-                        called,
-                        sent_by,
-                        low,
-                        ..
-                    }),
-                    Some(e),
-                ) if matches!(
-                    e.raw_os_error(),
-                    Some(libc::ETIMEDOUT) | Some(libc::ECONNRESET)
-                ) =>
+                (Some(Probe { sent_by, low, .. }), Some(e))
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIMEDOUT) | Some(libc::ECONNRESET)
+                    ) =>
                 {
                     let reset = e.raw_os_error() == Some(libc::ECONNRESET);
                     // Not seen out (a reset faster than a look): at the latest, now.
-                    let _ = called;
                     let sent = sent_by.unwrap_or(now2);
                     let high = secs(sent.saturating_duration_since(c.origin)) + c.rtt + 0.005;
                     let high = high.max(low);
@@ -592,8 +577,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
         // Probes out: sent? answered?
         f.suspect = None;
         for c in conns.iter_mut().filter(|c| !c.closed) {
-            let Some(Probe::Out {
-                called,
+            let Some(Probe {
                 sent_by,
                 ack_before,
                 low,
@@ -615,8 +599,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                 continue;
             }
             if sent_by.is_none() && info.probes > 0 {
-                c.probe = Some(Probe::Out {
-                    called,
+                c.probe = Some(Probe {
                     sent_by: Some(t),
                     ack_before,
                     low,
@@ -780,8 +763,7 @@ fn ask(c: &mut Conn, progress: &mut Progress) {
     let low = c.age(now);
     match (before, probe_now().apply(&c.stream)) {
         (Ok(ack_before), Ok(())) => {
-            c.probe = Some(Probe::Out {
-                called: now,
+            c.probe = Some(Probe {
                 sent_by: None,
                 ack_before,
                 low,
