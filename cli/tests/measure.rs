@@ -348,3 +348,27 @@ fn inspect_marks_keepalive_that_would_not_beat_a_path_timeout() {
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("invalid path_timeout: \"0\""));
 }
+
+#[test]
+fn a_terminal_gets_a_progress_bar() {
+    // `script` (util-linux / bsdutils, essential on Debian) runs the command on a pseudo-terminal.
+    let Ok(which) = Command::new("script").arg("--version").output() else {
+        eprintln!("skipped: no `script` to give the command a terminal");
+        return;
+    };
+    assert!(which.status.success());
+    let (addr, _h) = silent_listener("127.0.0.1:0");
+    let exe =
+        std::env::var_os("TCPKA_CLI").unwrap_or_else(|| env!("CARGO_BIN_EXE_tcp-keepalive").into());
+    let line = format!("{} measure {addr} --max 2", exe.to_string_lossy());
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    // The bar redraws in place: carriage returns, the elapsed time and what is known so far.
+    assert!(text.contains("\r\x1b[2K["), "{text:?}");
+    assert!(text.contains("survives"), "{text:?}");
+    assert!(text.contains("no idle timeout up to 2 s"), "{text:?}");
+}
