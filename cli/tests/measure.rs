@@ -240,7 +240,7 @@ fn a_server_that_closes_idle_connections_is_named_not_the_path() {
     });
     let r = json_of(&measure(&[&addr, "--max", "10", "--json"]));
     let close = r["server_idle_close_s"].as_f64().expect("a server close");
-    assert!((1.3..=2.0).contains(&close), "{r}");
+    assert!((1.3..=2.5).contains(&close), "{r}");
     assert_eq!(r["path_idle_timeout_s"], Value::Null, "{r}");
     // It stopped once the server had closed them, well before --max.
     assert!(r["elapsed_s"].as_f64().unwrap() < 6.0, "{r}");
