@@ -436,6 +436,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
     };
     let mut two_sided = false;
     let mut sc_ladder_started = false;
+    let mut sc_fine_rounds = 0u32;
     let mut fine_rounds = 0u32;
     let mut fine_pending = false;
     let deadline = start + Duration::from_secs_f64(max + 30.0);
@@ -676,6 +677,27 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
         let any_out = conns
             .iter()
             .any(|c| (c.probe.is_some() || c.at.is_some()) && !c.closed);
+        // Two-sided: once the ladder's lines are in, a finer round between the last line that
+        // arrived and the first that was lost (new connections: it takes about that silence).
+        if sc_ladder_started && sc_settled(&f) && sc_fine_rounds < 2 {
+            if let Some(b) = sc_bracket(&f) {
+                if b.high - b.low > tolerance(b.low) {
+                    sc_fine_rounds += 1;
+                    let step = (b.high - b.low) / (FINE_WIDTH + 1) as f64;
+                    for k in 1..=FINE_WIDTH {
+                        let after = ((b.low + step * k as f64) * 1000.0).round() / 1000.0;
+                        if after >= MIN_AGE && !f.sc_asked.contains(&after) {
+                            f.sc_asked.push(after);
+                            spawn_sc(addr, after, tx.clone());
+                        }
+                    }
+                    progress.line(&format!(
+                        "server-to-client: a finer round between {:.2} s and {:.2} s",
+                        b.low, b.high
+                    ));
+                }
+            }
+        }
         let sc_done = !two_sided || (sc_ladder_started && sc_settled(&f));
         let ladder_left = conns.iter().any(|c| c.rung.is_some() && !c.closed);
         let done = if any_out {
@@ -711,6 +733,22 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
         f,
         args.json,
     )
+}
+
+/// The server-to-client bracket: the longest silence whose line arrived below the shortest whose
+/// line was lost (each widened by the connection's round-trip time).
+fn sc_bracket(f: &Findings) -> Option<Bracket> {
+    let &(lost, high) = f.sc_lost.iter().min_by(|a, b| a.0.total_cmp(&b.0))?;
+    let low = f
+        .sc_arrived
+        .iter()
+        .filter(|a| a.0 < lost)
+        .map(|a| a.1)
+        .fold(0.0_f64, f64::max);
+    Some(Bracket {
+        low: low.min(high),
+        high,
+    })
 }
 
 /// Whether the server-to-client tests that matter are in: every silence asked about below the
@@ -872,22 +910,10 @@ fn report(
         v.sort_by(f64::total_cmp);
         Some((v[v.len() / 2] * 10.0).round() / 10.0)
     };
-    let sc = f
-        .sc_lost
-        .iter()
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|&(lost, high)| {
-            let low = f
-                .sc_arrived
-                .iter()
-                .filter(|a| a.0 < lost)
-                .map(|a| a.1)
-                .fold(0.0_f64, f64::max);
-            Bracket {
-                low: round2(low.min(high)),
-                high: round2(high),
-            }
-        });
+    let sc = sc_bracket(&f).map(|b| Bracket {
+        low: round2(b.low),
+        high: round2(b.high),
+    });
     // What a keep-alive must beat: the shortest forgetting measured.
     let beat = [path.as_ref().map(|b| b.low), sc.as_ref().map(|b| b.low)]
         .into_iter()
