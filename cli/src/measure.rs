@@ -350,8 +350,10 @@ pub struct Args<'a> {
 /// `tcp-keepalive measure HOST:PORT [--max D] [--ipv4|--ipv6] [--json]`.
 pub fn run_measure(args: &Args) -> Result<i32, Failure> {
     // Everything is checked before the first packet.
+    // Whole seconds, as keep-alive's idle (finer values round up, as everywhere).
     let max =
-        secs(parse_seconds("max", args.max.unwrap_or(DEFAULT_MAX)).map_err(Failure::invalid)?);
+        secs(parse_seconds("max", args.max.unwrap_or(DEFAULT_MAX)).map_err(Failure::invalid)?)
+            .ceil();
     let addrs = resolve(args.target, args.family)?;
     // The first address that takes a connection is the one measured.
     let mut first = None;
@@ -919,6 +921,14 @@ fn report(
         .into_iter()
         .flatten()
         .min_by(f64::total_cmp);
+    if let Some(low) = beat {
+        let (idle, interval) = keepalive_for(low);
+        if idle as f64 * 1.125 + interval as f64 >= low {
+            f.log.push(format!(
+                "a timeout this short ({low:.2} s) leaves keep-alive no margin (its idle is at least 1 s and a lost probe is repeated after 1 s at the earliest): send application-level traffic more often, or ask for a longer timeout"
+            ));
+        }
+    }
     let recommended = beat.map(|low| {
         let (idle, interval) = keepalive_for(low);
         Recommendation {
