@@ -970,17 +970,20 @@ def _judge_server(r: Run):
 # Running
 
 
-def build_cli() -> Dict[str, str]:
-    """Builds the command for the measure cases; {script: error} when that failed."""
-    script = client_table.CLI_BUILD
-    print(f"lab: building with {script}", flush=True)
-    try:
-        done = run(["bash", os.path.join(ROOT, script)], timeout=BUILD_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        return {script: f"{script} did not finish within {BUILD_TIMEOUT} s"}
-    if done.returncode != 0:
-        return {script: f"{script} failed: " + " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])}
-    return {}
+def build_cli(scripts) -> Dict[str, str]:
+    """Builds the command and the Rust client for the measure cases; {script: error} for those
+    that failed."""
+    failed = {}
+    for script in scripts:
+        print(f"lab: building with {script}", flush=True)
+        try:
+            done = run(["bash", os.path.join(ROOT, script)], timeout=BUILD_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            failed[script] = f"{script} did not finish within {BUILD_TIMEOUT} s"
+            continue
+        if done.returncode != 0:
+            failed[script] = f"{script} failed: " + " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    return failed
 
 
 def build(clients) -> Dict[str, str]:
@@ -1394,6 +1397,47 @@ class MeasureRun:
     verdict: bool = False
     outcome: str = ""
     why: str = ""
+    # The proof of the recommendation: the Rust client waiting longer than T for an answer through
+    # the same middlebox, with the recommended keep-alive and without: (exit with, exit without).
+    proof: Optional[tuple] = None
+    proof_said: str = ""
+
+
+RUST_CLIENT = "target/debug/rust-client"
+RUST_CLIENT_BUILD = "scripts/build-rust-client.sh"
+
+
+def prove_recommendation(net: Network, r: MeasureRun):
+    """The Rust client (core's KeepAlive::from_env) asks the server for an answer after T + 2 s
+    of silence, once with the keep-alive `measure` recommended and once without, at the same time.
+    With it the answer must come (exit 0); without it the middlebox forgets the flow (exit 10)."""
+    c, rec = r.case, r.report.get("recommended") or {}
+    wait = c.timeout + 2
+    procs = {}
+    for mode in ("on", "off"):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LAB_HOST": V6["server"] if c.family == 6 else V4["server"],
+            "LAB_PORT": str(PORT),
+            "LAB_PATH": f"/slow?seconds={wait}&client={c.key}-{mode}",
+            "LAB_DEADLINE": str(wait + 1.5),
+            "LAB_KEEPALIVE": mode,
+            "TCP_KEEPALIVE": mode,
+        }
+        if mode == "on":
+            env["TCP_KEEPALIVE_IDLE"] = str(rec.get("idle_s"))
+            env["TCP_KEEPALIVE_INTERVAL"] = str(rec.get("interval_s"))
+        procs[mode] = net.spawn(net.client, [os.path.join(ROOT, RUST_CLIENT)], env)
+    codes = {}
+    for mode, proc in procs.items():
+        try:
+            out, _ = proc.communicate(timeout=wait + 40)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, _ = proc.communicate(timeout=10)
+        codes[mode] = proc.returncode
+        r.proof_said += f"{mode}: {(out or '').strip()[:100]} "
+    r.proof = (codes["on"], codes["off"])
 
 
 def spawn_until(net: Network, argv: List[str], word: str, env: Optional[Dict[str, str]] = None,
@@ -1417,7 +1461,7 @@ def spawn_until(net: Network, argv: List[str], word: str, env: Optional[Dict[str
     return proc
 
 
-def run_measure_case(run_id: str, r: MeasureRun, extra: Optional[List[str]] = None):
+def run_measure_case(run_id: str, r: MeasureRun, extra: Optional[List[str]] = None, prove: bool = True):
     """One middlebox of its own (three namespaces), its server, then the command through it."""
     c = r.case
     net = Network(run_id, c.key.replace("measure", "m"), c.timeout, reject=c.reject, loose=c.loose)
@@ -1450,6 +1494,10 @@ def run_measure_case(run_id: str, r: MeasureRun, extra: Optional[List[str]] = No
                 r.report = json.loads(r.output[start:r.output.rfind("}") + 1])
             except ValueError as e:
                 r.error = f"its JSON does not parse: {e}"
+        if not prove:
+            r.proof = "skipped"  # the bench: the measurement alone
+        elif c.expect == "path" and r.report and r.report.get("recommended"):
+            prove_recommendation(net, r)
     except Exception as e:
         r.error = f"the lab could not run it: {e}"
     finally:
@@ -1483,6 +1531,21 @@ def judge_measure(r: MeasureRun):
         if not rep.get("recommended") or rep["recommended"]["idle_s"] >= T:
             r.why = f"the recommended keep-alive {rep.get('recommended')} does not beat {T} s"
             return
+        k = rep["recommended"]
+        if r.proof == "skipped":
+            r.verdict = True
+            return
+        r.outcome += f"; idle {k['idle_s']}/{k['interval_s']}: "
+        if r.proof is None:
+            r.why = "the recommended keep-alive was not tried (the Rust client did not run)"
+            return
+        r.outcome += {0: "answer", 10: "hung"}.get(r.proof[0], f"exit {r.proof[0]}") + ", without: " + \
+            {0: "answer", 10: "hung"}.get(r.proof[1], f"exit {r.proof[1]}")
+        if r.proof != (0, 10):
+            r.why = (f"the Rust client waiting {T + 2} s through the middlebox should get its answer with "
+                     f"the recommended keep-alive (exit 0) and hang without (exit 10); got {r.proof}: "
+                     f"{r.proof_said}")
+            return
     elif c.expect == "server-close":
         if close is None or not c.server_idle - 0.3 <= close <= c.server_idle + 0.6:
             r.why = f"expected the server's own close at about {c.server_idle:g} s, got {close}"
@@ -1511,7 +1574,7 @@ def measure_table(runs: List[MeasureRun], details: bool):
     print()
     print("5. Measure: `tcp-keepalive measure HOST:PORT --json` through a middlebox of known idle timeout T.")
     rows = [("case", "middlebox", "expected", "measured", "time", "result")]
-    expected = {"path": "bracket contains T", "server-close": "the server's own close named",
+    expected = {"path": "bracket contains T; its keep-alive works", "server-close": "the server's own close named",
                 "hidden": "nothing found + caveat", "server-to-client": "server-to-client contains T"}
     for r in runs:
         rows.append((r.case.key, r.case.middlebox, expected[r.case.expect], r.outcome,
@@ -1527,10 +1590,11 @@ def measure_table(runs: List[MeasureRun], details: bool):
                 print(f"      measure said: {line[:160]}")
 
 
-def run_measure_cases(run_id: str, cases: List[MeasureCase], extra=None) -> List[MeasureRun]:
+def run_measure_cases(run_id: str, cases: List[MeasureCase], extra=None, prove=True) -> List[MeasureRun]:
     """Every case at once: each has its own namespaces."""
     runs = [MeasureRun(case=c) for c in cases]
-    threads = [threading.Thread(target=run_measure_case, args=(run_id, r, extra), daemon=True) for r in runs]
+    threads = [threading.Thread(target=run_measure_case, args=(run_id, r, extra, prove), daemon=True)
+               for r in runs]
     for t in threads:
         t.start()
     for t in threads:
@@ -1552,7 +1616,7 @@ def bench(run_id: str, reps: int) -> int:
           f"IPv4 and IPv6, {reps} each, {min(len(cases), 6)} at a time", flush=True)
     runs: List[MeasureRun] = []
     for i in range(0, len(cases), 6):
-        runs += run_measure_cases(run_id, cases[i:i + 6])
+        runs += run_measure_cases(run_id, cases[i:i + 6], prove=False)
     print()
     print("  T   family  runs  right  time/T (mean, max)  bracket width (mean, max)  goal: time <= 1.5 T, width <= max(5 % T, 0.5 s)")
     bad = 0
@@ -1662,9 +1726,10 @@ def main(argv=None) -> int:
     measure_runs: List[MeasureRun] = []
     try:
         broken = {} if args.no_build else build(clients)
-        if measure_cases and not args.no_build and client_table.CLI_BUILD not in broken and not any(
-                c.cgroup for c in clients):
-            broken.update(build_cli())
+        if measure_cases and not args.no_build:
+            built = {c.build for c in clients if c.build} | (
+                {client_table.CLI_BUILD} if any(c.cgroup for c in clients) else set())
+            broken.update(build_cli([s for s in (client_table.CLI_BUILD, RUST_CLIENT_BUILD) if s not in built]))
         if any(c.cgroup for c in clients) and client_table.CLI_BUILD not in broken:
             reason = kernel_door_missing(run_id)
             if reason:
