@@ -295,7 +295,7 @@ class Network:
     """Three namespaces (client, middlebox, server) with unique names, joined by veth pairs."""
 
     def __init__(self, run_id: str, phase: str, conntrack_timeout: Optional[int],
-                 reject: bool = False, loose: bool = False):
+                 reject: bool = False, loose: bool = False, lose_one: bool = False):
         base = f"tkl-{run_id}-{phase}"
         self.client = f"{base}-client"
         self.middlebox = f"{base}-mbox"
@@ -306,6 +306,10 @@ class Network:
         # that re-creates a forgotten flow from the client's next packet).
         self.reject = reject
         self.loose = loose
+        # lose_one: the first flow's third client packet (after SYN and ACK: its first keep-alive
+        # probe) is dropped once, as a lossy path would (conntrack accounting counts the packets; a
+        # quota "until 100 bytes" matches while what it matched stays below 100 bytes: one probe).
+        self.lose_one = lose_one
         self._made: List[str] = []
 
     def up(self):
@@ -366,6 +370,9 @@ table inet lab {
 """
         if self.reject:
             ruleset = ruleset.replace("ct state invalid drop", "ct state invalid reject with tcp reset")
+        if self.lose_one:
+            ruleset = ruleset.replace("    chain forward {", "    quota once {\n        until 100 bytes\n    }\n    chain forward {")
+            ruleset = ruleset.replace("        ct state invalid", "        ct direction original ct original packets 3 quota name once drop\n        ct state invalid")
         if self.loose:
             ruleset += """
 table ip labnat {
@@ -381,6 +388,8 @@ table ip labnat {
             "net/ipv6/conf/all/forwarding": "1",
             "net/netfilter/nf_conntrack_tcp_loose": "1" if self.loose else "0",
         }
+        if self.lose_one:
+            knobs["net/netfilter/nf_conntrack_acct"] = "1"
         if self.conntrack_timeout is not None:
             knobs["net/netfilter/nf_conntrack_tcp_timeout_established"] = str(self.conntrack_timeout)
         script = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in knobs.items())
@@ -1365,11 +1374,12 @@ class MeasureCase:
     server_idle: Optional[float] = None  # server.py --idle-timeout
     listen: bool = False  # the far end is `tcp-keepalive measure --listen`
     max: int = 12
+    lose_one: bool = False  # the middlebox drops one probe (the first flow's first)
 
     @property
     def middlebox(self) -> str:
         kind = "NAT, loose pickup" if self.loose else ("resets" if self.reject else "drops")
-        return f"T={self.timeout} s, {kind}"
+        return f"T={self.timeout} s, {kind}" + (", loses a probe" if self.lose_one else "")
 
 
 MEASURE_CASES = [
@@ -1377,6 +1387,8 @@ MEASURE_CASES = [
     MeasureCase("measure-drop-v6", "a dropping firewall, IPv6", 6, 5, "path"),
     MeasureCase("measure-reset", "a resetting NAT, IPv4", 4, 4, "path", reject=True),
     MeasureCase("measure-reset-v6", "a resetting NAT, IPv6", 6, 3, "path", reject=True),
+    MeasureCase("measure-lossy", "a dropping firewall that also loses the first probe, IPv4", 4, 4,
+                "path", lose_one=True),
     MeasureCase("measure-server-close", "the server closes idle connections after 2 s first, IPv4",
                 4, 6, "server-close", server_idle=2.0),
     MeasureCase("measure-loose", "a NAT that re-creates a forgotten flow, one-sided, IPv4", 4, 3,
@@ -1464,7 +1476,8 @@ def spawn_until(net: Network, argv: List[str], word: str, env: Optional[Dict[str
 def run_measure_case(run_id: str, r: MeasureRun, extra: Optional[List[str]] = None, prove: bool = True):
     """One middlebox of its own (three namespaces), its server, then the command through it."""
     c = r.case
-    net = Network(run_id, c.key.replace("measure", "m"), c.timeout, reject=c.reject, loose=c.loose)
+    net = Network(run_id, c.key.replace("measure", "m"), c.timeout, reject=c.reject, loose=c.loose,
+                  lose_one=c.lose_one)
     try:
         net.up()
         if c.listen:
@@ -1527,6 +1540,9 @@ def judge_measure(r: MeasureRun):
             return
         if close is not None:
             r.why = "it named a server idle close the server does not have"
+            return
+        if c.lose_one and not any("packet loss" in n for n in rep.get("notes", [])):
+            r.why = "the lost probe was not noticed (no packet-loss note)"
             return
         if not rep.get("recommended") or rep["recommended"]["idle_s"] >= T:
             r.why = f"the recommended keep-alive {rep.get('recommended')} does not beat {T} s"

@@ -215,10 +215,11 @@ enum Verdict {
 struct Findings {
     low: f64,
     high: Option<f64>,
+    /// Every "no" so far, by its high end: one below a later "yes" was a lost probe, not the path.
+    deads: Vec<(f64, bool)>,
     /// Provisional: no answer yet within SILENCE, the kernel's verdict still to come.
     suspect: Option<f64>,
     reset: bool,
-    timed_out: bool,
     server_closes: Vec<f64>,
     /// Two-sided: the silences asked of the far end, and those whose line arrived or was lost
     /// (each less / plus the connection's round-trip time).
@@ -441,6 +442,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
     let mut sc_fine_rounds = 0u32;
     let mut fine_rounds = 0u32;
     let mut fine_pending = false;
+    let mut confirmed = false;
     let deadline = start + Duration::from_secs_f64(max + 30.0);
     let mut next_rung = 0usize;
     let mut buf = [0u8; 512];
@@ -611,7 +613,11 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
             if let Some(sent) = sent_by {
                 let waited = secs(t.saturating_duration_since(sent));
                 let high = secs(sent.saturating_duration_since(c.origin)) + c.rtt + 0.005;
-                if waited > SILENCE.max(4.0 * c.rtt) && f.suspect.is_none_or(|s| high < s) {
+                // A probe about a silence already proven survivable can only have been lost.
+                if waited > SILENCE.max(4.0 * c.rtt)
+                    && high > f.low
+                    && f.suspect.is_none_or(|s| high < s)
+                {
                     f.suspect = Some(high);
                 }
             }
@@ -631,9 +637,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                 ask(c, &mut progress);
             }
         }
-        let any_out = conns
-            .iter()
-            .any(|c| (c.probe.is_some() || c.at.is_some()) && !c.closed);
+        let any_out = questions_out(&conns, f.low);
         if upper.is_none() && !any_out {
             while next_rung < rungs.len() {
                 let Some(c) = conns
@@ -653,7 +657,24 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
         }
         // Fine rounds: several younger connections at once, their silences spread inside the
         // bracket.
+        if upper.is_none() {
+            confirmed = false;
+        }
         if let Some(high) = upper {
+            if !confirmed {
+                // The ladder's next connection, silent longer, is asked too: a "yes" there would
+                // show the first "no" was a lost probe (the ladder then goes on).
+                confirmed = true;
+                while next_rung < rungs.len() {
+                    let rung = next_rung;
+                    next_rung += 1;
+                    if let Some(c) = conns.iter_mut().find(|c| c.rung == Some(rung) && !c.closed) {
+                        c.rung = None;
+                        ask(c, &mut progress);
+                        break;
+                    }
+                }
+            }
             if !any_out {
                 fine_pending = false;
             }
@@ -676,9 +697,7 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
         }
         progress.bar(elapsed, max, &f);
         // Done?
-        let any_out = conns
-            .iter()
-            .any(|c| (c.probe.is_some() || c.at.is_some()) && !c.closed);
+        let any_out = questions_out(&conns, f.low);
         // Two-sided: once the ladder's lines are in, a finer round between the last line that
         // arrived and the first that was lost (new connections: it takes about that silence).
         if sc_ladder_started && sc_settled(&f) && sc_fine_rounds < 2 {
@@ -762,6 +781,14 @@ fn sc_settled(f: &Findings) -> bool {
             || f.sc_arrived.iter().any(|x| x.0 == *a)
             || f.sc_lost.iter().any(|x| x.0 == *a)
     })
+}
+
+/// Whether a question that can still change the bracket is out or scheduled: a probe about a
+/// silence no longer than one already proven survivable cannot (its "no" would be a lost probe).
+fn questions_out(conns: &[Conn], low: f64) -> bool {
+    conns
+        .iter()
+        .any(|c| !c.closed && (c.at.is_some() || c.probe.is_some_and(|p| p.low > low - 1e-6)))
 }
 
 /// A two-sided test connection: banner, `after MS`, `ok`; the far end then stays silent for MS
@@ -856,12 +883,28 @@ fn pick(conns: &[Conn], now: Instant, low: f64, high: f64) -> Vec<(usize, Option
     picked
 }
 
+/// Once: a "no" below a "yes" was packet loss, not the middlebox.
+fn note_loss(f: &mut Findings) {
+    if !f.log.iter().any(|l| l.contains("packet loss")) {
+        f.log.push("a probe went unanswered while one after a longer silence was answered: packet loss on the path; that probe was not counted".into());
+    }
+}
+
 fn record(f: &mut Findings, v: Verdict, progress: &mut Progress) {
     match v {
         Verdict::Alive { low } => {
             if low > f.low {
                 f.low = low;
             }
+            // A "no" at a shorter silence than this "yes" was a lost probe (packet loss on the
+            // path), not the middlebox: it no longer counts.
+            let before = f.deads.len();
+            f.deads.retain(|d| d.0 > f.low);
+            if f.deads.len() < before {
+                note_loss(f);
+            }
+            f.high = f.deads.iter().map(|d| d.0).min_by(f64::total_cmp);
+            f.reset = f.deads.iter().any(|d| d.1);
             // A suspected loss below a proven survival was a slow answer, not a forgotten flow.
             if f.suspect.is_some_and(|s| s <= f.low) {
                 f.suspect = None;
@@ -869,13 +912,15 @@ fn record(f: &mut Findings, v: Verdict, progress: &mut Progress) {
             progress.line(&format!("{low:.2} s of silence: probe answered"));
         }
         Verdict::Dead { high, reset } => {
-            f.high = Some(f.high.map_or(high, |h| h.min(high)));
-            f.suspect = None;
-            if reset {
-                f.reset = true;
+            // Below a proven survival it can only be a lost probe.
+            if high > f.low {
+                f.deads.push((high, reset));
             } else {
-                f.timed_out = true;
+                note_loss(f);
             }
+            f.high = f.deads.iter().map(|d| d.0).min_by(f64::total_cmp);
+            f.reset = f.deads.iter().any(|d| d.1);
+            f.suspect = None;
             progress.line(&format!(
                 "{high:.2} s of silence: probe {}",
                 if reset {
@@ -1142,6 +1187,58 @@ mod tests {
             }
         }
         assert_eq!(keepalive_for(347.0), (60, 10));
+    }
+
+    #[test]
+    fn a_no_below_a_yes_was_a_lost_probe() {
+        let mut f = Findings::default();
+        let mut p = Progress {
+            tty: false,
+            quiet: true,
+            last: None,
+        };
+        record(&mut f, Verdict::Alive { low: 2.0 }, &mut p);
+        record(
+            &mut f,
+            Verdict::Dead {
+                high: 2.5,
+                reset: false,
+            },
+            &mut p,
+        );
+        assert_eq!(f.high, Some(2.5));
+        // The ladder's next connection, silent longer, was answered: 2.5 was packet loss.
+        record(&mut f, Verdict::Alive { low: 3.0 }, &mut p);
+        assert_eq!((f.low, f.high), (3.0, None));
+        assert!(f.log[0].contains("packet loss"), "{:?}", f.log);
+        record(
+            &mut f,
+            Verdict::Dead {
+                high: 3.6,
+                reset: true,
+            },
+            &mut p,
+        );
+        record(
+            &mut f,
+            Verdict::Dead {
+                high: 4.2,
+                reset: false,
+            },
+            &mut p,
+        );
+        assert_eq!(f.high, Some(3.6));
+        assert!(f.reset);
+        // A "no" below a proven "yes" never counts.
+        record(
+            &mut f,
+            Verdict::Dead {
+                high: 2.9,
+                reset: false,
+            },
+            &mut p,
+        );
+        assert_eq!(f.high, Some(3.6));
     }
 
     #[test]
