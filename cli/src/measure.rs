@@ -157,6 +157,10 @@ struct Probe {
     ack_before: Instant,
     /// The silence when it was asked for: it left at or after that.
     low: f64,
+    /// When it was asked for.
+    asked: Instant,
+    /// The check above a first "no": only a "yes" matters, which comes within a round trip.
+    confirm: bool,
 }
 
 /// One measuring connection.
@@ -586,6 +590,8 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                 sent_by,
                 ack_before,
                 low,
+                asked,
+                confirm,
             }) = c.probe
             else {
                 continue;
@@ -608,6 +614,8 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                     sent_by: Some(t),
                     ack_before,
                     low,
+                    asked,
+                    confirm,
                 });
             }
             if let Some(sent) = sent_by {
@@ -671,6 +679,9 @@ pub fn run_measure(args: &Args) -> Result<i32, Failure> {
                     if let Some(c) = conns.iter_mut().find(|c| c.rung == Some(rung) && !c.closed) {
                         c.rung = None;
                         ask(c, &mut progress);
+                        if let Some(p) = c.probe.as_mut() {
+                            p.confirm = true;
+                        }
                         break;
                     }
                 }
@@ -785,10 +796,18 @@ fn sc_settled(f: &Findings) -> bool {
 
 /// Whether a question that can still change the bracket is out or scheduled: a probe about a
 /// silence no longer than one already proven survivable cannot (its "no" would be a lost probe).
+/// The check above a first "no" stops counting once its answer, if any, would have come.
 fn questions_out(conns: &[Conn], low: f64) -> bool {
-    conns
-        .iter()
-        .any(|c| !c.closed && (c.at.is_some() || c.probe.is_some_and(|p| p.low > low - 1e-6)))
+    let now = Instant::now();
+    conns.iter().any(|c| {
+        let waited = |p: &Probe| secs(now.saturating_duration_since(p.asked));
+        !c.closed
+            && (c.at.is_some()
+                || c.probe.is_some_and(|p| {
+                    p.low > low - 1e-6
+                        && !(p.confirm && waited(&p) > SILENCE.max(4.0 * c.rtt) + 0.05)
+                }))
+    })
 }
 
 /// A two-sided test connection: banner, `after MS`, `ok`; the far end then stays silent for MS
@@ -834,6 +853,8 @@ fn ask(c: &mut Conn, progress: &mut Progress) {
                 sent_by: None,
                 ack_before,
                 low,
+                asked: now,
+                confirm: false,
             })
         }
         (_, Err(e)) | (Err(e), _) => {
