@@ -28,12 +28,18 @@ Scenarios (each client row runs with and without keep-alive, concurrently):
                  with ETIMEDOUT within 4 s + slack; without, its thread is still blocked at the
                  deadline.
 
+The measure cases (MEASURE_CASES) run `tcp-keepalive measure --json` through middleboxes of known
+idle timeout T, each in a network of its own, all at once: the bracket must contain T (dropping and
+resetting middleboxes, IPv4 and IPv6); a server that closes idle connections first is named as such;
+a loose-pickup NAT shows nothing one-sided and is caught two-sided (`measure --listen`). `--bench`
+times measurements against T instead.
+
 Rows of the kernel door (cgroup=True in clients.py) run each client, or a server row's server, in
 a cgroup v2 of its own, joined before `ip netns exec`; "with" attaches it first with `tcp-keepalive
 cgroup attach` and the scenario's timings, and passes only if the kernel then had keep-alive within
 them on the socket.
 
-Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list
+Usage (as root): lab.py --demo | --check [--only NAME]... [--scenario KEY]... | --list | --bench [REPS]
 Python 3 standard library only. Every wait is bounded; namespaces and processes are removed in
 `finally`/atexit, also on failure and Ctrl-C.
 """
@@ -293,12 +299,22 @@ def kill_group(proc: subprocess.Popen):
 class Network:
     """Three namespaces (client, middlebox, server) with unique names, joined by veth pairs."""
 
-    def __init__(self, run_id: str, phase: str, conntrack_timeout: Optional[int]):
+    def __init__(self, run_id: str, phase: str, conntrack_timeout: Optional[int],
+                 reject: bool = False, loose: bool = False, lose_one: bool = False):
         base = f"tkl-{run_id}-{phase}"
         self.client = f"{base}-client"
         self.middlebox = f"{base}-mbox"
         self.server = f"{base}-server"
         self.conntrack_timeout = conntrack_timeout
+        # reject: a forgotten flow's packets get a TCP reset (a NAT that resets) instead of
+        # silence. loose: nf_conntrack_tcp_loose=1 and the client masqueraded behind m1 (a NAT
+        # that re-creates a forgotten flow from the client's next packet).
+        self.reject = reject
+        self.loose = loose
+        # lose_one: the first flow's third client packet (after SYN and ACK: its first keep-alive
+        # probe) is dropped once, as a lossy path would (conntrack accounting counts the packets; a
+        # quota "until 100 bytes" matches while what it matched stays below 100 bytes: one probe).
+        self.lose_one = lose_one
         self._made: List[str] = []
 
     def up(self):
@@ -357,12 +373,28 @@ table inet lab {
     }
 }
 """
+        if self.reject:
+            ruleset = ruleset.replace("ct state invalid drop", "ct state invalid reject with tcp reset")
+        if self.lose_one:
+            ruleset = ruleset.replace("    chain forward {", "    quota once {\n        until 100 bytes\n    }\n    chain forward {")
+            ruleset = ruleset.replace("        ct state invalid", "        ct direction original ct original packets 3 quota name once drop\n        ct state invalid")
+        if self.loose:
+            ruleset += """
+table ip labnat {
+    chain postrouting {
+        type nat hook postrouting priority srcnat; policy accept;
+        oifname "m1" masquerade
+    }
+}
+"""
         run(["ip", "netns", "exec", self.middlebox, "nft", "-f", "-"], input_text=ruleset)
         knobs = {
             "net/ipv4/ip_forward": "1",
             "net/ipv6/conf/all/forwarding": "1",
-            "net/netfilter/nf_conntrack_tcp_loose": "0",
+            "net/netfilter/nf_conntrack_tcp_loose": "1" if self.loose else "0",
         }
+        if self.lose_one:
+            knobs["net/netfilter/nf_conntrack_acct"] = "1"
         if self.conntrack_timeout is not None:
             knobs["net/netfilter/nf_conntrack_tcp_timeout_established"] = str(self.conntrack_timeout)
         script = "; ".join(f"echo {v} > /proc/sys/{k}" for k, v in knobs.items())
@@ -957,6 +989,22 @@ def _judge_server(r: Run):
 # Running
 
 
+def build_cli(scripts) -> Dict[str, str]:
+    """Builds the command and the Rust client for the measure cases; {script: error} for those
+    that failed."""
+    failed = {}
+    for script in scripts:
+        print(f"lab: building with {script}", flush=True)
+        try:
+            done = run(["bash", os.path.join(ROOT, script)], timeout=BUILD_TIMEOUT, check=False)
+        except subprocess.TimeoutExpired:
+            failed[script] = f"{script} did not finish within {BUILD_TIMEOUT} s"
+            continue
+        if done.returncode != 0:
+            failed[script] = f"{script} failed: " + " | ".join((done.stderr or done.stdout).strip().splitlines()[-3:])
+    return failed
+
+
 def build(clients) -> Dict[str, str]:
     """Runs each build script once; returns {script: error} for those that failed."""
     failed = {}
@@ -1316,16 +1364,324 @@ def table(runs: List[Run], details: bool):
                     print(f"      {r.client.name} said: {l[:160]}")
 
 
+# --------------------------------------------------------------------------------------------
+# The measure scenario: `tcp-keepalive measure` names each middlebox's idle timeout
+
+
+MEASURE_PORT = PORT + 40  # the far end of the two-sided mode (`measure --listen`)
+
+
+@dataclass(frozen=True)
+class MeasureCase:
+    """One middlebox and one `tcp-keepalive measure` through it. `expect`:
+    path             the bracket contains `timeout` (and the verdict names drop or reset)
+    server-close     the server's own idle close (server_idle_s) is named, no path timeout
+    hidden           one-sided, loose pickup: no timeout found, and the caveat is printed
+    server-to-client two-sided, loose pickup: the server-to-client bracket contains `timeout`"""
+    key: str
+    title: str
+    family: int
+    timeout: int  # the middlebox's conntrack established timeout, seconds
+    expect: str
+    reject: bool = False
+    loose: bool = False
+    server_idle: Optional[float] = None  # server.py --idle-timeout
+    listen: bool = False  # the far end is `tcp-keepalive measure --listen`
+    max: int = 12
+    lose_one: bool = False  # the middlebox drops one probe (the first flow's first)
+
+    @property
+    def middlebox(self) -> str:
+        kind = "NAT, loose pickup" if self.loose else ("resets" if self.reject else "drops")
+        return f"T={self.timeout} s, {kind}" + (", loses a probe" if self.lose_one else "")
+
+
+MEASURE_CASES = [
+    MeasureCase("measure-drop", "a dropping firewall, IPv4", 4, 3, "path"),
+    MeasureCase("measure-drop-v6", "a dropping firewall, IPv6", 6, 5, "path"),
+    MeasureCase("measure-reset", "a resetting NAT, IPv4", 4, 4, "path", reject=True),
+    MeasureCase("measure-reset-v6", "a resetting NAT, IPv6", 6, 3, "path", reject=True),
+    MeasureCase("measure-lossy", "a dropping firewall that also loses the first probe, IPv4", 4, 4,
+                "path", lose_one=True),
+    MeasureCase("measure-server-close", "the server closes idle connections after 2 s first, IPv4",
+                4, 6, "server-close", server_idle=2.0),
+    MeasureCase("measure-loose", "a NAT that re-creates a forgotten flow, one-sided, IPv4", 4, 3,
+                "hidden", loose=True, max=8),
+    MeasureCase("measure-loose-two-sided", "the same NAT, two-sided (`measure --listen`), IPv4", 4, 3,
+                "server-to-client", loose=True, listen=True, max=8),
+]
+
+
+@dataclass
+class MeasureRun:
+    case: MeasureCase
+    report: Optional[dict] = None
+    rc: Optional[int] = None
+    output: str = ""
+    took: Optional[float] = None
+    error: Optional[str] = None
+    verdict: bool = False
+    outcome: str = ""
+    why: str = ""
+    # The proof of the recommendation: the Rust client waiting longer than T for an answer through
+    # the same middlebox, with the recommended keep-alive and without: (exit with, exit without).
+    proof: Optional[tuple] = None
+    proof_said: str = ""
+
+
+RUST_CLIENT = "target/debug/rust-client"
+RUST_CLIENT_BUILD = "scripts/build-rust-client.sh"
+
+
+def prove_recommendation(net: Network, r: MeasureRun):
+    """The Rust client (core's KeepAlive::from_env) asks the server for an answer after T + 2 s
+    of silence, once with the keep-alive `measure` recommended and once without, at the same time.
+    With it the answer must come (exit 0); without it the middlebox forgets the flow (exit 10)."""
+    c, rec = r.case, r.report.get("recommended") or {}
+    wait = c.timeout + 2
+    procs = {}
+    for mode in ("on", "off"):
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "LAB_HOST": V6["server"] if c.family == 6 else V4["server"],
+            "LAB_PORT": str(PORT),
+            "LAB_PATH": f"/slow?seconds={wait}&client={c.key}-{mode}",
+            "LAB_DEADLINE": str(wait + 1.5),
+            "LAB_KEEPALIVE": mode,
+            "TCP_KEEPALIVE": mode,
+        }
+        if mode == "on":
+            env["TCP_KEEPALIVE_IDLE"] = str(rec.get("idle_s"))
+            env["TCP_KEEPALIVE_INTERVAL"] = str(rec.get("interval_s"))
+        procs[mode] = net.spawn(net.client, [os.path.join(ROOT, RUST_CLIENT)], env)
+    codes = {}
+    for mode, proc in procs.items():
+        try:
+            out, _ = proc.communicate(timeout=wait + 40)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, _ = proc.communicate(timeout=10)
+        codes[mode] = proc.returncode
+        r.proof_said += f"{mode}: {(out or '').strip()[:100]} "
+    r.proof = (codes["on"], codes["off"])
+
+
+def spawn_until(net: Network, argv: List[str], word: str, env: Optional[Dict[str, str]] = None,
+                timeout: float = 15) -> subprocess.Popen:
+    """Starts a server in the server namespace and waits (bounded) for a line starting `word`."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = net.spawn(net.server, argv, env)
+    ready = threading.Event()
+    said: List[str] = []
+
+    def read():
+        for line in proc.stdout:
+            said.append(line.strip())
+            if line.startswith(word):
+                ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    if not ready.wait(timeout):
+        kill_group(proc)
+        raise RuntimeError(f"{argv[0]} did not start within {timeout:g} s: {' | '.join(said[-2:]) or 'nothing said'}")
+    return proc
+
+
+def run_measure_case(run_id: str, r: MeasureRun, extra: Optional[List[str]] = None, prove: bool = True):
+    """One middlebox of its own (three namespaces), its server, then the command through it."""
+    c = r.case
+    net = Network(run_id, c.key.replace("measure", "m"), c.timeout, reject=c.reject, loose=c.loose,
+                  lose_one=c.lose_one)
+    try:
+        net.up()
+        if c.listen:
+            port = MEASURE_PORT
+            spawn_until(net, [cli_path(), "measure", "--listen", str(port)], "listening")
+        else:
+            port = PORT
+            argv = [sys.executable, os.path.join(HERE, "server.py"), "--port", str(port)]
+            if c.server_idle is not None:
+                argv += ["--idle-timeout", f"{c.server_idle:g}"]
+            spawn_until(net, argv, "READY")
+        host = f"[{V6['server']}]" if c.family == 6 else V4["server"]
+        argv = [cli_path(), "measure", f"{host}:{port}", "--max", str(c.max), "--json"] + (extra or [])
+        started = time.monotonic()
+        proc = net.spawn(net.client, argv, {"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+        try:
+            out, _ = proc.communicate(timeout=c.max + 60)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            out, _ = proc.communicate(timeout=10)
+            r.error = f"no exit within {c.max + 60} s: killed"
+        r.took = time.monotonic() - started
+        r.rc, r.output = proc.returncode, out or ""
+        start = r.output.find("{")
+        if start >= 0:
+            try:
+                r.report = json.loads(r.output[start:r.output.rfind("}") + 1])
+            except ValueError as e:
+                r.error = f"its JSON does not parse: {e}"
+        if not prove:
+            r.proof = "skipped"  # the bench: the measurement alone
+        elif c.expect == "path" and r.report and r.report.get("recommended"):
+            prove_recommendation(net, r)
+    except Exception as e:
+        r.error = f"the lab could not run it: {e}"
+    finally:
+        CLEANUP.discard(net.down)
+        net.down()
+
+
+def judge_measure(r: MeasureRun):
+    c, rep = r.case, r.report
+    if r.error or rep is None or r.rc != 0:
+        r.outcome = f"exit {r.rc}"
+        r.why = r.error or "no JSON report"
+        return
+    T = c.timeout
+    path, sc = rep.get("path_idle_timeout_s"), rep.get("server_to_client_idle_timeout_s")
+    close = rep.get("server_idle_close_s")
+    show = lambda b: f"{b['low']:.2f}-{b['high']:.2f} s" if b else "none"  # noqa: E731
+    r.outcome = f"path {show(path)}" + (f", server closes {close:g} s" if close is not None else "") + \
+        (f", server-to-client {show(sc)}" if rep.get("two_sided") else "") + f", {rep.get('rounds')} rounds"
+    if c.expect == "path":
+        if not path or not path["low"] <= T <= path["high"]:
+            r.why = f"the bracket {show(path)} does not contain the middlebox's {T} s"
+            return
+        wanted = "reset" if c.reject else "dropped"
+        if rep.get("path_forgets_by") != wanted:
+            r.why = f"path_forgets_by is {rep.get('path_forgets_by')!r}, the middlebox {wanted} the probes"
+            return
+        if close is not None:
+            r.why = "it named a server idle close the server does not have"
+            return
+        if c.lose_one and not any("packet loss" in n for n in rep.get("notes", [])):
+            r.why = "the lost probe was not noticed (no packet-loss note)"
+            return
+        if not rep.get("recommended") or rep["recommended"]["idle_s"] >= T:
+            r.why = f"the recommended keep-alive {rep.get('recommended')} does not beat {T} s"
+            return
+        k = rep["recommended"]
+        if r.proof == "skipped":
+            r.verdict = True
+            return
+        r.outcome += f"; idle {k['idle_s']}/{k['interval_s']}: "
+        if r.proof is None:
+            r.why = "the recommended keep-alive was not tried (the Rust client did not run)"
+            return
+        r.outcome += {0: "answer", 10: "hung"}.get(r.proof[0], f"exit {r.proof[0]}") + ", without: " + \
+            {0: "answer", 10: "hung"}.get(r.proof[1], f"exit {r.proof[1]}")
+        if r.proof != (0, 10):
+            r.why = (f"the Rust client waiting {T + 2} s through the middlebox should get its answer with "
+                     f"the recommended keep-alive (exit 0) and hang without (exit 10); got {r.proof}: "
+                     f"{r.proof_said}")
+            return
+    elif c.expect == "server-close":
+        if close is None or not c.server_idle - 0.3 <= close <= c.server_idle + 0.6:
+            r.why = f"expected the server's own close at about {c.server_idle:g} s, got {close}"
+            return
+        if path is not None:
+            r.why = "it reported a path timeout, but the server closed first"
+            return
+    elif c.expect == "hidden":
+        if path is not None or rep.get("two_sided"):
+            r.why = "one-sided through a loose-pickup NAT it should see no timeout (the probe re-creates the flow)"
+            return
+        if not any("nf_conntrack_tcp_loose" in n for n in rep.get("notes", [])):
+            r.why = "the loose-pickup caveat is missing from its notes"
+            return
+    elif c.expect == "server-to-client":
+        if not rep.get("two_sided"):
+            r.why = "it did not recognise the far end `measure --listen`"
+            return
+        if not sc or not sc["low"] <= T <= sc["high"]:
+            r.why = f"the server-to-client bracket {show(sc)} does not contain the middlebox's {T} s"
+            return
+    r.verdict = True
+
+
+def measure_table(runs: List[MeasureRun], details: bool):
+    print()
+    print("5. Measure: `tcp-keepalive measure HOST:PORT --json` through a middlebox of known idle timeout T.")
+    rows = [("case", "middlebox", "expected", "measured", "time", "result")]
+    expected = {"path": "bracket contains T; its keep-alive works", "server-close": "the server's own close named",
+                "hidden": "nothing found + caveat", "server-to-client": "server-to-client contains T"}
+    for r in runs:
+        rows.append((r.case.key, r.case.middlebox, expected[r.case.expect], r.outcome,
+                     f"{r.took:5.1f} s" if r.took is not None else "-", "PASS" if r.verdict else "FAIL"))
+    width = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for i, row in enumerate(rows):
+        print("   " + "  ".join(c.ljust(width[j]) for j, c in enumerate(row)).rstrip())
+        r = runs[i - 1] if i else None
+        if r and not r.verdict and r.why:
+            print(f"      FAIL because {r.why}")
+        if r and (details or not r.verdict) and r.output.strip() and not r.report:
+            for line in r.output.strip().splitlines()[-3:]:
+                print(f"      measure said: {line[:160]}")
+
+
+def run_measure_cases(run_id: str, cases: List[MeasureCase], extra=None, prove=True) -> List[MeasureRun]:
+    """Every case at once: each has its own namespaces."""
+    runs = [MeasureRun(case=c) for c in cases]
+    threads = [threading.Thread(target=run_measure_case, args=(run_id, r, extra, prove), daemon=True)
+               for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max(c.max for c in cases) + 120)
+    for r in runs:
+        judge_measure(r)
+    return runs
+
+
+def bench(run_id: str, reps: int) -> int:
+    """How long a measurement takes and how wide its bracket is, against T (not a test: numbers)."""
+    cases = []
+    for T in (3, 5, 8):
+        for family in (4, 6):
+            for i in range(reps):
+                cases.append(MeasureCase(f"measure-b{T}{family}{i}", f"T={T}", family, T, "path",
+                                         max=4 * T))
+    print(f"lab: bench: {len(cases)} measurements through a dropping middlebox, T = 3, 5, 8 s, "
+          f"IPv4 and IPv6, {reps} each, {min(len(cases), 6)} at a time", flush=True)
+    runs: List[MeasureRun] = []
+    for i in range(0, len(cases), 6):
+        runs += run_measure_cases(run_id, cases[i:i + 6], prove=False)
+    print()
+    print("  T   family  runs  right  time/T (mean, max)  bracket width (mean, max)  goal: time <= 1.5 T, width <= max(5 % T, 0.5 s)")
+    bad = 0
+    for T in (3, 5, 8):
+        for family in (4, 6):
+            mine = [r for r in runs if r.case.timeout == T and r.case.family == family]
+            good = [r for r in mine if r.verdict]
+            bad += len(mine) - len(good)
+            ratios = [r.report["elapsed_s"] / T for r in good]
+            widths = [r.report["path_idle_timeout_s"]["high"] - r.report["path_idle_timeout_s"]["low"] for r in good]
+            if good:
+                print(f"  {T}   IPv{family}    {len(mine):4}  {len(good):5}  {sum(ratios) / len(ratios):5.2f}, {max(ratios):5.2f}"
+                      f"        {sum(widths) / len(widths):5.2f} s, {max(widths):5.2f} s")
+            else:
+                print(f"  {T}   IPv{family}    {len(mine):4}      0")
+            for r in mine:
+                if not r.verdict:
+                    print(f"      wrong: {r.outcome}: {r.why}")
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="The middlebox lab (run as root).")
     mode = parser.add_mutually_exclusive_group(required=True)
     mode.add_argument("--demo", action="store_true", help="print the table (and what each client said)")
     mode.add_argument("--check", action="store_true", help="the same; exit 1 when an expectation fails")
     mode.add_argument("--list", action="store_true", help="list client rows and scenarios")
+    mode.add_argument("--bench", type=int, nargs="?", const=3, metavar="REPS",
+                      help="benchmark `tcp-keepalive measure` (time and bracket width against T, "
+                      "T = 3, 5, 8 s, IPv4 and IPv6, REPS each, default 3); numbers, not a test")
     parser.add_argument("--only", action="append", default=[], metavar="NAME",
                         help="run only client rows whose name contains NAME (repeatable)")
     parser.add_argument("--scenario", action="append", default=[], metavar="KEY",
-                        choices=[s.key for s in SCENARIOS], help="run only this scenario (repeatable)")
+                        choices=[s.key for s in SCENARIOS] + ["measure"],
+                        help="run only this scenario (repeatable; `measure`: the measure cases)")
     parser.add_argument("--control", action="store_true",
                         help="negative control: run only the 'with' runs, keep-alive withheld; "
                         "each must miss its expectation (proves the checks can fail)")
@@ -1337,6 +1693,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     clients = [c for c in client_table.CLIENTS if not args.only or any(o in c.name for o in args.only)]
+    if args.scenario and not set(args.scenario) - {"measure"}:
+        clients = []  # only the measure cases
+    measure_cases = [] if args.control or (args.scenario and "measure" not in args.scenario) else [
+        m for m in MEASURE_CASES if not args.only or any(o in m.key for o in args.only)]
     names = [c.name for c in client_table.CLIENTS]
     problems = validate(client_table.CLIENTS)
     if problems:
@@ -1344,6 +1704,8 @@ def main(argv=None) -> int:
             print(f"lab: e2e/clients.py: {p}", file=sys.stderr)
         return 2
     if args.list:
+        for m in MEASURE_CASES:
+            print(f"{m.key:24} measure       {m.middlebox}: {m.title}")
         for c in client_table.CLIENTS:
             print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
                   f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  build: ' + c.build if c.build else ''}"
@@ -1352,8 +1714,9 @@ def main(argv=None) -> int:
     if args.no_enforce and not args.control:
         print("lab: --no-enforce is a negative control: use it with --control", file=sys.stderr)
         return 2
-    if not clients:
-        print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}", file=sys.stderr)
+    if not clients and not measure_cases and not args.bench:
+        print(f"lab: no client row matches {args.only}; rows: {', '.join(names)}, "
+              f"{', '.join(m.key for m in MEASURE_CASES)}", file=sys.stderr)
         return 2
 
     ci = os.environ.get("CI") == "true"
@@ -1373,7 +1736,7 @@ def main(argv=None) -> int:
             return 1
         print(f"lab: SKIP rows {', '.join(kernel_rows)}: {reason}")
         clients = [c for c in clients if not c.cgroup]
-        if not clients:
+        if not clients and not measure_cases:
             return 0
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -1381,8 +1744,22 @@ def main(argv=None) -> int:
     wall = time.monotonic()
     run_id = f"{os.getpid()}{secrets.token_hex(2)}"
     wanted = [s for s in SCENARIOS if not args.scenario or s.key in args.scenario]
+    if args.bench:
+        try:
+            if not args.no_build:
+                run(["bash", os.path.join(ROOT, client_table.CLI_BUILD)], timeout=BUILD_TIMEOUT)
+            return bench(run_id, args.bench)
+        except KeyboardInterrupt:
+            return 130
+        finally:
+            CLEANUP.run()
+    measure_runs: List[MeasureRun] = []
     try:
         broken = {} if args.no_build else build(clients)
+        if measure_cases and not args.no_build:
+            built = {c.build for c in clients if c.build} | (
+                {client_table.CLI_BUILD} if any(c.cgroup for c in clients) else set())
+            broken.update(build_cli([s for s in (client_table.CLI_BUILD, RUST_CLIENT_BUILD) if s not in built]))
         if any(c.cgroup for c in clients) and client_table.CLI_BUILD not in broken:
             reason = kernel_door_missing(run_id)
             if reason:
@@ -1423,6 +1800,16 @@ def main(argv=None) -> int:
             t0 = time.monotonic()
             run_phase(run_id, phase, timeout, mine)
             print(f"lab: phase {phase}: {len(mine)} runs in {time.monotonic() - t0:.1f} s", flush=True)
+        if measure_cases:
+            t0 = time.monotonic()
+            if client_table.CLI_BUILD in broken:
+                measure_runs = [MeasureRun(case=m, error=broken[client_table.CLI_BUILD]) for m in measure_cases]
+                for m in measure_runs:
+                    judge_measure(m)
+            else:
+                measure_runs = run_measure_cases(run_id, measure_cases)
+            print(f"lab: phase measure: {len(measure_runs)} measurements at once in "
+                  f"{time.monotonic() - t0:.1f} s", flush=True)
         for r in runs:
             judge(r)
     except KeyboardInterrupt:
@@ -1438,9 +1825,12 @@ def main(argv=None) -> int:
             signal.signal(sig, signal.SIG_IGN)
         CLEANUP.run()
 
-    table(runs, details=args.demo)
-    passed = sum(r.verdict for r in runs)
-    failed = len(runs) - passed
+    if runs:
+        table(runs, details=args.demo)
+    if measure_runs:
+        measure_table(measure_runs, details=args.demo)
+    passed = sum(r.verdict for r in runs) + sum(m.verdict for m in measure_runs)
+    failed = len(runs) + len(measure_runs) - passed
     print()
     print(f"lab: wall time {time.monotonic() - wall:.1f} s")
     print(f"lab: {passed} passed, {failed} failed")

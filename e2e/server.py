@@ -153,7 +153,18 @@ def main():
         "package; with TCP_KEEPALIVE=off or no TCP_KEEPALIVE* set it stays plain); accepted sockets "
         "inherit it",
     )
+    parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        metavar="S",
+        help="close a connection that sends no request for S seconds, as HTTP servers do with idle "
+        "connections (the measure scenario's server that closes first)",
+    )
     args = parser.parse_args()
+    if args.idle_timeout is not None:
+        # http.server applies it to each accepted socket: a request line that does not come within
+        # S seconds times out, and the handler closes the connection (a FIN).
+        SlowHandler.timeout = args.idle_timeout
     if args.keepalive:
         import tcp_keepalive  # only here: without the flag this is the seed's plain server
 

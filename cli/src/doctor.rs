@@ -15,6 +15,10 @@ const MIDDLEBOXES: &[(&str, u64)] = &[
 
 const FIXES: &[(&str, &str)] = &[
     (
+        "you do not know the path's idle timeout",
+        "tcp-keepalive measure HOST:PORT (finds it with keep-alive probes, nothing to install; names the keep-alive that beats it)",
+    ),
+    (
         "a process already running, no restart",
         "sudo tcp-keepalive apply --pid PID (--peer ADDR[:PORT] for one connection)",
     ),

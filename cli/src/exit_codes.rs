@@ -36,6 +36,11 @@ pub const UNTRUSTED_PINS: i32 = 15;
 pub const LOCKED: i32 = 16;
 /// `cgroup attach`: the cgroup v2 root (every process of the host) without `--whole-host`.
 pub const CGROUP_ROOT: i32 = 17;
+/// `measure`: the host name does not resolve, or has no address of the family asked for.
+pub const RESOLVE: i32 = 18;
+/// `measure`: no connection to HOST:PORT (refused, unreachable, no answer within 10 s); `measure
+/// --listen`: the port cannot be listened on.
+pub const CONNECT: i32 = 19;
 /// `run`: the command exists but could not be executed.
 pub const CANNOT_EXECUTE: i32 = 126;
 /// `run`: the command was not found.

@@ -30,6 +30,10 @@ pub enum Failure {
     Kernel(tcp_keepalive_cgroup::Error),
     /// `cgroup agent` found no kubepods cgroup.
     NoKubepods { root: std::path::PathBuf },
+    /// `measure`: the target does not resolve.
+    Resolve(String),
+    /// `measure`: no connection to the target (or no listening socket for `--listen`).
+    Connect(String),
     /// Anything else.
     Other(String),
 }
@@ -69,6 +73,8 @@ impl Failure {
                 }
             }
             Failure::NoKubepods { .. } => code::NO_KUBEPODS,
+            Failure::Resolve(_) => code::RESOLVE,
+            Failure::Connect(_) => code::CONNECT,
             Failure::Other(_) => code::OTHER,
         }
     }
@@ -159,7 +165,9 @@ impl fmt::Display for Failure {
                 "neither kubepods.slice (systemd cgroup driver) nor kubepods (cgroupfs) under {}: is this a Kubernetes node, and is --cgroup-root the cgroup v2 mount?",
                 root.display()
             ),
-            Failure::Other(msg) => write!(f, "{msg}"),
+            Failure::Resolve(msg) | Failure::Connect(msg) | Failure::Other(msg) => {
+                write!(f, "{msg}")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod doctor;
 mod elf;
 mod fail;
 mod install;
+mod measure;
 mod process;
 mod run;
 mod sockets;
@@ -27,6 +28,7 @@ Examples:
   sudo tcp-keepalive apply --pid 4242 --peer 10.0.0.5:5432 --idle 30s --user-timeout 2m
   tcp-keepalive run --idle 60 -- java -jar client.jar
   sudo tcp-keepalive cgroup attach /sys/fs/cgroup/kubepods.slice --idle 60
+  tcp-keepalive measure db.example:5432         the path's idle timeout, and the keep-alive that beats it
 
 Durations: 90, 90s, 2m, 1h, 1500ms. Limits: idle and interval 1 to 32767 s, count 1 to 127,
 user timeout 1 ms to 2147483647 ms.
@@ -50,6 +52,8 @@ Exit codes:
   15   cgroup: the pin root or a pin directory is not root's alone (owner, mode, a symbolic link)
   16   cgroup: another attach or detach held the lock too long (TCP_KEEPALIVE_LOCK_TIMEOUT)
   17   cgroup attach: the cgroup v2 root, every process of the host, without --whole-host
+  18   measure: the host name does not resolve (or has no address of the family asked for)
+  19   measure: cannot connect (refused, unreachable, no answer within 10 s); --listen: cannot listen
   126  run: the command could not be executed
   127  run: the command was not found
   run: otherwise the program's own exit status (it replaces tcp-keepalive)";
@@ -84,6 +88,10 @@ enum Cmd {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Mark each connection whose keep-alive would not beat this path idle timeout (from
+        /// `tcp-keepalive measure`, e.g. its low end).
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        path_timeout: Option<String>,
     },
     /// Turn keep-alive on, with these timings, on a running process's TCP sockets.
     ///
@@ -153,6 +161,40 @@ enum Cmd {
     /// or lengthening it. Linux 5.9+, cgroup v2, CAP_BPF + CAP_NET_ADMIN (root).
     #[command(subcommand)]
     Cgroup(cgroup::CgroupCmd),
+    /// The idle timeout of the path to HOST:PORT, and the keep-alive that beats it.
+    ///
+    /// Opens a few dozen connections to any TCP listener and sends nothing on them: keep-alive
+    /// probes after chosen silences (every 0.5 s up to 6 s, then 25 % apart, up to --max, then
+    /// finer rounds) find the silence after which a middlebox forgets the flow (its probes time
+    /// out, or are reset). Prints the bracket, or "no idle timeout up to MAX", or that the server
+    /// itself closes idle connections, and the keep-alive that keeps such a path. Takes about the
+    /// timeout itself plus a second or two; --max when there is none. A middlebox that re-creates
+    /// a forgotten flow from the client's probe (conntrack with nf_conntrack_tcp_loose=1 before a
+    /// NAT) cannot be seen from one side: run `tcp-keepalive measure --listen PORT` on the far end
+    /// and measure against that port, which also tests the server-to-client direction.
+    #[command(
+        after_help = "Examples:\n  tcp-keepalive measure db.example:5432\n  tcp-keepalive measure [2001:db8::5]:443 --max 10m --json\n  tcp-keepalive measure --listen 7777    # on the far end, then: measure FAR:7777"
+    )]
+    Measure {
+        /// HOST:PORT (IPv6 as [ADDR]:PORT); a host name is resolved.
+        #[arg(value_name = "HOST:PORT", required_unless_present = "listen")]
+        target: Option<String>,
+        /// The longest silence to test: 1 to 32767 s [default: 15m].
+        #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+        max: Option<String>,
+        /// Only IPv4 addresses of HOST (--listen: only 0.0.0.0).
+        #[arg(long, conflicts_with = "ipv6")]
+        ipv4: bool,
+        /// Only IPv6 addresses of HOST (--listen: only [::]).
+        #[arg(long)]
+        ipv6: bool,
+        /// Print JSON instead of lines.
+        #[arg(long)]
+        json: bool,
+        /// Be the far end of the two-sided mode on this port, until interrupted.
+        #[arg(long, value_name = "PORT", conflicts_with_all = ["target", "max", "json"], allow_hyphen_values = true)]
+        listen: Option<String>,
+    },
     /// Copy libkeepalive.so into DIR (an init container filling a volume shared with the app).
     ///
     /// Copies the library that ships beside this binary (in the image:
@@ -182,7 +224,11 @@ fn main() {
     }
     let cli = Cli::parse();
     let result = match &cli.command {
-        Cmd::Inspect { pid, json } => sockets::run_inspect(*pid, *json),
+        Cmd::Inspect {
+            pid,
+            json,
+            path_timeout,
+        } => sockets::run_inspect(*pid, *json, path_timeout.as_deref()),
         Cmd::Apply {
             pid,
             peer,
@@ -198,6 +244,30 @@ fn main() {
         } => run::run_run(timings, preload.as_deref(), *log, command),
         Cmd::Cgroup(cmd) => cgroup::run_cgroup(cmd),
         Cmd::InstallPreload { dir, preload } => install::run_install(dir, preload.as_deref()),
+        Cmd::Measure {
+            target,
+            max,
+            ipv4,
+            ipv6,
+            json,
+            listen,
+        } => {
+            let family = match (ipv4, ipv6) {
+                (true, _) => Some(4),
+                (_, true) => Some(6),
+                _ => None,
+            };
+            match (listen, target) {
+                (Some(port), _) => measure::run_listen(port, family),
+                (None, Some(target)) => measure::run_measure(&measure::Args {
+                    target,
+                    max: max.as_deref(),
+                    family,
+                    json: *json,
+                }),
+                (None, None) => unreachable!("clap requires HOST:PORT without --listen"),
+            }
+        }
     };
     let code = match result {
         Ok(code) => code,

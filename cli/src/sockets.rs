@@ -1,7 +1,9 @@
 //! `inspect` and `apply`: a running process's TCP sockets, read and changed through duplicates.
 
 use serde::Serialize;
-use tcp_keepalive::{inspect, KeepAlive, Settings};
+use std::time::Duration;
+
+use tcp_keepalive::{inspect, parse_seconds, KeepAlive, Settings};
 
 use crate::fail::{code, Failure};
 use crate::process::{raise_open_file_limit, Process, Socket, TcpEntry};
@@ -96,8 +98,18 @@ fn print_json(value: &impl Serialize) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `tcp-keepalive inspect --pid PID [--json]`.
-pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
+/// Whether keep-alive with these settings keeps a flow through a path that forgets it after
+/// `path` of silence: on, and its first probe due before then even when the timer fires 1/8
+/// late (FACTS.md: timers fire late by up to ~12 %).
+fn beats(k: &Settings, path: Duration) -> bool {
+    k.enabled && k.idle.as_secs_f64() * 1.125 < path.as_secs_f64()
+}
+
+/// `tcp-keepalive inspect --pid PID [--json] [--path-timeout D]`.
+pub fn run_inspect(pid: i32, json: bool, path_timeout: Option<&str>) -> Result<i32, Failure> {
+    let path = path_timeout
+        .map(|t| parse_seconds("path_timeout", t).map_err(Failure::invalid))
+        .transpose()?;
     raise_open_file_limit();
     let process = Process::open(pid)?;
     let mut rows = Vec::new();
@@ -120,21 +132,27 @@ pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
             #[serde(flatten)]
             socket: SocketJson,
             keepalive: SettingsJson,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            beats_path_timeout: Option<bool>,
         }
         #[derive(Serialize)]
         struct Out {
             pid: i32,
             command: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            path_timeout_s: Option<u64>,
             sockets: Vec<Row>,
         }
         return print_json(&Out {
             pid,
             command: process.command(),
+            path_timeout_s: path.map(|p| p.as_secs()),
             sockets: rows
                 .iter()
                 .map(|(s, k)| Row {
                     socket: SocketJson::from(s),
                     keepalive: SettingsJson::from(k),
+                    beats_path_timeout: path.map(|p| beats(k, p)),
                 })
                 .collect(),
         })
@@ -153,7 +171,7 @@ pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
     let table_rows: Vec<Vec<String>> = rows
         .iter()
         .map(|(s, k)| {
-            vec![
+            let mut row = vec![
                 s.fd.to_string(),
                 s.entry.local.to_string(),
                 peer_text(s),
@@ -165,31 +183,49 @@ pub fn run_inspect(pid: i32, json: bool) -> Result<i32, Failure> {
                 k.user_timeout
                     .map_or_else(|| "-".into(), |t| format!("{}ms", t.as_millis())),
                 timer_text(s),
-            ]
+            ];
+            if let Some(p) = path {
+                row.push(if beats(k, p) { "yes" } else { "NO" }.to_string());
+            }
+            row
         })
         .collect();
-    table::print(
-        &[
-            "FD",
-            "LOCAL",
-            "PEER",
-            "STATE",
-            "KEEPALIVE",
-            "IDLE",
-            "INTERVAL",
-            "COUNT",
-            "USER-TIMEOUT",
-            "NEXT-KEEPALIVE",
-        ],
-        &table_rows,
-    );
+    let mut header = vec![
+        "FD",
+        "LOCAL",
+        "PEER",
+        "STATE",
+        "KEEPALIVE",
+        "IDLE",
+        "INTERVAL",
+        "COUNT",
+        "USER-TIMEOUT",
+        "NEXT-KEEPALIVE",
+    ];
+    let beats_header = path.map(|p| format!("BEATS-{}s", p.as_secs()));
+    if let Some(h) = &beats_header {
+        header.push(h);
+    }
+    table::print(&header, &table_rows);
+    if let Some(p) = path {
+        let losing = rows.iter().filter(|(_, k)| !beats(k, p)).count();
+        if losing > 0 {
+            let (idle, interval) = crate::measure::keepalive_for(p.as_secs_f64());
+            println!(
+                "{losing} socket{} whose keep-alive would not beat the path's {} s idle timeout: fix with `tcp-keepalive apply --pid {pid} --idle {idle} --interval {interval}`",
+                if losing == 1 { "" } else { "s" },
+                p.as_secs()
+            );
+        }
+        return Ok(0);
+    }
     let weak = rows
         .iter()
         .filter(|(_, k)| !k.enabled || k.idle.as_secs() >= 240)
         .count();
     if weak > 0 {
         println!(
-            "hint: {weak} socket{} without keep-alive shorter than 240 s (Azure LB; AWS NLB/NAT: 350 s): fix with `tcp-keepalive apply --pid {pid}`",
+            "hint: {weak} socket{} without keep-alive shorter than 240 s (Azure LB; AWS NLB/NAT: 350 s): fix with `tcp-keepalive apply --pid {pid}`; `tcp-keepalive measure HOST:PORT` finds a path's own timeout",
             if weak == 1 { "" } else { "s" }
         );
     }

@@ -15,6 +15,9 @@ pub enum SocketOption {
     KeepCount,
     /// `TCP_USER_TIMEOUT` (Linux): milliseconds sent data may stay unacknowledged.
     UserTimeout,
+    /// `TCP_INFO` (Linux): the connection's state as the kernel reports it, read by
+    /// [`tcp_info`](crate::tcp_info); never written, and not one of the keep-alive options.
+    TcpInfo,
 }
 
 impl SocketOption {
@@ -26,6 +29,7 @@ impl SocketOption {
             SocketOption::KeepInterval => "TCP_KEEPINTVL",
             SocketOption::KeepCount => "TCP_KEEPCNT",
             SocketOption::UserTimeout => "TCP_USER_TIMEOUT",
+            SocketOption::TcpInfo => "TCP_INFO",
         }
     }
 }

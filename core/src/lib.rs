@@ -35,6 +35,8 @@
 mod env;
 mod error;
 mod fields;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod info;
 #[cfg(unix)]
 mod plan;
 #[cfg(unix)]
@@ -51,6 +53,8 @@ pub use env::{
 };
 pub use error::{Error, SocketOption};
 pub use fields::{check_count, check_idle, check_interval, check_user_timeout, Raw};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use info::{tcp_info, TcpInfo};
 #[cfg(unix)]
 pub use plan::{
     socket_kind_with, Enforced, Libc, SocketKind, Syscalls, WriteFailed, WritePlan, IPPROTO_MPTCP,
@@ -149,6 +153,7 @@ impl KeepAlive {
     ///   kernel refuses it with `EINVAL` as it would have without us.
     /// - `TCP_USER_TIMEOUT` (ms): unchanged when these settings have none or when negative (the
     ///   kernel's `EINVAL`); 0 (no timeout) becomes ours; else the smaller of it and ours.
+    /// - `TCP_INFO` is no keep-alive option: unchanged.
     ///
     /// The table of cases is `core/tests/data/enforce-cases.tsv`.
     #[inline]
@@ -172,6 +177,8 @@ impl KeepAlive {
                 Some(ours) if requested == 0 => ours as libc::c_int,
                 Some(ours) => requested.min(ours as libc::c_int),
             },
+            // Not a keep-alive option: nothing to enforce.
+            SocketOption::TcpInfo => requested,
         }
     }
 

@@ -18,6 +18,8 @@ export TCPKA_PRELOAD="$LIB"
 
 log "cli: the process tests against the release build"
 TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test processes
+log "cli: measure's bad inputs, exit codes and loopback measurements against the release build"
+TCPKA_CLI="$CLI" cargo test --quiet -p tcp-keepalive-cli --test measure
 
 # install-preload: the library check with the real libkeepalive.so (TCPKA_PRELOAD) and libc, and
 # eight installers at once into one directory, each pid 1 of its own PID namespace.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Stage 90: the middlebox lab (e2e/). Builds what the client rows need, runs every row in every
-# scenario with and without keep-alive (--check). Then, in namespaces of its own, a negative
+# scenario with and without keep-alive (--check), and the measure cases (`tcp-keepalive measure`
+# through middleboxes of known idle timeout, and its recommended keep-alive tried: about 15 s). Then, in namespaces of its own, a negative
 # control: the "with" runs of the Rust, cli-rescue, python-server, go-static-cgroup and
 # c-static-cgroup-sweep rows (the kernel door's: the cgroup joined but not attached), keep-alive
 # withheld, must miss every expectation, proving the checks can fail; so must httpclient5-preload's,

@@ -24,6 +24,8 @@ pub(crate) fn level_and_name(option: SocketOption) -> Option<(libc::c_int, libc:
         SocketOption::UserTimeout => Some((libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT)),
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         SocketOption::UserTimeout => None,
+        // A structure, read by `tcp_info.rs`; no integer option to get or set.
+        SocketOption::TcpInfo => None,
     }
 }
 
