@@ -7,7 +7,7 @@
  *    operator's values, then sets SO_KEEPALIVE: before the SYN of a connection made
  *    (TCP_CONNECT_CB), once established for one accepted (PASSIVE_ESTABLISHED_CB).
  *  - cgroup/setsockopt: with enforcement on, rewrites the program's own keep-alive writes so the
- *    operator's settings stay a ceiling (DESIGN.md, "Who decides", and cgroup/README.md).
+ *    operator's settings stay a ceiling (docs/design.md, "Who decides", and cgroup/README.md).
  *
  * The settings come from user space (tcp-keepalive-cgroup's loader), validated by the core crate;
  * nothing here re-validates them beyond "the map is filled". Only UAPI headers are included, never

@@ -2,7 +2,7 @@
 //! pod, a systemd service, a whole node's `kubepods`) gets the operator's keep-alive, whatever
 //! the program's language or libc, static Go binaries included.
 //!
-//! The operator's settings are a ceiling (DESIGN.md, "Who decides"): keep-alive on, each timing
+//! The operator's settings are a ceiling (docs/design.md, "Who decides"): keep-alive on, each timing
 //! the smaller of the program's own choice and the operator's. Two BPF programs (C in
 //! `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded) share one settings map:
 //!
