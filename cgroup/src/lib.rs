@@ -558,8 +558,21 @@ impl Attachments {
     pub fn detach_all(&self) -> Result<DetachedAll, Error> {
         pins::check_pin_root(&self.pin_root)?;
         let mut done = DetachedAll::default();
-        if std::fs::symlink_metadata(&self.pin_root).is_err() {
-            return Ok(done);
+        match std::fs::symlink_metadata(&self.pin_root) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(done),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(Error::Permission {
+                    what: format!("read {}", self.pin_root.display()),
+                    source: e,
+                })
+            }
+            Err(e) => {
+                return Err(Error::other(
+                    format!("look at {}", self.pin_root.display()),
+                    e,
+                ))
+            }
         }
         let lock = self.lock()?;
         let entries = std::fs::read_dir(&self.pin_root).map_err(|e| match e.raw_os_error() {
