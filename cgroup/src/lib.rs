@@ -465,8 +465,16 @@ impl Attachments {
     /// An attachment of ours, pinned in `dir` and linked: its settings written, and its
     /// programs replaced in place when they are another version's.
     fn adopt(&self, dir: &Path, settings: MapSettings) -> Result<AttachReport, Error> {
-        let mut ebpf = load::load(&settings, self.object.as_deref())?;
-        let replaced = upgrade::replace_if_changed(dir, &mut ebpf)?;
+        let object = self.object.as_deref();
+        if upgrade::is_current(dir, object)? {
+            write_settings(dir, settings)?;
+            return Ok(AttachReport {
+                attached: Attached::Updated,
+                replaced: false,
+            });
+        }
+        let mut ebpf = load::load(&settings, object)?;
+        let replaced = upgrade::replace_if_changed(dir, &mut ebpf, object)?;
         if !replaced {
             write_settings(dir, settings)?;
         }

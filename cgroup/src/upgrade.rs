@@ -3,7 +3,9 @@
 //!
 //! A version is the kernel's program tag (a hash of the program's instructions as loaded, map
 //! references left out): the same object gives the same tags on every load, a changed program
-//! other tags. Both programs' tags are compared, the pinned ones' against the ones just loaded.
+//! other tags. Both programs' tags are compared, the pinned ones' against the ones just loaded;
+//! once a load has told a process its own tags, an adopt of the same version compares without
+//! loading (a Kubernetes agent adopting an attachment per pod at its start).
 //!
 //! The order, each step undone when a later one fails before the links are switched:
 //! 1. the new maps get the settings (at load), the old probe number (the sweep's socket check
@@ -20,7 +22,8 @@
 //! in that instant leaves pins that `attach` refuses (exit 15) and `detach` removes.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use aya::maps::{Array, MapData, PerCpuArray, PerCpuValues};
 use aya::programs::{CgroupSockopt, SockOps};
@@ -46,6 +49,45 @@ pub(crate) const NEXT_PINS: [&str; 5] = [
     "sock_ops_prog_next",
     "setsockopt_prog_next",
 ];
+
+/// The tags of the programs this process loads (per object: `None` is the embedded one), once
+/// a load has told them: adopting an attachment of the same version then writes its settings
+/// without loading anything (an agent adopting hundreds of attachments at its start).
+static KNOWN: Mutex<Vec<(Option<PathBuf>, Tags)>> = Mutex::new(Vec::new());
+
+/// The tags of the `sock_ops` and the `cgroup/setsockopt` program.
+type Tags = [[u8; 8]; 2];
+
+fn known(object: Option<&Path>) -> Option<Tags> {
+    let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    known
+        .iter()
+        .find(|(o, _)| o.as_deref() == object)
+        .map(|(_, tags)| *tags)
+}
+
+fn remember(object: Option<&Path>, tags: Tags) {
+    let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+    if !known.iter().any(|(o, _)| o.as_deref() == object) {
+        known.push((object.map(Path::to_path_buf), tags));
+    }
+}
+
+/// Whether the attachment pinned in `dir` runs the programs this process loads, as far as it
+/// knows them already (`false` when not known yet: load, then [`replace_if_changed`]).
+pub(crate) fn is_current(dir: &Path, object: Option<&Path>) -> Result<bool, Error> {
+    let Some(ours) = known(object) else {
+        return Ok(false);
+    };
+    let pinned = [
+        pinned_prog(dir, PIN_SOCK_OPS, PIN_SOCK_OPS_PROG)?,
+        pinned_prog(dir, PIN_SETSOCKOPT, PIN_SETSOCKOPT_PROG)?,
+    ];
+    Ok(pinned
+        .iter()
+        .zip(ours)
+        .all(|((_, old, prog_pin), tag)| prog_tag(dir, old, prog_pin).is_ok_and(|t| t == tag)))
+}
 
 /// One of the two programs of an attachment, old (pinned) and new (just loaded).
 struct Swap {
@@ -73,19 +115,18 @@ fn prog_fd(ebpf: &mut Ebpf, name: &str) -> Result<OwnedFd, Error> {
     fd.map_err(|e| Error::other(format!("duplicate program {name}'s descriptor"), e))
 }
 
-fn tag(dir: &Path, fd: &OwnedFd, what: &str) -> Result<[u8; 8], Error> {
+fn prog_tag(dir: &Path, fd: &OwnedFd, what: &str) -> Result<[u8; 8], Error> {
     sys::prog_info(fd.as_fd())
         .map(|i| i.tag)
         .map_err(|e| Error::from_bpf(&format!("read the tag of {}", dir.join(what).display()), e))
 }
 
-fn swap(
+/// A pinned link and the program it runs (its pin, else by the link's program id).
+fn pinned_prog<'a>(
     dir: &Path,
-    ebpf: &mut Ebpf,
     link_pin: &str,
-    prog_pin: &str,
-    name: &str,
-) -> Result<Swap, Error> {
+    prog_pin: &'a str,
+) -> Result<(OwnedFd, OwnedFd, &'a str), Error> {
     let link = sys::obj_get(&dir.join(link_pin)).map_err(|e| pin_read_error(dir, link_pin, e))?;
     let old = match sys::obj_get(&dir.join(prog_pin)) {
         Ok(p) => p,
@@ -97,10 +138,21 @@ fn swap(
             sys::prog_by_id(info.prog_id).map_err(|e| pin_read_error(dir, link_pin, e))?
         }
     };
+    Ok((link, old, prog_pin))
+}
+
+fn swap(
+    dir: &Path,
+    ebpf: &mut Ebpf,
+    link_pin: &str,
+    prog_pin: &str,
+    name: &str,
+) -> Result<Swap, Error> {
+    let (link, old, _) = pinned_prog(dir, link_pin, prog_pin)?;
     let new = prog_fd(ebpf, name)?;
     Ok(Swap {
-        old_tag: tag(dir, &old, prog_pin)?,
-        new_tag: tag(dir, &new, name)?,
+        old_tag: prog_tag(dir, &old, prog_pin)?,
+        new_tag: prog_tag(dir, &new, name)?,
         link,
         old,
         new,
@@ -108,9 +160,13 @@ fn swap(
 }
 
 /// Replaces the programs and maps of the attachment pinned in `dir` (ours, verified, linked)
-/// with the ones loaded in `ebpf` (their settings map filled) when their tags differ. `Ok(false)`: the same version,
-/// nothing changed (the caller writes the settings).
-pub(crate) fn replace_if_changed(dir: &Path, ebpf: &mut Ebpf) -> Result<bool, Error> {
+/// with the ones loaded in `ebpf` from `object` (their settings map filled) when their tags
+/// differ. `Ok(false)`: the same version, nothing changed (the caller writes the settings).
+pub(crate) fn replace_if_changed(
+    dir: &Path,
+    ebpf: &mut Ebpf,
+    object: Option<&Path>,
+) -> Result<bool, Error> {
     let swaps = [
         swap(dir, ebpf, PIN_SOCK_OPS, PIN_SOCK_OPS_PROG, "set_keepalive")?,
         swap(
@@ -121,6 +177,7 @@ pub(crate) fn replace_if_changed(dir: &Path, ebpf: &mut Ebpf) -> Result<bool, Er
             "enforce_keepalive",
         )?,
     ];
+    remember(object, [swaps[0].new_tag, swaps[1].new_tag]);
     if swaps.iter().all(|s| s.old_tag == s.new_tag) {
         return Ok(false);
     }

@@ -2421,6 +2421,56 @@ fn agent_upgrade_without_a_gap() -> Outcome {
     Ok(())
 }
 
+/// In one process, through the library (as a Kubernetes agent adopts an attachment per pod):
+/// adopting again writes the settings and keeps the programs (the second time from the tags it
+/// remembers, without loading); a changed object replaces them, the built-in one replaces them
+/// back; the tags are remembered per object, never mixed up. Each step's settings read back from
+/// a new connection, one program of each kind on the cgroup throughout.
+fn adopt_in_one_process() -> Outcome {
+    use tcp_keepalive::KeepAlive;
+    use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup};
+    let s = Scratch::new();
+    let cg = Cgroup::open(&s.cgroup).unwrap();
+    let builtin = Attachments::new(&s.pins);
+    let variant = Attachments::new(&s.pins).with_object(variant_object());
+    let steps = [
+        (&builtin, 21, Attached::New, false),
+        (&builtin, 22, Attached::Updated, false),
+        (&builtin, 23, Attached::Updated, false),
+        (&variant, 24, Attached::Updated, true),
+        (&variant, 25, Attached::Updated, false),
+        (&builtin, 26, Attached::Updated, true),
+        (&builtin, 27, Attached::Updated, false),
+    ];
+    let mut ids = (Vec::new(), Vec::new());
+    for (door, idle, attached, replaced) in steps {
+        let k = KeepAlive::new(Duration::from_secs(idle), Duration::from_secs(5), 4).unwrap();
+        let r = door
+            .attach_report(&cg, &k, true)
+            .unwrap_or_else(|e| panic!("idle {idle}: {e}"));
+        assert_eq!(
+            (r.attached, r.replaced),
+            (attached, replaced),
+            "idle {idle}"
+        );
+        let now = ours_on(&s.cgroup);
+        assert_eq!((now.0.len(), now.1.len()), (1, 1), "idle {idle}: {now:?}");
+        match (attached, replaced) {
+            (Attached::New, _) => {}
+            (_, true) => assert_ne!(now, ids, "idle {idle}: not replaced"),
+            (_, false) => assert_eq!(now, ids, "idle {idle}: the programs changed"),
+        }
+        ids = now;
+        let mut p = Peer::start(Some(&s.cgroup));
+        assert_eq!(
+            ints(&p.ask("pair4")["client"]),
+            [1, idle as i64, 5, 4, 0],
+            "idle {idle}"
+        );
+    }
+    Ok(())
+}
+
 /// The pin directory of `cgroup`'s attachment, from status.
 fn pins_dir(s: &Scratch, cgroup: &Path) -> PathBuf {
     PathBuf::from(s.status_of(cgroup)["pins"].as_str().unwrap())
@@ -2609,6 +2659,7 @@ fn main() {
             agent_notices_kubepods_made_again,
         ),
         ("agent_upgrade_without_a_gap", agent_upgrade_without_a_gap),
+        ("adopt_in_one_process", adopt_in_one_process),
         (
             "detach_all_leaves_nothing_of_ours",
             detach_all_leaves_nothing_of_ours,
