@@ -75,7 +75,48 @@ pub enum CgroupCmd {
         /// Leave the attachment in place when the agent ends (new pods stay covered meanwhile).
         #[arg(long)]
         keep_on_exit: bool,
+        #[command(flatten)]
+        kubernetes: KubernetesArgs,
     },
+}
+
+/// The agent's Kubernetes mode.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubernetesArgs {
+    /// Per pod, by annotation: learn the node's pods from the Kubernetes API (in-cluster service
+    /// account, else KUBECONFIG) and attach at each selected pod's cgroup with the settings its
+    /// tcp-keepalive.dev/* annotations (or its namespace's) ask for; the timing flags are the
+    /// defaults. Never attaches at kubepods itself (per-pod settings must win).
+    #[arg(long)]
+    kubernetes: bool,
+    /// The node whose pods to serve [default: the NODE_NAME environment variable].
+    #[arg(long, value_name = "NODE", requires = "kubernetes")]
+    node_name: Option<String>,
+    /// Which pods: `annotated` (only those whose own or namespace's tcp-keepalive.dev/keepalive
+    /// says on: installing the agent changes nothing until a team asks) or `all` (every pod but
+    /// those that say off).
+    #[arg(long, value_name = "WHICH", default_value = "annotated", value_parser = ["annotated", "all"], requires = "kubernetes")]
+    select: String,
+    /// Where /metrics, /healthz and /readyz are served, or `off`.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "0.0.0.0:9977",
+        requires = "kubernetes"
+    )]
+    metrics_address: String,
+    /// Do not fix the connections open in a pod when it is first attached (needs no hostPID,
+    /// CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH then; connections made before keep their values).
+    #[arg(long)]
+    no_sweep: bool,
+    /// How often every pod's attachment is checked against the kernel and the API's view.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        requires = "kubernetes"
+    )]
+    resync: String,
 }
 
 /// The settings `attach` and `agent` take.
@@ -95,7 +136,7 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             // Every value is checked before anything is looked at.
             let keepalive = settings.timings.resolve()?;
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
-            attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+            attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce, true)?;
             Ok(0)
         }
         CgroupCmd::Detach { cgroup } => {
@@ -113,7 +154,21 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             cgroup_root,
             settings,
             keep_on_exit,
-        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit),
+            kubernetes,
+        } if kubernetes.kubernetes => {
+            run_kubernetes_agent(cgroup_root.as_deref(), settings, *keep_on_exit, kubernetes)
+        }
+        CgroupCmd::Agent {
+            cgroup_root,
+            settings,
+            keep_on_exit,
+            kubernetes,
+        } => run_agent(
+            cgroup_root.as_deref(),
+            settings,
+            *keep_on_exit,
+            !kubernetes.no_sweep,
+        ),
     }
 }
 
@@ -121,7 +176,12 @@ fn attachments() -> Result<Attachments, Failure> {
     Attachments::from_env().map_err(Failure::Kernel)
 }
 
-fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Result<(), Failure> {
+fn attach_and_sweep(
+    cgroup: &Cgroup,
+    keepalive: &KeepAlive,
+    enforce: bool,
+    sweep_open: bool,
+) -> Result<(), Failure> {
     let what = attachments()?
         .attach(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
@@ -135,6 +195,10 @@ fn attach_and_sweep(cgroup: &Cgroup, keepalive: &KeepAlive, enforce: bool) -> Re
         cgroup.id(),
         if enforce { "on" } else { "off" },
     );
+    if !sweep_open {
+        println!("open connections: not swept (--no-sweep): they keep their values");
+        return Ok(());
+    }
     let swept = sweep(cgroup, keepalive)?;
     println!(
         "open connections: changed {} of {} TCP sockets in {} processes",
@@ -313,26 +377,89 @@ fn find_kubepods(root: &Path) -> Result<PathBuf, Failure> {
         })
 }
 
-fn run_agent(
-    cgroup_root: Option<&Path>,
-    settings: &DoorSettings,
-    keep_on_exit: bool,
-) -> Result<i32, Failure> {
-    let keepalive = settings.timings.resolve()?;
-    // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
-    let signals = block_termination();
-    let root = match cgroup_root {
-        Some(r) => r.to_path_buf(),
+fn cgroup_root(cgroup_root: Option<&Path>) -> Result<PathBuf, Failure> {
+    match cgroup_root {
+        Some(r) => Ok(r.to_path_buf()),
         None => tcp_keepalive_cgroup::cgroup2_mount().ok_or_else(|| {
             Failure::Kernel(tcp_keepalive_cgroup::Error::NotADirectory {
                 path: PathBuf::from("/proc/mounts"),
                 reason: "no cgroup2 file system is mounted".into(),
                 hint: "mount it, or pass --cgroup-root".into(),
             })
-        })?,
+        }),
+    }
+}
+
+fn run_kubernetes_agent(
+    root: Option<&Path>,
+    settings: &DoorSettings,
+    keep_on_exit: bool,
+    k: &KubernetesArgs,
+) -> Result<i32, Failure> {
+    let keepalive = settings.timings.resolve()?;
+    let resync = tcp_keepalive::parse_seconds("resync", &k.resync).map_err(Failure::invalid)?;
+    let metrics_address = match k.metrics_address.as_str() {
+        "off" => None,
+        a => Some(a.parse().map_err(|_| {
+            Failure::invalid(tcp_keepalive::Error::InvalidArgument {
+                name: "metrics-address".into(),
+                value: a.into(),
+                allowed: "ADDRESS:PORT (0.0.0.0:9977, 127.0.0.1:9977, [::]:9977) or off".into(),
+            })
+        })?),
     };
+    let node_name = match k.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok()) {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => {
+            return Err(Failure::Usage(
+                "--kubernetes needs the node's name: --node-name, or NODE_NAME (the downward API's spec.nodeName)".into(),
+            ))
+        }
+    };
+    let kubepods = find_kubepods(&cgroup_root(root)?)?;
+    let sweep: Option<tcp_keepalive_k8s::Sweeper> = (!k.no_sweep).then(|| {
+        std::sync::Arc::new(|cgroup: &Cgroup, keepalive: &KeepAlive| {
+            let swept = sweep(cgroup, keepalive).map_err(|e| e.to_string())?;
+            for failure in &swept.failed {
+                eprintln!("tcp-keepalive: sweep: {failure}");
+            }
+            Ok(swept.changed as u64)
+        }) as tcp_keepalive_k8s::Sweeper
+    });
+    tcp_keepalive_k8s::run(tcp_keepalive_k8s::Config {
+        kubepods,
+        node_name,
+        select: if k.select == "all" {
+            tcp_keepalive_k8s::Select::All
+        } else {
+            tcp_keepalive_k8s::Select::Annotated
+        },
+        defaults: tcp_keepalive_k8s::NodeDefaults {
+            keepalive,
+            enforce: !settings.no_enforce,
+        },
+        metrics_address,
+        keep_on_exit,
+        resync,
+        own_pod_uid: std::env::var("POD_UID").ok().filter(|u| !u.is_empty()),
+        sweep,
+    })
+    .map_err(Failure::Other)?;
+    Ok(0)
+}
+
+fn run_agent(
+    cgroup_root: Option<&Path>,
+    settings: &DoorSettings,
+    keep_on_exit: bool,
+    sweep_open: bool,
+) -> Result<i32, Failure> {
+    let keepalive = settings.timings.resolve()?;
+    // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
+    let signals = block_termination();
+    let root = self::cgroup_root(cgroup_root)?;
     let cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce)?;
+    attach_and_sweep(&cgroup, &keepalive, !settings.no_enforce, sweep_open)?;
     // Attachments of cgroups removed meanwhile (kubepods recreated, a pod's cgroup) only hold
     // pins; clearing them is safe, the kernel reports their links attached to nothing.
     match attachments()?.remove_defunct() {
