@@ -4,7 +4,8 @@
 # ~/.cache/tcp-keepalive/k8s), keyed by version, so a second run prints their paths and builds nothing.
 # `go install` of etcd and kubernetes is refused (their go.mod has replace directives), so each is built
 # from a small wrapper module (FACTS.md, "A real Kubernetes API here"). Cold: 6-14 min; warm: instant.
-# Usage: scripts/k8s-build.sh [etcd|kube-apiserver|helm ...]   (no argument: all three)
+# Usage: scripts/k8s-build.sh [etcd|kube-apiserver|kubectl|helm ...]
+#        (no argument: etcd, kube-apiserver and helm; kubectl only when asked for)
 # Prints "NAME PATH" per binary on stdout; progress goes to stderr.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -42,14 +43,18 @@ cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice exte
 kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils
 pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming"
 
-build_apiserver() {
-    local out="$K8S_CACHE/kubernetes-$K8S_VERSION/kube-apiserver"
+build_apiserver() { build_k8s_cmd kube-apiserver; }
+
+# build_k8s_cmd NAME: a command of k8s.io/kubernetes/cmd (kube-apiserver, kubectl).
+build_k8s_cmd() {
+    local cmd=$1
+    local out="$K8S_CACHE/kubernetes-$K8S_VERSION/$cmd"
     if [ ! -x "$out" ]; then
         local w="$K8S_CACHE/src/kubernetes-$K8S_VERSION" minor=${K8S_VERSION#v1.}
         minor=${minor%%.*}
         local staging_version="v0.${K8S_VERSION#v1.}"
         mkdir -p "$w" "$(dirname "$out")"
-        log "building kube-apiserver $K8S_VERSION (cached in $out)" >&2
+        log "building $cmd $K8S_VERSION (cached in $out)" >&2
         {
             echo "module build/kubernetes"
             echo
@@ -58,6 +63,7 @@ build_apiserver() {
             echo "require k8s.io/kubernetes $K8S_VERSION"
             echo
             echo "tool k8s.io/kubernetes/cmd/kube-apiserver"
+            echo "tool k8s.io/kubernetes/cmd/kubectl"
             echo
             for m in $STAGING; do echo "replace k8s.io/$m => k8s.io/$m $staging_version"; done
         } >"$w/go.mod.want"
@@ -70,10 +76,10 @@ build_apiserver() {
             ld+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
         done
         (cd "$w" && "$GO" mod tidy >&2 &&
-            "$GO" build -trimpath -ldflags "$ld" -o "$out.tmp" k8s.io/kubernetes/cmd/kube-apiserver >&2 &&
+            "$GO" build -trimpath -ldflags "$ld" -o "$out.tmp" "k8s.io/kubernetes/cmd/$cmd" >&2 &&
             mv "$out.tmp" "$out")
     fi
-    echo "kube-apiserver $out"
+    echo "$cmd $out"
 }
 
 build_helm() {
@@ -91,7 +97,8 @@ for b in "$@"; do
     case $b in
     etcd) build_etcd ;;
     kube-apiserver) build_apiserver ;;
+    kubectl) build_k8s_cmd kubectl ;;
     helm) build_helm ;;
-    *) echo "unknown binary: $b (etcd, kube-apiserver, helm)" >&2; exit 2 ;;
+    *) echo "unknown binary: $b (etcd, kube-apiserver, kubectl, helm)" >&2; exit 2 ;;
     esac
 done
