@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::{pin_mut, StreamExt};
 use http_body_util::Full;
@@ -587,7 +587,28 @@ async fn run_async(config: Config) -> Result<(), String> {
         pending_events: Vec::new(),
     }));
     if let Some(addr) = metrics_address {
-        serve(addr, state.clone()).await?;
+        // A thread of its own: a scrape or a probe is answered while the main loop attaches a
+        // burst of pods (it waits only for the state's lock, held for one pod at a time).
+        let listener = std::net::TcpListener::bind(addr)
+            .map_err(|e| format!("--metrics-address {addr}: {e}"))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| format!("--metrics-address {addr}: {e}"))?;
+        log(format_args!(
+            "serving /metrics, /healthz and /readyz on {}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        ));
+        let state = state.clone();
+        std::thread::Builder::new()
+            .name("endpoints".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime for the endpoints");
+                rt.block_on(serve(listener, state));
+            })
+            .map_err(|e| format!("starting the endpoints' thread: {e}"))?;
     }
 
     // Metadata only (names, UIDs, annotations): all the agent needs, and far less to hold.
@@ -687,19 +708,19 @@ fn watch_failed(state: &Mutex<State>, resource: &str, e: &watcher::Error) {
     ));
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr`.
-async fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> Result<(), String> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener`, forever.
+async fn serve(listener: std::net::TcpListener, state: Arc<Mutex<State>>) {
     use hyper::server::conn::http1;
     use hyper::service::service_fn;
     use hyper_util::rt::TokioIo;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| format!("--metrics-address {addr}: {e}"))?;
-    log(format_args!(
-        "serving /metrics, /healthz and /readyz on {}",
-        listener.local_addr().map_err(|e| e.to_string())?
-    ));
-    tokio::spawn(async move {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            warn(format_args!("serving the endpoints: {e}"));
+            return;
+        }
+    };
+    {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -716,16 +737,13 @@ async fn serve(addr: SocketAddr, state: Arc<Mutex<State>>) -> Result<(), String>
                     .await;
             });
         }
-    });
-    Ok(())
+    }
 }
 
 fn respond(state: &Arc<Mutex<State>>, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/metrics" => {
-            let started = Instant::now();
             let text = crate::metrics::encode(state);
-            let _ = started;
             (
                 StatusCode::OK,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
