@@ -290,7 +290,14 @@ fn raise_memlock() {
 fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
     check_kernel()?;
     raise_memlock();
-    let mut ebpf = EbpfLoader::new()
+    // One loader per process: EbpfLoader::new() reads and parses the kernel's BTF (several MB)
+    // every time, most of an attach's CPU in an agent that attaches per pod.
+    static LOADER: std::sync::OnceLock<std::sync::Mutex<EbpfLoader<'static>>> =
+        std::sync::OnceLock::new();
+    let mut ebpf = LOADER
+        .get_or_init(|| std::sync::Mutex::new(EbpfLoader::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
         .load(OBJECT)
         .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
     {
