@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Helm chart charts/tcp-keepalive/: `helm lint`, `helm template` with the default values and
 # with the variants that change objects (sweep off, ServiceMonitor on, select all), every rendered
-# object through a server-side dry run against the API server of $KUBECONFIG (when set), and
+# object through a server-side dry run against the API server of $KUBECONFIG (when set), then a
+# real helm install and uninstall there, and
 # examples/kubernetes/node-agent/kubernetes-mode.yaml must be what the chart renders.
 # Usage: scripts/check-chart.sh            check
 #        scripts/check-chart.sh --update   re-render the example from the chart
@@ -90,4 +91,16 @@ if [ -n "${KUBECONFIG:-}" ]; then
     python3 -c 'import sys,yaml; print(yaml.safe_dump_all([d for d in yaml.safe_load_all(open(sys.argv[1])) if d and d["kind"]!="ServiceMonitor"]))' "$tmp/monitor.yaml" |
         kubectl apply --dry-run=server -f - >/dev/null
     echo "chart: every rendered object passed a server-side dry run"
+    # helm install and uninstall for real (no kubelet here: the DaemonSet makes no pod; the objects
+    # and their removal are what is checked).
+    rel=tcpka-check-$$
+    "$HELM" install "$rel" "$CHART" -n "$rel" --create-namespace >/dev/null
+    for o in daemonset/"$rel"-agent serviceaccount/"$rel"-agent clusterrole/"$rel"-agent clusterrolebinding/"$rel"-agent; do
+        kubectl get -n "$rel" "$o" >/dev/null
+    done
+    "$HELM" uninstall "$rel" -n "$rel" --wait >/dev/null
+    for o in daemonset/"$rel"-agent serviceaccount/"$rel"-agent clusterrole/"$rel"-agent clusterrolebinding/"$rel"-agent; do
+        if kubectl get -n "$rel" "$o" >/dev/null 2>&1; then echo "$o is left after helm uninstall" >&2; exit 1; fi
+    done
+    echo "chart: helm install created every object, helm uninstall removed them"
 fi
