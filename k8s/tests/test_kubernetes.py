@@ -256,7 +256,7 @@ class Agent:
 
     started = 0
 
-    def __init__(self, env, root, *extra, environ=None):
+    def __init__(self, env, root, *extra, environ=None, sweep=False):
         self.port = free_port()
         Agent.started += 1
         self.log = open(os.path.join(K8S_DIR, f"{TAG}-agent-{Agent.started}.log"), "w+")
@@ -265,7 +265,8 @@ class Agent:
         e.pop("KUBERNETES_SERVICE_HOST", None)
         self.proc = subprocess.Popen(
             [CLI, "cgroup", "agent", "--kubernetes", "--cgroup-root", root, "--node-name", NODE,
-             "--metrics-address", f"127.0.0.1:{self.port}", "--resync", "2s", "--no-sweep",
+             "--metrics-address", f"127.0.0.1:{self.port}", "--resync", "2s",
+             *([] if sweep else ["--no-sweep"]),
              "--idle", "300", "--interval", "30", "--count", "5", *extra],
             env=e, stdout=self.log, stderr=subprocess.STDOUT)
         wait_for("the agent ready", lambda: self.get("/readyz")[0] == 200 or self.dead())
@@ -653,6 +654,56 @@ def test_cgroupfs_layout_every_qos_class(env, listener):
         assert connect_from(container_cgroup(cg), listener) == want(300, 30, 5)
     finally:
         agent.stop()
+
+
+# A process in a cgroup that connects, then on each line of its stdin reports its connection's
+# keep-alive as the kernel has it (the connection stays open between reports).
+HOLDER = r"""
+import json, socket, sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write("0")
+s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
+g = lambda lvl, opt: s.getsockopt(lvl, opt)
+print("connected", flush=True)
+for _ in sys.stdin:
+    print(json.dumps({
+        "keepalive": g(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
+        "idle": g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+        "interval": g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+        "count": g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+        "user_timeout_ms": g(socket.IPPROTO_TCP, 18),
+    }), flush=True)
+"""
+
+
+def test_sweep_fixes_connections_open_before_the_pod_is_attached(env, listener):
+    """Without --no-sweep, a pod attached while its processes already hold connections (the agent
+    started after them, or the annotation came later) gets those connections fixed in place."""
+    root, kubepods = layout(env, "systemd-sweep")
+    ns = namespace(env)
+    uid = create_pod(ns, "running")
+    cg = pod_cgroup(kubepods, uid, "BestEffort")
+    os.mkdir(cg)
+    container = container_cgroup(cg)
+    os.mkdir(container)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, container, str(listener.getsockname()[1])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    agent = None
+    try:
+        assert holder.stdout.readline().strip() == "connected"
+        ask = lambda: (holder.stdin.write("\n"), holder.stdin.flush(), json.loads(holder.stdout.readline()))[2]
+        assert ask() == defaults()
+        agent = Agent(env, root, sweep=True)
+        kubectl("annotate", "pod", "-n", ns, "running", A + "keepalive=on", A + "idle=44")
+        wait_for("attached", attached(env, cg, idle=44))
+        assert wait_for("the open connection fixed", lambda: (v := ask()) == want(44, 30, 5) and v) == want(44, 30, 5)
+        swept = agent.metrics()["tcp_keepalive_sweep_connections_changed_total"]
+        assert sum(v for _, v in swept) >= 1, swept
+    finally:
+        holder.kill()
+        holder.wait()
+        if agent:
+            agent.stop()
 
 
 def test_everything_made_is_gone_after_the_pods(env, systemd):
