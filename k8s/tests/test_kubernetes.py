@@ -20,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -704,6 +705,83 @@ def test_sweep_fixes_connections_open_before_the_pod_is_attached(env, listener):
         holder.wait()
         if agent:
             agent.stop()
+
+
+# A process in a cgroup that makes a new connection every 10 ms until its stdin closes and
+# reports each one's keep-alive as the kernel has it.
+LOOPER = r"""
+import json, select, socket, sys
+with open(sys.argv[1] + "/cgroup.procs", "w") as f:
+    f.write("0")
+for _ in range(100000):
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
+    g = lambda lvl, opt: s.getsockopt(lvl, opt)
+    print(json.dumps([g(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0, g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE)]), flush=True)
+    s.close()
+    if select.select([sys.stdin], [], [], 0.01)[0]:
+        break
+"""
+
+
+def programs_at(cgroup):
+    """Our programs attached at the cgroup itself, by name, as bpftool reads them from the kernel."""
+    r = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True, timeout=WAIT)
+    assert r.returncode == 0, r.stderr
+    return sorted(p["name"] for p in json.loads(r.stdout or "[]"))
+
+
+def test_agent_replaced_with_keep_on_exit_leaves_no_gap(env, listener):
+    """With --keep-on-exit (what an upgrade needs), connections made continuously while the agent
+    is stopped and another started all get the pod's settings, and the cgroup keeps exactly one of
+    each of our programs (the new agent adopts the attachment in place)."""
+    root, kubepods = layout(env, "systemd-upgrade")
+    ns = namespace(env, {A + "keepalive": "on", A + "idle": "66"})
+    uid = create_pod(ns, "busy")
+    cg = pod_cgroup(kubepods, uid, "BestEffort")
+    os.mkdir(cg)
+    container = container_cgroup(cg)
+    os.mkdir(container)
+    first = Agent(env, root, "--keep-on-exit")
+    wait_for("attached", attached(env, cg, idle=66))
+    assert programs_at(cg) == ["enforce_keepalive", "set_keepalive"]
+    accepted = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = listener.accept()
+                accepted.append(c)
+            except socket.timeout:
+                pass
+    acceptor = threading.Thread(target=accept)
+    acceptor.start()
+    looper = subprocess.Popen([sys.executable, "-c", LOOPER, container, str(listener.getsockname()[1])],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    second = None
+    try:
+        time.sleep(0.3)
+        first.stop()
+        second = Agent(env, root, "--keep-on-exit")
+        time.sleep(0.3)
+        looper.stdin.write("stop\n")
+        looper.stdin.flush()
+        out, _ = looper.communicate(timeout=WAIT)
+    finally:
+        looper.kill()
+        stop.set()
+        acceptor.join()
+        for c in accepted:
+            c.close()
+    seen = [json.loads(line) for line in out.splitlines()]
+    assert len(seen) >= 10, seen
+    assert all(v == [True, 66] for v in seen), [v for v in seen if v != [True, 66]]
+    assert programs_at(cg) == ["enforce_keepalive", "set_keepalive"]
+    second.stop()
+    assert attached(env, cg, idle=66)()
+    subprocess.run([CLI, "cgroup", "detach", cg], env=dict(os.environ, TCP_KEEPALIVE_PIN_ROOT=env["pins"]),
+                   check=True, capture_output=True, timeout=WAIT)
 
 
 def test_everything_made_is_gone_after_the_pods(env, systemd):

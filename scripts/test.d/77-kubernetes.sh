@@ -15,9 +15,10 @@ cd "$ROOT"
 
 [ "$(id -u)" -eq 0 ] || skip_or_fail "the Kubernetes-mode tests need root (cgroups, BPF)"
 grep -q ' cgroup2 ' /proc/mounts || skip_or_fail "no cgroup v2 mount in /proc/mounts"
-# python3-yaml reads manifests; prometheus-client parses /metrics (venv).
+# python3-yaml reads manifests; prometheus-client parses /metrics (venv); bpftool lists the
+# programs attached at a cgroup.
 need_packages build-essential clang libbpf-dev linux-libc-dev openssl curl python3 python3-yaml \
-    python3-venv
+    python3-venv bpftool
 if ! grep -q ' /sys/fs/bpf bpf ' /proc/mounts; then
     mount -t bpf bpf /sys/fs/bpf # as on a node (systemd mounts it at boot)
 fi
