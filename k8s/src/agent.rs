@@ -66,6 +66,8 @@ struct PodInfo {
 
 /// An attachment the agent holds for a pod.
 struct Held {
+    namespace: String,
+    name: String,
     cgroup: Cgroup,
     keepalive: KeepAlive,
     enforce: bool,
@@ -199,16 +201,22 @@ impl State {
                 if what == Attached::New {
                     if let Some(sweep) = &self.config.sweep {
                         match sweep(&cgroup, &keepalive) {
-                            Ok(n) => {
-                                self.metrics.swept.inc_by(n);
-                            }
+                            Ok(n) => self.metrics.swept(
+                                &dir.display().to_string(),
+                                &pod.namespace,
+                                &pod.name,
+                                n,
+                            ),
                             Err(e) => warn(format_args!("pod {who}: sweep: {e}")),
                         }
                     }
                 }
+                let (namespace, name) = (pod.namespace.clone(), pod.name.clone());
                 self.held.insert(
                     key.to_string(),
                     Held {
+                        namespace,
+                        name,
                         cgroup,
                         keepalive,
                         enforce,
@@ -227,6 +235,11 @@ impl State {
         let Some(h) = self.held.remove(key) else {
             return;
         };
+        self.metrics.forget(
+            &h.cgroup.path().display().to_string(),
+            &h.namespace,
+            &h.name,
+        );
         match self.door.detach(&h.cgroup) {
             Ok(()) | Err(DoorError::NotAttached { .. }) => log(format_args!(
                 "detached from {} (cgroup id {}): {why}",
@@ -475,19 +488,14 @@ impl State {
     /// (cgroup, namespace, pod, configured, capped) of every attachment held, from the kernel.
     pub(crate) fn counters(&self) -> Vec<(String, String, String, u64, u64)> {
         let mut out = Vec::with_capacity(self.held.len());
-        for (key, h) in &self.held {
+        for h in self.held.values() {
             let Ok(s) = self.door.status(&h.cgroup) else {
                 continue;
             };
-            let (ns, name) = self
-                .pods
-                .get(key)
-                .map(|p| (p.namespace.clone(), p.name.clone()))
-                .unwrap_or_default();
             out.push((
                 h.cgroup.path().display().to_string(),
-                ns,
-                name,
+                h.namespace.clone(),
+                h.name.clone(),
                 s.configured,
                 s.capped,
             ));

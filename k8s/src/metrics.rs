@@ -62,7 +62,7 @@ pub(crate) struct Metrics {
     pub(crate) attach_errors: Counter,
     pub(crate) detach_errors: Counter,
     pub(crate) policy_errors: Counter,
-    pub(crate) swept: Counter,
+    swept: Family<Labels, Counter>,
     watch_restarts: Family<Labels, Counter>,
     pub(crate) attach_latency: Histogram,
 }
@@ -75,7 +75,7 @@ impl Metrics {
         let attach_errors = Counter::default();
         let detach_errors = Counter::default();
         let policy_errors = Counter::default();
-        let swept = Counter::default();
+        let swept = Family::<Labels, Counter>::default();
         let watch_restarts = Family::<Labels, Counter>::default();
         let attach_latency = Histogram::new(exponential_buckets(0.0005, 2.0, 14));
         let build_info = Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]);
@@ -101,7 +101,7 @@ impl Metrics {
         );
         registry.register(
             "sweep_connections_changed",
-            "Open connections given the settings by the sweep when a pod was attached",
+            "Open connections given the settings by the sweep when the pod was attached",
             swept.clone(),
         );
         registry.register(
@@ -130,11 +130,31 @@ impl Metrics {
         }
     }
 
+    /// The sweep of a pod's attachment changed `n` connections.
+    pub(crate) fn swept(&self, cgroup: &str, namespace: &str, pod: &str, n: u64) {
+        self.swept
+            .get_or_create(&attachment(cgroup, namespace, pod))
+            .inc_by(n);
+    }
+
+    /// A pod's attachment is gone: its series go too.
+    pub(crate) fn forget(&self, cgroup: &str, namespace: &str, pod: &str) {
+        self.swept.remove(&attachment(cgroup, namespace, pod));
+    }
+
     pub(crate) fn watch_restart(&self, resource: &str) {
         self.watch_restarts
             .get_or_create(&vec![("resource".into(), resource.into())])
             .inc();
     }
+}
+
+fn attachment(cgroup: &str, namespace: &str, pod: &str) -> Labels {
+    vec![
+        ("cgroup".into(), cgroup.into()),
+        ("namespace".into(), namespace.into()),
+        ("pod".into(), pod.into()),
+    ]
 }
 
 /// One scrape: the per-attachment counters read from the kernel under the agent's lock, then

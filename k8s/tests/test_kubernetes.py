@@ -699,7 +699,7 @@ def test_sweep_fixes_connections_open_before_the_pod_is_attached(env, listener):
         wait_for("attached", attached(env, cg, idle=44))
         assert wait_for("the open connection fixed", lambda: (v := ask()) == want(44, 30, 5) and v) == want(44, 30, 5)
         swept = agent.metrics()["tcp_keepalive_sweep_connections_changed_total"]
-        assert sum(v for _, v in swept) >= 1, swept
+        assert [(l["namespace"], l["pod"], l["cgroup"]) for l, v in swept if v >= 1] == [(ns, "running", cg)], swept
     finally:
         holder.kill()
         holder.wait()
