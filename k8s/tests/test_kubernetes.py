@@ -337,9 +337,10 @@ def namespace(env, annotations=None):
     return name
 
 
-def pod_object(ns, name, annotations=None, qos="BestEffort", node=NODE, extra_meta=None):
+def pod_object(ns, name, annotations=None, qos="BestEffort", node=NODE, extra_meta=None, extra_spec=None):
     spec = {"containers": [{"name": "app", "image": "registry.example.com/app:1",
                             "resources": QOS_RESOURCES[qos]}]}
+    spec.update(extra_spec or {})
     if node:
         spec["nodeName"] = node
     meta = {"name": name, "namespace": ns, "annotations": annotations or {}}
@@ -646,6 +647,12 @@ def test_cgroupfs_layout_every_qos_class(env, listener):
             os.mkdir(cg)
             wait_for(f"{qos} attached", attached(env, cg, idle=55))
             assert connect_from(container_cgroup(cg), listener) == want(55, 30, 5)
+        # A host-network pod is served like any other: its sockets belong to its pod's cgroup.
+        uid = create_pod(ns, "host-network", extra_spec={"hostNetwork": True})
+        cg = pod_cgroup(kubepods, uid, "BestEffort")
+        os.mkdir(cg)
+        wait_for("the host-network pod attached", attached(env, cg, idle=55))
+        assert connect_from(container_cgroup(cg), listener) == want(55, 30, 5)
         # --select all: a pod of a namespace that says nothing gets the agent's flags.
         plain = namespace(env)
         uid = create_pod(plain, "flags")
