@@ -117,7 +117,48 @@ pub enum CgroupCmd {
         /// detached), and attaches again if not.
         #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = recheck_interval)]
         recheck: std::time::Duration,
+        #[command(flatten)]
+        kubernetes: KubernetesArgs,
     },
+}
+
+/// The agent's Kubernetes mode.
+#[derive(Args, Debug, Clone, Default)]
+pub struct KubernetesArgs {
+    /// Per pod, by annotation: learn the node's pods from the Kubernetes API (in-cluster service
+    /// account, else KUBECONFIG) and attach at each selected pod's cgroup with the settings its
+    /// tcp-keepalive.dev/* annotations (or its namespace's) ask for; the timing flags are the
+    /// defaults. Never attaches at kubepods itself (per-pod settings must win).
+    #[arg(long)]
+    kubernetes: bool,
+    /// The node whose pods to serve [default: the NODE_NAME environment variable].
+    #[arg(long, value_name = "NODE", requires = "kubernetes")]
+    node_name: Option<String>,
+    /// Which pods: `annotated` (only those whose own or namespace's tcp-keepalive.dev/keepalive
+    /// says on: installing the agent changes nothing until a team asks) or `all` (every pod but
+    /// those that say off).
+    #[arg(long, value_name = "WHICH", default_value = "annotated", value_parser = ["annotated", "all"], requires = "kubernetes")]
+    select: String,
+    /// Where /metrics, /healthz and /readyz are served, or `off`.
+    #[arg(
+        long,
+        value_name = "ADDR:PORT",
+        default_value = "0.0.0.0:9977",
+        requires = "kubernetes"
+    )]
+    metrics_address: String,
+    /// Do not fix the connections open in a pod when it is first attached (needs no hostPID,
+    /// CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH then; connections made before keep their values).
+    #[arg(long)]
+    no_sweep: bool,
+    /// How often every pod's attachment is checked against the kernel and the API's view.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        requires = "kubernetes"
+    )]
+    resync: String,
 }
 
 /// `--recheck`: a duration of 100ms to 1h (core's parser for the text).
@@ -152,7 +193,7 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             let keepalive = settings.timings.resolve()?;
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
             let door = attachments()?.whole_host(*whole_host);
-            attach_and_sweep(&door, &cgroup, &keepalive, !settings.no_enforce)?;
+            attach_and_sweep(&door, &cgroup, &keepalive, !settings.no_enforce, true)?;
             Ok(0)
         }
         CgroupCmd::Detach { all: true, .. } => run_detach_all(),
@@ -175,8 +216,28 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             settings,
             detach_on_exit,
             keep_on_exit: _,
+            recheck: _,
+            kubernetes,
+        } if kubernetes.kubernetes => run_kubernetes_agent(
+            cgroup_root.as_deref(),
+            settings,
+            !*detach_on_exit,
+            kubernetes,
+        ),
+        CgroupCmd::Agent {
+            cgroup_root,
+            settings,
+            detach_on_exit,
+            keep_on_exit: _,
             recheck,
-        } => run_agent(cgroup_root.as_deref(), settings, *detach_on_exit, *recheck),
+            kubernetes,
+        } => run_agent(
+            cgroup_root.as_deref(),
+            settings,
+            *detach_on_exit,
+            *recheck,
+            !kubernetes.no_sweep,
+        ),
     }
 }
 
@@ -233,6 +294,7 @@ fn attach_and_sweep(
     cgroup: &Cgroup,
     keepalive: &KeepAlive,
     enforce: bool,
+    sweep_open: bool,
 ) -> Result<(), Failure> {
     let report = door
         .attach_report(cgroup, keepalive, enforce)
@@ -267,6 +329,10 @@ fn attach_and_sweep(
                 warn!("tcp-keepalive: warning: {warning}");
             }
         }
+    }
+    if !sweep_open {
+        say!("open connections: not swept (--no-sweep): they keep their values");
+        return Ok(());
     }
     let check = door.socket_check(cgroup).map_err(Failure::Kernel)?;
     let swept = sweep(cgroup, keepalive, &check)?;
@@ -575,27 +641,100 @@ fn find_kubepods(root: &Path) -> Result<PathBuf, Failure> {
         })
 }
 
-fn run_agent(
-    cgroup_root: Option<&Path>,
-    settings: &DoorSettings,
-    detach_on_exit: bool,
-    recheck: std::time::Duration,
-) -> Result<i32, Failure> {
-    let keepalive = settings.timings.resolve()?;
-    // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
-    let signals = block_termination();
-    let root = match cgroup_root {
-        Some(r) => r.to_path_buf(),
+fn cgroup_root(cgroup_root: Option<&Path>) -> Result<PathBuf, Failure> {
+    match cgroup_root {
+        Some(r) => Ok(r.to_path_buf()),
         None => tcp_keepalive_cgroup::cgroup2_mount().ok_or_else(|| {
             Failure::Kernel(tcp_keepalive_cgroup::Error::NotADirectory {
                 path: PathBuf::from("/proc/mounts"),
                 reason: "no cgroup2 file system is mounted".into(),
                 hint: "mount it, or pass --cgroup-root".into(),
             })
-        })?,
+        }),
+    }
+}
+
+fn run_kubernetes_agent(
+    root: Option<&Path>,
+    settings: &DoorSettings,
+    keep_on_exit: bool,
+    k: &KubernetesArgs,
+) -> Result<i32, Failure> {
+    let keepalive = settings.timings.resolve()?;
+    let resync = tcp_keepalive::parse_seconds("resync", &k.resync).map_err(Failure::invalid)?;
+    let metrics_address = match k.metrics_address.as_str() {
+        "off" => None,
+        a => Some(a.parse().map_err(|_| {
+            Failure::invalid(tcp_keepalive::Error::InvalidArgument {
+                name: "metrics-address".into(),
+                value: a.into(),
+                allowed: "ADDRESS:PORT (0.0.0.0:9977, 127.0.0.1:9977, [::]:9977) or off".into(),
+            })
+        })?),
     };
+    let node_name = match k.node_name.clone().or_else(|| std::env::var("NODE_NAME").ok()) {
+        Some(n) if !n.trim().is_empty() => n,
+        _ => {
+            return Err(Failure::Usage(
+                "--kubernetes needs the node's name: --node-name, or NODE_NAME (the downward API's spec.nodeName)".into(),
+            ))
+        }
+    };
+    let kubepods = find_kubepods(&cgroup_root(root)?)?;
+    let sweep: Option<tcp_keepalive_k8s::Sweeper> = (!k.no_sweep).then(|| {
+        std::sync::Arc::new(|cgroup: &Cgroup, keepalive: &KeepAlive| {
+            // Only the sockets whose own cgroup is the pod's (docs: the sweep's reach).
+            let check = attachments()
+                .and_then(|door| door.socket_check(cgroup).map_err(Failure::Kernel))
+                .map_err(|e| e.to_string())?;
+            let swept = sweep(cgroup, keepalive, &check).map_err(|e| e.to_string())?;
+            for failure in &swept.failed {
+                warn!("tcp-keepalive: sweep: {failure}");
+            }
+            Ok(swept.changed as u64)
+        }) as tcp_keepalive_k8s::Sweeper
+    });
+    tcp_keepalive_k8s::run(tcp_keepalive_k8s::Config {
+        kubepods,
+        node_name,
+        select: if k.select == "all" {
+            tcp_keepalive_k8s::Select::All
+        } else {
+            tcp_keepalive_k8s::Select::Annotated
+        },
+        defaults: tcp_keepalive_k8s::NodeDefaults {
+            keepalive,
+            enforce: !settings.no_enforce,
+        },
+        metrics_address,
+        keep_on_exit,
+        resync,
+        own_pod_uid: std::env::var("POD_UID").ok().filter(|u| !u.is_empty()),
+        sweep,
+    })
+    .map_err(Failure::Other)?;
+    Ok(0)
+}
+
+fn run_agent(
+    cgroup_root: Option<&Path>,
+    settings: &DoorSettings,
+    detach_on_exit: bool,
+    recheck: std::time::Duration,
+    sweep_open: bool,
+) -> Result<i32, Failure> {
+    let keepalive = settings.timings.resolve()?;
+    // Blocked before anything else, so a SIGTERM during the attach waits for sigwait below.
+    let signals = block_termination();
+    let root = self::cgroup_root(cgroup_root)?;
     let mut cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
+    attach_and_sweep(
+        &attachments()?,
+        &cgroup,
+        &keepalive,
+        !settings.no_enforce,
+        sweep_open,
+    )?;
     remove_defunct();
     say!(
         "agent: waiting for SIGTERM or SIGINT; checking kubepods every {}ms",
@@ -638,7 +777,13 @@ fn run_agent(
                 "lost our programs"
             }
         );
-        match attach_and_sweep(&attachments()?, &now, &keepalive, !settings.no_enforce) {
+        match attach_and_sweep(
+            &attachments()?,
+            &now,
+            &keepalive,
+            !settings.no_enforce,
+            sweep_open,
+        ) {
             Ok(()) => {
                 cgroup = now;
                 remove_defunct();

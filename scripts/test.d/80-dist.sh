@@ -245,7 +245,7 @@ PY
 publish_dry_run() {
     cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive &&
         cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive -p tcp-keepalive-cgroup \
-            -p tcp-keepalive-cli
+            -p tcp-keepalive-k8s -p tcp-keepalive-cli
 }
 
 image() {
