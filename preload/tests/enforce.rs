@@ -58,6 +58,10 @@ const ENFORCED: &[(&str, &str, &str, &str, &str, &str)] = &[
     // A vfork child's dup2 over one of ours: still ours in the parent (its table is shared).
     ("vfork-dup2-ka-off", "1", "71", "13", "5", "45678"),
     ("vfork-dup2-idle-longer", "1", "71", "13", "5", "45678"),
+    // A vfork child closing that number and making a UDP socket (or a TCP one whose configuration
+    // fails) there: still ours in the parent.
+    ("vfork-udp-ka-off", "1", "71", "13", "5", "45678"),
+    ("vfork-failed-ka-off", "1", "71", "13", "5", "45678"),
     // Accepted from our listener (accept and accept4): ours too.
     ("accepted-ka-off", "1", "71", "13", "5", "45678"),
     ("accepted-idle-longer", "1", "71", "13", "5", "45678"),
@@ -120,6 +124,10 @@ fn each_rule_of_c1_holds_and_every_call_returns_what_it_would_have() {
         if l.get("set") == "ok" {
             assert_eq!(l.get("errno"), "777", "{case}: errno untouched on success");
         }
+    }
+    // The vfork children really made their socket at the parent's number.
+    for case in ["vfork-udp-ka-off-child", "vfork-failed-ka-off-child"] {
+        assert_eq!(line(&preloaded, case).get("status"), "0", "{case}");
     }
     // Bare, the program's own values won: the checks above are not what the kernel does anyway.
     assert_eq!(bare["ka-off"].get("ka"), "0");

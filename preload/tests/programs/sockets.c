@@ -246,6 +246,8 @@ static int try_set(int fd, int level, int name, const void *value, socklen_t len
     return rc;
 }
 
+static int deny_setsockopt(void);
+
 struct set_case { const char *name; int level; int option; int value; };
 
 static int enforce_cases(void) {
@@ -383,6 +385,33 @@ static int enforce_cases(void) {
         rc = i == 0 ? try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err)
                     : try_set(fd, IPPROTO_TCP, TCP_KEEPIDLE, &v, sizeof v, &err);
         report_set(vfork_names[i], fd, rc, err);
+        close(fd);
+    }
+    /* The same through the hooks that clear a bit on their cold paths: a vfork child closes the
+       number of one of our sockets and makes a socket there itself, a UDP one (not ours, so
+       forgotten) or a TCP one whose configuration fails (its setsockopt denied by a seccomp filter
+       in the child alone): the parent's socket at that number is still ours. */
+    for (int i = 0; i < 2; i++) {
+        static const char *reuse_names[] = {"vfork-udp-ka-off", "vfork-failed-ka-off"};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        pid_t child = vfork();
+        if (child == 0) {
+            if (i == 1 && deny_setsockopt()) _exit(3);
+            close(fd);
+            /* The lowest free number: fill lower holes until the socket lands on fd (bounded). */
+            for (int n = 0; n < 64; n++) {
+                int s = i == 0 ? socket(AF_INET, SOCK_DGRAM, 0) : socket(AF_INET, SOCK_STREAM, 0);
+                if (s == fd) _exit(0);
+                if (s < 0 || s > fd) _exit(4);
+            }
+            _exit(5);
+        }
+        int status = -1;
+        if (child > 0) waitpid(child, &status, 0);
+        v = 0;
+        rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        report_set(reuse_names[i], fd, rc, err);
+        printf("%s-child status=%d\n", reuse_names[i], status);
         close(fd);
     }
     /* One of our numbers overwritten by dup2 with a TCP socket the hook never saw: not ours. */
