@@ -292,6 +292,17 @@ fn not_held(s: &Status) -> Option<String> {
     ))
 }
 
+/// [`not_held`] when the kernel's list of programs after ours could be read: `Some(None)` held,
+/// `Some(Some(warning))` not held, `None` unknown.
+fn not_held_of(s: &Status) -> Option<Option<String>> {
+    s.setsockopt_after_ours.as_ref().map(|_| not_held(s))
+}
+
+/// [`not_held_of`] the attachment of `cgroup`, read now.
+fn not_held_now(cgroup: &Cgroup) -> Option<Option<String>> {
+    not_held_of(&attachments().ok()?.status(cgroup).ok()?)
+}
+
 #[derive(Serialize)]
 struct OtherJson {
     id: u32,
@@ -516,6 +527,9 @@ fn run_agent(
         recheck.as_millis()
     );
     let mut missing_said = false;
+    // What `not_held` says of the attachment (attach_and_sweep warned at attach): warned or said
+    // again at a recheck only when it changes (a pass-through program attached or detached).
+    let mut not_held_said = not_held_now(&cgroup).flatten();
     // Bounded by the signal: every pass waits `recheck` for it.
     let signal = loop {
         if let Some(signal) = wait_for(&signals, recheck) {
@@ -537,8 +551,23 @@ fn run_agent(
             }
         };
         missing_said = false;
-        let linked = attachments()?.status(&now).is_ok_and(|s| s.linked);
+        let status = attachments()?.status(&now);
+        let linked = status.as_ref().is_ok_and(|s| s.linked);
         if now.id() == cgroup.id() && linked {
+            // Unknown (the kernel's list unreadable): nothing said.
+            if let Some(now_said) = status.ok().and_then(|s| not_held_of(&s)) {
+                if now_said != not_held_said {
+                    match &now_said {
+                        Some(warning) => warn!("tcp-keepalive: warning: {warning}"),
+                        None => say!(
+                            "agent: enforcement holds again on cgroup id {}: no \
+                             cgroup/setsockopt program runs after ours",
+                            cgroup.id()
+                        ),
+                    }
+                    not_held_said = now_said;
+                }
+            }
             continue;
         }
         say!(
@@ -555,6 +584,7 @@ fn run_agent(
         match attach_and_sweep(&attachments()?, &now, &keepalive, !settings.no_enforce) {
             Ok(()) => {
                 cgroup = now;
+                not_held_said = not_held_now(&cgroup).flatten();
                 remove_defunct();
             }
             Err(e) => warn!(

@@ -2061,6 +2061,143 @@ fn agent_notices_kubepods_made_again() -> Outcome {
     Ok(())
 }
 
+/// A pass-through cgroup/setsockopt program (cli/tests/data/other_bpf.c) attached on the
+/// kubepods parent after the agent started runs after ours on every pod's sockets: the agent's
+/// recheck notices and warns once, and says once that enforcement holds again when it is gone.
+fn agent_warns_when_enforcement_stops_holding() -> Outcome {
+    let mut s = Scratch::new();
+    s.child("kubepods/burstable/pod-a");
+    let kubepods = s.cgroup.join("kubepods");
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (_, pass_through) = other_programs(&other_dir);
+    /// Kills the agent should the case fail before its SIGTERM.
+    struct Agent(Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            if let Ok(None) = self.0.try_wait() {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+    }
+    let mut agent = Agent(
+        Command::new(cli_exe())
+            .args([
+                "cgroup",
+                "agent",
+                "--cgroup-root",
+                s.cgroup.to_str().unwrap(),
+            ])
+            .args(["--idle", "8", "--recheck", "200ms"])
+            .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Both streams, line by line, as they come.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let readers: Vec<_> = [
+        Box::new(agent.0.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+        Box::new(agent.0.stderr.take().unwrap()),
+    ]
+    .into_iter()
+    .map(|stream| {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stream)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        })
+    })
+    .collect();
+    drop(tx);
+    let mut log = Vec::<String>::new();
+    // Collects lines for `limit`, or until one contains `until`; the number of such lines.
+    let wait = |log: &mut Vec<String>, until: &str, limit: Duration| {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            match rx.recv_timeout(Duration::from_millis(50)) {
+                Ok(line) => {
+                    let hit = line.contains(until);
+                    log.push(line);
+                    if hit {
+                        break;
+                    }
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+                Err(_) => break,
+            }
+        }
+        log.iter().filter(|l| l.contains(until)).count()
+    };
+    assert_eq!(
+        wait(&mut log, "checking kubepods every", Duration::from_secs(20)),
+        1,
+        "{log:#?}"
+    );
+    assert!(!log.iter().any(|l| l.contains("may not hold")), "{log:#?}");
+    let top = s.cgroup.clone();
+    attach_other(&mut s, &top, "setsockopt", &pass_through);
+    let attached = Instant::now();
+    assert_eq!(
+        wait(&mut log, "enforcement may not hold", Duration::from_secs(5)),
+        1,
+        "no warning within 5 s of --recheck 200ms: {log:#?}"
+    );
+    let took = attached.elapsed();
+    // Said once: a few more rechecks add nothing.
+    let warned = wait(&mut log, "enforcement may not hold", Duration::from_secs(1));
+    assert_eq!(warned, 1, "{log:#?}");
+    let warning = log.iter().find(|l| l.contains("may not hold")).unwrap();
+    assert!(
+        warning.contains("(other_setsockop)") && warning.contains("warning"),
+        "{warning}"
+    );
+    // What it warns about, read back from the kernel: a pod's write gets through.
+    let mut p = Peer::start(Some(&s.cgroup.join("kubepods/burstable/pod-a")));
+    p.ask("pair4");
+    let r = p.ask(&format!("set 0 {SOL_SOCKET} {SO_KEEPALIVE} 0 4"));
+    assert_eq!(ints(&r["client"])[0], 0, "{r}");
+    detach_other(&mut s);
+    assert_eq!(
+        wait(&mut log, "enforcement holds again", Duration::from_secs(5)),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(
+        wait(&mut log, "holds again", Duration::from_secs(1)),
+        1,
+        "{log:#?}"
+    );
+    println!(
+        "  pass-through after ours: warned after {} ms (--recheck 200ms)",
+        took.as_millis()
+    );
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.0.id() as i32, libc::SIGTERM) };
+    let status = agent.0.wait().unwrap();
+    for r in readers {
+        r.join().unwrap();
+    }
+    assert_eq!(status.code(), Some(0), "{log:#?}");
+    let out = s.cli(&["cgroup", "status", kubepods.to_str().unwrap()]);
+    assert_eq!(code(&out), exit::NOT_ATTACHED, "{}", text(&out));
+    Ok(())
+}
+
 // ---------------------------------------------------------------- the runner
 
 fn main() {
@@ -2129,6 +2266,10 @@ fn main() {
         (
             "agent_notices_kubepods_made_again",
             agent_notices_kubepods_made_again,
+        ),
+        (
+            "agent_warns_when_enforcement_stops_holding",
+            agent_warns_when_enforcement_stops_holding,
         ),
     ];
     harness::run(cases);
