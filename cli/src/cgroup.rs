@@ -156,12 +156,14 @@ fn attachments() -> Result<Attachments, Failure> {
     Attachments::from_env().map_err(Failure::Kernel)
 }
 
+/// Attaches, warns when enforcement does not hold ([`not_held`]), sweeps. Returns that warning
+/// (`None`: held, enforcement off, or unknown), for the agent's rechecks.
 fn attach_and_sweep(
     door: &Attachments,
     cgroup: &Cgroup,
     keepalive: &KeepAlive,
     enforce: bool,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let what = door
         .attach(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
@@ -175,12 +177,13 @@ fn attach_and_sweep(
         cgroup.id(),
         if enforce { "on" } else { "off" },
     );
-    if enforce {
-        if let Ok(status) = door.status(cgroup) {
-            if let Some(warning) = not_held(&status) {
-                warn!("tcp-keepalive: warning: {warning}");
-            }
-        }
+    let warned = door
+        .status(cgroup)
+        .ok()
+        .filter(|_| enforce)
+        .and_then(|status| not_held(&status));
+    if let Some(warning) = &warned {
+        warn!("tcp-keepalive: warning: {warning}");
     }
     let check = door.socket_check(cgroup).map_err(Failure::Kernel)?;
     let swept = sweep(cgroup, keepalive, &check)?;
@@ -206,7 +209,7 @@ fn attach_and_sweep(
     for failure in &swept.failed {
         warn!("tcp-keepalive: sweep: {failure}");
     }
-    Ok(())
+    Ok(warned)
 }
 
 /// What the sweep of open connections did.
@@ -296,11 +299,6 @@ fn not_held(s: &Status) -> Option<String> {
 /// `Some(Some(warning))` not held, `None` unknown.
 fn not_held_of(s: &Status) -> Option<Option<String>> {
     s.setsockopt_after_ours.as_ref().map(|_| not_held(s))
-}
-
-/// [`not_held_of`] the attachment of `cgroup`, read now.
-fn not_held_now(cgroup: &Cgroup) -> Option<Option<String>> {
-    not_held_of(&attachments().ok()?.status(cgroup).ok()?)
 }
 
 #[derive(Serialize)]
@@ -520,16 +518,16 @@ fn run_agent(
         })?,
     };
     let mut cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
+    // What `not_held` said of the attachment at attach: warned or said again at a recheck only
+    // when it changes (a pass-through program attached or detached since).
+    let mut not_held_said =
+        attach_and_sweep(&attachments()?, &cgroup, &keepalive, !settings.no_enforce)?;
     remove_defunct();
     say!(
         "agent: waiting for SIGTERM or SIGINT; checking kubepods every {}ms",
         recheck.as_millis()
     );
     let mut missing_said = false;
-    // What `not_held` says of the attachment (attach_and_sweep warned at attach): warned or said
-    // again at a recheck only when it changes (a pass-through program attached or detached).
-    let mut not_held_said = not_held_now(&cgroup).flatten();
     // Bounded by the signal: every pass waits `recheck` for it.
     let signal = loop {
         if let Some(signal) = wait_for(&signals, recheck) {
@@ -582,9 +580,9 @@ fn run_agent(
             }
         );
         match attach_and_sweep(&attachments()?, &now, &keepalive, !settings.no_enforce) {
-            Ok(()) => {
+            Ok(warned) => {
                 cgroup = now;
-                not_held_said = not_held_now(&cgroup).flatten();
+                not_held_said = warned;
                 remove_defunct();
             }
             Err(e) => warn!(

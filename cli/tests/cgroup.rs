@@ -1210,6 +1210,17 @@ fn bpftool(args: &[&str]) -> Output {
         .expect("bpftool (Debian package bpftool)")
 }
 
+/// A directory for someone else's pinned programs beside this case's pin root, removed on drop.
+fn other_pins(s: &mut Scratch) -> PathBuf {
+    let dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo
+        .push(vec!["rm".into(), "-rf".into(), dir.display().to_string()]);
+    dir
+}
+
 /// Someone else's programs, pinned in `dir`: compiled with clang, loaded with bpftool.
 fn other_programs(dir: &Path) -> (PathBuf, PathBuf) {
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/other_bpf.c");
@@ -1256,15 +1267,7 @@ fn attached_names(cgroup: &Path) -> Vec<String> {
 /// exclusive one makes attach fail with nothing of ours left behind.
 fn other_programs_stay_attached() -> Outcome {
     let mut s = Scratch::new();
-    let other_dir = s.pins.with_file_name(format!(
-        "{}-other",
-        s.pins.file_name().unwrap().to_str().unwrap()
-    ));
-    s.undo.push(vec![
-        "rm".into(),
-        "-rf".into(),
-        other_dir.display().to_string(),
-    ]);
+    let other_dir = other_pins(&mut s);
     let (sock_ops, setsockopt) = other_programs(&other_dir);
     let cg = s.cgroup.to_str().unwrap().to_string();
     let out = bpftool(&[
@@ -1380,15 +1383,7 @@ fn detach_other(s: &mut Scratch) {
 /// can hold: attach and status say so, and the JSON says `enforce_held: false`.
 fn beside_a_pass_through_program() -> Outcome {
     let mut s = Scratch::new();
-    let other_dir = s.pins.with_file_name(format!(
-        "{}-other",
-        s.pins.file_name().unwrap().to_str().unwrap()
-    ));
-    s.undo.push(vec![
-        "rm".into(),
-        "-rf".into(),
-        other_dir.display().to_string(),
-    ]);
+    let other_dir = other_pins(&mut s);
     let (_, pass_through) = other_programs(&other_dir);
     let top = s.cgroup.clone();
     let held = |p: &mut Peer, pair: i64, what: &str| {
@@ -1611,15 +1606,7 @@ fn cgroup_root_refused() -> Outcome {
 /// same EPERM from a seccomp filter is told apart: exit 9, the filter or LSM named.
 fn refusals_told_apart() -> Outcome {
     let mut s = Scratch::new();
-    let other_dir = s.pins.with_file_name(format!(
-        "{}-other",
-        s.pins.file_name().unwrap().to_str().unwrap()
-    ));
-    s.undo.push(vec![
-        "rm".into(),
-        "-rf".into(),
-        other_dir.display().to_string(),
-    ]);
+    let other_dir = other_pins(&mut s);
     let (sock_ops, _) = other_programs(&other_dir);
     let top = s.cgroup.clone();
     let child = s.child("pod");
@@ -2040,6 +2027,24 @@ fn agent_attaches_at_kubepods() -> Outcome {
     Ok(())
 }
 
+/// The agent with `--cgroup-root` the case's cgroup, its pin root, idle 8 and `--recheck 200ms`,
+/// its output piped.
+fn start_agent(s: &Scratch) -> Child {
+    Command::new(cli_exe())
+        .args([
+            "cgroup",
+            "agent",
+            "--cgroup-root",
+            s.cgroup.to_str().unwrap(),
+        ])
+        .args(["--idle", "8", "--recheck", "200ms"])
+        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// kubepods removed and made again (a node's kubelet restarted with a wiped cgroup tree): the
 /// agent notices within its --recheck interval and attaches to the new one, so pods created
 /// there are covered; on SIGTERM it detaches from the new one.
@@ -2053,19 +2058,7 @@ fn agent_notices_kubepods_made_again() -> Outcome {
             ["linked"]
             == true
     };
-    let agent = Command::new(cli_exe())
-        .args([
-            "cgroup",
-            "agent",
-            "--cgroup-root",
-            s.cgroup.to_str().unwrap(),
-        ])
-        .args(["--idle", "8", "--recheck", "200ms"])
-        .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let agent = start_agent(&s);
     let start = Instant::now();
     while !linked(&s) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
@@ -2125,15 +2118,7 @@ fn agent_warns_when_enforcement_stops_holding() -> Outcome {
     let mut s = Scratch::new();
     s.child("kubepods/burstable/pod-a");
     let kubepods = s.cgroup.join("kubepods");
-    let other_dir = s.pins.with_file_name(format!(
-        "{}-other",
-        s.pins.file_name().unwrap().to_str().unwrap()
-    ));
-    s.undo.push(vec![
-        "rm".into(),
-        "-rf".into(),
-        other_dir.display().to_string(),
-    ]);
+    let other_dir = other_pins(&mut s);
     let (_, pass_through) = other_programs(&other_dir);
     /// Kills the agent should the case fail before its SIGTERM.
     struct Agent(Child);
@@ -2145,21 +2130,7 @@ fn agent_warns_when_enforcement_stops_holding() -> Outcome {
             }
         }
     }
-    let mut agent = Agent(
-        Command::new(cli_exe())
-            .args([
-                "cgroup",
-                "agent",
-                "--cgroup-root",
-                s.cgroup.to_str().unwrap(),
-            ])
-            .args(["--idle", "8", "--recheck", "200ms"])
-            .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-    );
+    let mut agent = Agent(start_agent(&s));
     // Both streams, line by line, as they come.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
