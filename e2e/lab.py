@@ -363,12 +363,12 @@ class Network:
         ruleset = """
 table inet lab {
     set cut {
-        type inet_service
+        type inet_service . inet_service
     }
     chain forward {
         type filter hook forward priority filter; policy accept;
-        tcp sport @cut drop
-        tcp dport @cut drop
+        tcp sport . tcp dport @cut drop
+        tcp dport . tcp sport @cut drop
         ct state invalid drop
     }
 }
@@ -404,13 +404,15 @@ table ip labnat {
             if got != v:
                 raise RuntimeError(f"middlebox {k} is {got}, wanted {v}")
 
-    def cut(self, client_port: Optional[int] = None):
-        """Drops every packet of the flow from `client_port` both ways, silently; without a
-        port, cuts the whole path (every forwarded packet)."""
+    def cut(self, client_port: Optional[int] = None, server_port: int = PORT):
+        """Drops every packet of the flow between `client_port` and `server_port` both ways,
+        silently; without a port, cuts the whole path (every forwarded packet). The pair, not the
+        client port alone: connections to different servers may share a client port, and cutting
+        by port alone cut another row's flow now and then."""
         if client_port is None:
             cmd = ["nft", "insert", "rule", "inet", "lab", "forward", "drop"]
         else:
-            cmd = ["nft", "add", "element", "inet", "lab", "cut", "{", str(client_port), "}"]
+            cmd = ["nft", "add", "element", "inet", "lab", "cut", "{", f"{client_port} . {server_port}", "}"]
         run(["ip", "netns", "exec", self.middlebox] + cmd)
 
     def flow_tracked(self, family: int, client_port: int) -> Optional[bool]:
@@ -734,7 +736,7 @@ class Server:
                         ev["failure"] = " ".join(words[2:])
                     first = False
             if kind == "REQUEST":
-                threading.Thread(target=self.on_request, args=(tag, int(words[4]), first), daemon=True).start()
+                threading.Thread(target=self.on_request, args=(tag, int(words[4]), first, self.port), daemon=True).start()
             elif kind == "ANSWERED":
                 threading.Thread(target=self._note_flow, args=(tag,), daemon=True).start()
 
@@ -1032,7 +1034,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
     cgroups = Cgroups(run_id, phase)
     by_tag = {r.tag: r for r in runs}
 
-    def on_request(tag, port, first):
+    def on_request(tag, port, first, server_port=PORT):
         r = by_tag.get(tag)
         if r is None:
             return
@@ -1057,7 +1059,7 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         if not r.scenario.cut:
             return
         try:
-            net.cut(port)
+            net.cut(port, server_port)
         except Exception as e:
             print(f"lab: could not cut {tag}: {e}", file=sys.stderr)
             return

@@ -7,7 +7,7 @@
  *    operator's values, then sets SO_KEEPALIVE: before the SYN of a connection made
  *    (TCP_CONNECT_CB), once established for one accepted (PASSIVE_ESTABLISHED_CB).
  *  - cgroup/setsockopt: with enforcement on, rewrites the program's own keep-alive writes so the
- *    operator's settings stay a ceiling (DESIGN.md, "Who decides", and cgroup/README.md).
+ *    operator's settings stay a ceiling (docs/design.md, "Who decides", and cgroup/README.md).
  *
  * The settings come from user space (tcp-keepalive-cgroup's loader), validated by the core crate;
  * nothing here re-validates them beyond "the map is filled". Only UAPI headers are included, never
@@ -141,10 +141,23 @@ static __always_inline void cap_option(struct bpf_sock_ops *skops, int name, int
 	set_int(skops, SOL_TCP, name, v < 1 ? (int)limit : cap(v, 1, hi, limit));
 }
 
+/* TCPKA_VARIANT: never set by build.rs. The upgrade test (cli/tests/cgroup.rs) compiles this file
+ * with -DTCPKA_VARIANT=N to get "another version" of these programs: the same behaviour with one
+ * instruction more (a compare with an op no kernel has), so other program tags, which is how an
+ * upgrade is recognised (cgroup/src/upgrade.rs), loaded with TCP_KEEPALIVE_BPF_OBJECT. */
+#ifdef TCPKA_VARIANT
+#define VARIANT_OP (0x7f000000 + TCPKA_VARIANT)
+#endif
+
 SEC("sockops")
 int set_keepalive(struct bpf_sock_ops *skops)
 {
 	__u32 op = skops->op;
+
+#ifdef VARIANT_OP
+	if (op == VARIANT_OP)
+		return 1;
+#endif
 
 	/* A connection made here: before its SYN (TCP_CONNECT_CB, so the user timeout bounds the
 	 * handshake too; tcp_finish_connect arms the keep-alive timer later). Its
@@ -209,6 +222,11 @@ int enforce_keepalive(struct bpf_sockopt *ctx)
 {
 	int level = ctx->level;
 	int name = ctx->optname;
+
+#ifdef VARIANT_OP
+	if (level == VARIANT_OP)
+		return 1;
+#endif
 
 	/* The fast path for every other option: two compares. */
 	if (level == SOL_SOCKET) {

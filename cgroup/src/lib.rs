@@ -2,7 +2,7 @@
 //! pod, a systemd service, a whole node's `kubepods`) gets the operator's keep-alive, whatever
 //! the program's language or libc, static Go binaries included.
 //!
-//! The operator's settings are a ceiling (DESIGN.md, "Who decides"): keep-alive on, each timing
+//! The operator's settings are a ceiling (docs/design.md, "Who decides"): keep-alive on, each timing
 //! the smaller of the program's own choice and the operator's. Two BPF programs (C in
 //! `bpf/keepalive.bpf.c`, compiled by clang at build time and embedded) share one settings map:
 //!
@@ -41,6 +41,7 @@ mod load;
 mod map;
 mod pins;
 mod sys;
+mod upgrade;
 
 use std::fs::File;
 use std::io;
@@ -76,6 +77,10 @@ pub const PIN_ROOT_ENV: &str = "TCP_KEEPALIVE_PIN_ROOT";
 /// The environment variable that bounds the wait for another attach or detach (a duration
 /// such as `10s` or `500ms`; default [`DEFAULT_LOCK_TIMEOUT`]).
 pub const LOCK_TIMEOUT_ENV: &str = "TCP_KEEPALIVE_LOCK_TIMEOUT";
+/// The environment variable that names another compiled BPF object to load instead of the
+/// embedded one (see [`Attachments::with_object`]): for testing an upgrade, or running a
+/// rebuilt program before a release. Unset in normal use.
+pub const BPF_OBJECT_ENV: &str = "TCP_KEEPALIVE_BPF_OBJECT";
 
 /// What [`Attachments::attach`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +89,33 @@ pub enum Attached {
     New,
     /// Already attached: the settings map was updated in place.
     Updated,
+}
+
+/// What [`Attachments::attach_report`] did, in more detail than [`Attached`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachReport {
+    /// New, or an existing attachment adopted (its links kept).
+    pub attached: Attached,
+    /// Whether the adopted attachment's programs were of another version (another program
+    /// tag) than the ones this process loads, and so were replaced in place: both links now
+    /// run this version's programs with new maps, swapped by the kernel without a moment in
+    /// which a connection goes uncovered (BPF_LINK_UPDATE). Always false for
+    /// [`Attached::New`].
+    pub replaced: bool,
+}
+
+/// What [`Attachments::detach_all`] did.
+#[derive(Debug, Default)]
+pub struct DetachedAll {
+    /// The cgroup ids whose links were detached and whose pins were removed.
+    pub removed: Vec<u64>,
+    /// Attachment directories that could not be removed, each with why (nothing else stopped).
+    pub failed: Vec<(PathBuf, Error)>,
+    /// Entries of the pin root that are no attachment of ours (not named by a cgroup id, not
+    /// the lock): left as they are, and the pin root with them.
+    pub left: Vec<PathBuf>,
+    /// Whether the pin root itself was removed (nothing was left in it).
+    pub pin_root_removed: bool,
 }
 
 /// One attachment as read back from its pins.
@@ -136,6 +168,7 @@ pub struct Attachments {
     pin_root: PathBuf,
     lock_timeout: std::time::Duration,
     whole_host: bool,
+    object: Option<PathBuf>,
 }
 
 impl Attachments {
@@ -145,7 +178,23 @@ impl Attachments {
             pin_root: pin_root.into(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             whole_host: false,
+            object: None,
         }
+    }
+
+    /// Loads the BPF object compiled into `path` instead of the one embedded in this build.
+    /// It must hold the same programs and maps (`bpf/keepalive.bpf.c`, changed or rebuilt):
+    /// what it attaches is checked as every attachment is (names, maps), and the settings map's
+    /// layout is the embedded one's. An upgrade test loads a changed program this way; nothing
+    /// else needs it. [`Attachments::from_env`] takes it from [`BPF_OBJECT_ENV`].
+    pub fn with_object(mut self, path: impl Into<PathBuf>) -> Attachments {
+        self.object = Some(path.into());
+        self
+    }
+
+    /// The BPF object loaded instead of the embedded one, if any.
+    pub fn object(&self) -> Option<&Path> {
+        self.object.as_deref()
     }
 
     /// Whether [`Attachments::attach`] may attach to the cgroup v2 root (every process of the
@@ -164,8 +213,19 @@ impl Attachments {
 
     /// Under `TCP_KEEPALIVE_PIN_ROOT`, else [`DEFAULT_PIN_ROOT`]. An empty or relative value is
     /// an error that names it.
+    /// [`BPF_OBJECT_ENV`], when set, names another object to load (an absolute path).
     pub fn from_env() -> Result<Attachments, Error> {
-        let door = Attachments::pin_root_from_env()?;
+        let mut door = Attachments::pin_root_from_env()?;
+        match std::env::var_os(BPF_OBJECT_ENV) {
+            None => {}
+            Some(v) if Path::new(&v).is_absolute() => door = door.with_object(v),
+            Some(v) => {
+                return Err(Error::other(
+                    format!("read {BPF_OBJECT_ENV}"),
+                    format!("{:?} is not an absolute path", v.to_string_lossy()),
+                ))
+            }
+        }
         match std::env::var(LOCK_TIMEOUT_ENV) {
             Err(_) => Ok(door),
             Ok(text) => tcp_keepalive::parse_duration(LOCK_TIMEOUT_ENV, &text)
@@ -252,6 +312,27 @@ impl Attachments {
         keepalive: &KeepAlive,
         enforce: bool,
     ) -> Result<Attached, Error> {
+        self.attach_report(cgroup, keepalive, enforce)
+            .map(|r| r.attached)
+    }
+
+    /// [`Attachments::attach`], saying also whether an adopted attachment's programs were
+    /// replaced in place.
+    ///
+    /// An attachment already pinned for the cgroup, ours and linked, is adopted: never a second
+    /// set of programs. When its programs are this version's (the kernel's program tags
+    /// match), only its settings map is written. When they are another version's, this
+    /// version's programs are loaded with new maps that already hold the settings (and the
+    /// old probe number and counters), each link is switched to its new program with
+    /// BPF_LINK_UPDATE (the kernel swaps the program in the cgroup's array at once: every new
+    /// connection meets the old program or the new one, never none), and the new maps and
+    /// programs take the old ones' pin names (a rename, also atomic).
+    pub fn attach_report(
+        &self,
+        cgroup: &Cgroup,
+        keepalive: &KeepAlive,
+        enforce: bool,
+    ) -> Result<AttachReport, Error> {
         let settings = MapSettings::new(keepalive, enforce);
         if cgroup.is_root() && !self.whole_host {
             return Err(Error::CgroupRoot {
@@ -265,14 +346,13 @@ impl Attachments {
         if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             // Pins that are not ours are refused, not updated (nor replaced).
             pins::verify_ours(&dir)?;
-            write_settings(&dir, settings)?;
-            return Ok(Attached::Updated);
+            return self.adopt(&dir, settings);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
         remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
-        let mut ebpf = load::load(&settings)?;
+        let mut ebpf = load::load(&settings, self.object.as_deref())?;
         let cgroup_dir = File::open(&cgroup.path)
             .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
@@ -332,7 +412,12 @@ impl Attachments {
             Ok(true) => {}
             Ok(false) => {
                 undo_links();
-                return self.update_when_pinned(&dir, cgroup, settings);
+                return self
+                    .update_when_pinned(&dir, cgroup, settings)
+                    .map(|attached| AttachReport {
+                        attached,
+                        replaced: false,
+                    });
             }
             Err(e) => {
                 undo_links();
@@ -371,7 +456,32 @@ impl Attachments {
             let _ = remove_pins(&self.pin_root, &cgroup.id.to_string());
             return Err(e);
         }
-        Ok(Attached::New)
+        Ok(AttachReport {
+            attached: Attached::New,
+            replaced: false,
+        })
+    }
+
+    /// An attachment of ours, pinned in `dir` and linked: its settings written, and its
+    /// programs replaced in place when they are another version's.
+    fn adopt(&self, dir: &Path, settings: MapSettings) -> Result<AttachReport, Error> {
+        let object = self.object.as_deref();
+        if upgrade::is_current(dir, object)? {
+            write_settings(dir, settings)?;
+            return Ok(AttachReport {
+                attached: Attached::Updated,
+                replaced: false,
+            });
+        }
+        let mut ebpf = load::load(&settings, object)?;
+        let replaced = upgrade::replace_if_changed(dir, &mut ebpf, object)?;
+        if !replaced {
+            write_settings(dir, settings)?;
+        }
+        Ok(AttachReport {
+            attached: Attached::Updated,
+            replaced,
+        })
     }
 
     /// The concurrent attach's pins, once complete (bounded wait), get our settings.
@@ -441,6 +551,70 @@ impl Attachments {
             });
         }
         remove_pins(&self.pin_root, &cgroup_id.to_string())
+    }
+
+    /// Uninstall: detaches every attachment under the pin root (at once) and removes its pins
+    /// and directory, then the lock and the pin root itself when nothing else is left in it.
+    /// Programs of others attached to the same cgroups stay. Attachments that are broken or
+    /// partial (pins missing, links defunct, an upgrade that did not finish) are removed too;
+    /// one that cannot be removed (not root's, holding names that are not ours) is reported in
+    /// [`DetachedAll::failed`] and the others are removed all the same. A missing pin root:
+    /// nothing to do.
+    ///
+    /// Run it once no agent runs any more: an agent still running attaches again at its next
+    /// check.
+    pub fn detach_all(&self) -> Result<DetachedAll, Error> {
+        pins::check_pin_root(&self.pin_root)?;
+        let mut done = DetachedAll::default();
+        match std::fs::symlink_metadata(&self.pin_root) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(done),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) => {
+                return Err(Error::Permission {
+                    what: format!("read {}", self.pin_root.display()),
+                    source: e,
+                })
+            }
+            Err(e) => {
+                return Err(Error::other(
+                    format!("look at {}", self.pin_root.display()),
+                    e,
+                ))
+            }
+        }
+        let lock = self.lock()?;
+        let entries = std::fs::read_dir(&self.pin_root).map_err(|e| match e.raw_os_error() {
+            Some(libc::EPERM | libc::EACCES) => Error::Permission {
+                what: format!("read {}", self.pin_root.display()),
+                source: e,
+            },
+            _ => Error::other(format!("read {}", self.pin_root.display()), e),
+        })?;
+        let mut names: Vec<String> = Vec::new();
+        for entry in entries.flatten() {
+            match entry.file_name().into_string() {
+                Ok(name) => names.push(name),
+                Err(other) => done.left.push(self.pin_root.join(other)),
+            }
+        }
+        names.sort();
+        for name in names {
+            match name.parse::<u64>() {
+                Ok(id) if id.to_string() == name => match remove_pins(&self.pin_root, &name) {
+                    Ok(()) => done.removed.push(id),
+                    Err(e) => done.failed.push((self.pin_root.join(&name), e)),
+                },
+                _ if name == pins::LOCK => {}
+                _ => done.left.push(self.pin_root.join(&name)),
+            }
+        }
+        if done.failed.is_empty() && done.left.is_empty() {
+            // The lock goes last, while held: nothing is left for anyone to lock.
+            let _ = std::fs::remove_dir(self.pin_root.join(pins::LOCK));
+            drop(lock);
+            done.pin_root_removed = std::fs::remove_dir(&self.pin_root).is_ok();
+        }
+        Ok(done)
     }
 
     /// The attachment of one cgroup, read back from its pins.

@@ -2,6 +2,7 @@
 //! attached anywhere.
 
 use std::io;
+use std::path::Path;
 
 use aya::maps::{Array, Map, MapData};
 use aya::programs::{CgroupSockopt, SockOps};
@@ -17,12 +18,44 @@ use crate::{error, Error};
 pub(crate) static OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/keepalive.bpf.o"));
 
-/// Loads the object and both programs into the kernel, not attached anywhere.
-pub(crate) fn load(settings: &MapSettings) -> Result<Ebpf, Error> {
+/// Another BPF object's bytes, read from a file, 8-byte aligned as the ELF parser wants them.
+struct Aligned {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl Aligned {
+    fn read(path: &Path) -> Result<Aligned, Error> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| Error::other(format!("read the BPF object {}", path.display()), e))?;
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        for (w, chunk) in words.iter_mut().zip(bytes.chunks(8)) {
+            let mut b = [0u8; 8];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *w = u64::from_ne_bytes(b);
+        }
+        Ok(Aligned {
+            words,
+            len: bytes.len(),
+        })
+    }
+
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` bytes of the vector's own initialised memory, borrowed as long as it.
+        unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
+    }
+}
+
+/// Loads the object (the embedded one, or `object` when given: see
+/// [`crate::Attachments::with_object`]) and both programs into the kernel, not attached
+/// anywhere.
+pub(crate) fn load(settings: &MapSettings, object: Option<&Path>) -> Result<Ebpf, Error> {
     check_kernel()?;
     raise_memlock();
+    let other = object.map(Aligned::read).transpose()?;
+    let bytes = other.as_ref().map_or(OBJECT, Aligned::bytes);
     let mut ebpf = EbpfLoader::new()
-        .load(OBJECT)
+        .load(bytes)
         .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
     set_first(&mut ebpf, PIN_SETTINGS, "settings", settings)?;
     set_first(&mut ebpf, PIN_PROBE, "probe", &random_nonzero())?;
@@ -64,7 +97,7 @@ where
 /// Checks that this machine and this process can run the kernel door: the kernel's version,
 /// and loading both programs (nothing is attached). For `doctor`.
 pub fn probe() -> Result<(), Error> {
-    load(&MapSettings::new(&KeepAlive::default(), true)).map(drop)
+    load(&MapSettings::new(&KeepAlive::default(), true), None).map(drop)
 }
 
 /// A random u64 other than 0 (getrandom; the time and PID should it fail).

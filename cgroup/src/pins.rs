@@ -331,9 +331,34 @@ pub(crate) fn remove_pins(pin_root: &Path, name: &str) -> Result<(), Error> {
             Err(e) => return Err(pin_error(&dir_path, e)),
         }
     }
+    // What an upgrade that did not finish pinned beside them.
+    for pin in crate::upgrade::NEXT_PINS {
+        match unlinkat(&dir, pin, 0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(pin_error(&dir_path, e)),
+        }
+    }
     match unlinkat(&root, name, libc::AT_REMOVEDIR) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTEMPTY) => {
+            let mut names: Vec<String> = std::fs::read_dir(&dir_path)
+                .map(|d| {
+                    d.flatten()
+                        .map(|e| e.file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            names.sort();
+            Err(Error::ForeignPins {
+                pins: dir_path,
+                reason: format!(
+                    "it also holds {}, which tcp-keepalive never pins: our pins were removed, those were left as they are",
+                    names.join(", ")
+                ),
+            })
+        }
         Err(e) => Err(pin_error(&dir_path, e)),
     }
 }

@@ -18,7 +18,10 @@ const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_PROG_QUERY: libc::c_long = 16;
 const BPF_F_QUERY_EFFECTIVE: u32 = 1;
 const BPF_LINK_CREATE: libc::c_long = 28;
+const BPF_LINK_UPDATE: libc::c_long = 29;
 const BPF_LINK_DETACH: libc::c_long = 34;
+/// `BPF_F_REPLACE`: a link update that only happens while the link still runs `old_prog_fd`.
+const BPF_F_REPLACE: u32 = 4;
 
 /// `union bpf_attr` is at most this big for the commands used here; zeroed beyond.
 #[repr(C, align(8))]
@@ -59,6 +62,23 @@ pub fn link_create(
     let fd = bpf(BPF_LINK_CREATE, &mut attr)?;
     // SAFETY: a new descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+/// BPF_LINK_UPDATE with BPF_F_REPLACE (Linux 5.7 for cgroup links): the link runs `new`
+/// instead of `old`, swapped atomically in the cgroup's program array (no moment without a
+/// program); refused (EPERM) when the link no longer runs `old`.
+pub fn link_update(
+    link: BorrowedFd<'_>,
+    new: BorrowedFd<'_>,
+    old: BorrowedFd<'_>,
+) -> io::Result<()> {
+    let mut attr = Attr([0; 128]);
+    // struct { __u32 link_fd; __u32 new_prog_fd; __u32 flags; __u32 old_prog_fd; } link_update
+    put_u32(&mut attr, 0, link.as_raw_fd() as u32);
+    put_u32(&mut attr, 4, new.as_raw_fd() as u32);
+    put_u32(&mut attr, 8, BPF_F_REPLACE);
+    put_u32(&mut attr, 12, old.as_raw_fd() as u32);
+    bpf(BPF_LINK_UPDATE, &mut attr).map(drop)
 }
 
 /// BPF_LINK_DETACH (Linux 5.9): detaches the link from its cgroup now. Closing the last
@@ -133,6 +153,9 @@ pub struct ProgInfo {
     pub id: u32,
     /// Its name (the C function's, up to 15 bytes).
     pub name: String,
+    /// The kernel's tag: a hash of its instructions as loaded, map references left out, so the
+    /// same object gives the same tag on every load and a changed program another.
+    pub tag: [u8; 8],
     /// The ids of the maps it uses.
     pub map_ids: Vec<u32>,
 }
@@ -155,6 +178,7 @@ pub fn prog_info(prog: BorrowedFd<'_>) -> io::Result<ProgInfo> {
     Ok(ProgInfo {
         id,
         name,
+        tag: info[1].to_ne_bytes(),
         map_ids: map_ids[..count].to_vec(),
     })
 }

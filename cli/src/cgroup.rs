@@ -54,13 +54,28 @@ pub enum CgroupCmd {
         #[arg(long)]
         whole_host: bool,
     },
-    /// Remove our programs and pins from a cgroup; other programs attached there stay.
+    /// Remove our programs and pins from a cgroup, or from every cgroup (--all); other programs
+    /// attached there stay.
     ///
-    /// New connections get the system defaults again; open ones keep what they have.
+    /// New connections get the system defaults again; open ones keep what they have. --all is
+    /// the uninstall: every attachment under the pin root (/sys/fs/bpf/tcp-keepalive, or
+    /// TCP_KEEPALIVE_PIN_ROOT), broken or partial ones and those of cgroups gone included, then
+    /// the pin root itself. Run it on each node once the agents have stopped (an agent still
+    /// running attaches again). Nothing attached is not an error there (exit 0); an attachment
+    /// that cannot be removed is named and the others are removed all the same (exit: its
+    /// error's code).
+    #[command(after_help = DETACH_HELP)]
     Detach {
         /// The cgroup v2 directory.
-        #[arg(value_name = "CGROUP")]
-        cgroup: PathBuf,
+        #[arg(
+            value_name = "CGROUP",
+            required_unless_present = "all",
+            conflicts_with = "all"
+        )]
+        cgroup: Option<PathBuf>,
+        /// Every attachment and pin of ours under the pin root, and the pin root.
+        #[arg(long)]
+        all: bool,
     },
     /// Every cgroup we are attached to (or one), with its settings and counters, read from the map.
     Status {
@@ -75,10 +90,13 @@ pub enum CgroupCmd {
     ///
     /// Finds kubepods.slice (systemd cgroup driver) or kubepods (cgroupfs driver) under
     /// --cgroup-root, attaches there (every pod below it, pods created later too), fixes the pods'
-    /// open connections, then waits for SIGTERM or SIGINT. On exit it detaches, unless
-    /// --keep-on-exit; a restarted agent updates the attachment in place.
+    /// open connections, then waits for SIGTERM or SIGINT. On exit it leaves the attachment in
+    /// place (new connections stay covered while no agent runs), unless --detach-on-exit. A
+    /// restarted agent adopts the attachment: its settings are written in place, and programs
+    /// of another version (an upgrade) are replaced in place with no moment uncovered. Uninstall:
+    /// `tcp-keepalive cgroup detach --all` on each node once the agents are gone.
     #[command(
-        after_help = "Example (a DaemonSet's container args):\n  [\"cgroup\", \"agent\", \"--idle\", \"60\", \"--keep-on-exit\"]"
+        after_help = "Example (a DaemonSet's container args):\n  [\"cgroup\", \"agent\", \"--idle\", \"60\"]"
     )]
     Agent {
         /// Where to look for kubepods [default: the cgroup v2 mount in /proc/mounts].
@@ -86,7 +104,12 @@ pub enum CgroupCmd {
         cgroup_root: Option<PathBuf>,
         #[command(flatten)]
         settings: DoorSettings,
-        /// Leave the attachment in place when the agent ends (new pods stay covered meanwhile).
+        /// Detach when the agent ends (SIGTERM, SIGINT): new connections get the system
+        /// defaults until an agent attaches again. Without it the attachment stays.
+        #[arg(long, conflicts_with = "keep_on_exit")]
+        detach_on_exit: bool,
+        /// Leave the attachment in place when the agent ends: the default; accepted for
+        /// manifests written when detaching was.
         #[arg(long)]
         keep_on_exit: bool,
         /// How often the agent checks that kubepods is still the cgroup it attached to and that
@@ -132,7 +155,11 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
             attach_and_sweep(&door, &cgroup, &keepalive, !settings.no_enforce)?;
             Ok(0)
         }
-        CgroupCmd::Detach { cgroup } => {
+        CgroupCmd::Detach { all: true, .. } => run_detach_all(),
+        CgroupCmd::Detach { cgroup, .. } => {
+            let Some(cgroup) = cgroup else {
+                return Err(Failure::Usage("give a CGROUP or --all".into()));
+            };
             let cgroup = Cgroup::open(cgroup).map_err(Failure::Kernel)?;
             attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;
             say!(
@@ -146,10 +173,55 @@ pub fn run_cgroup(cmd: &CgroupCmd) -> Result<i32, Failure> {
         CgroupCmd::Agent {
             cgroup_root,
             settings,
-            keep_on_exit,
+            detach_on_exit,
+            keep_on_exit: _,
             recheck,
-        } => run_agent(cgroup_root.as_deref(), settings, *keep_on_exit, *recheck),
+        } => run_agent(cgroup_root.as_deref(), settings, *detach_on_exit, *recheck),
     }
+}
+
+const DETACH_HELP: &str = "\
+Examples:
+  sudo tcp-keepalive cgroup detach /sys/fs/cgroup/system.slice/app.service
+  sudo tcp-keepalive cgroup detach --all      # uninstall: every attachment and pin of ours";
+
+/// `cgroup detach --all`: every attachment under the pin root; each one that cannot be
+/// removed is named, the others are removed all the same.
+fn run_detach_all() -> Result<i32, Failure> {
+    let door = attachments()?;
+    let done = door.detach_all().map_err(Failure::Kernel)?;
+    for id in &done.removed {
+        say!("detached cgroup id {id} and removed its pins");
+    }
+    for path in &done.left {
+        warn!(
+            "tcp-keepalive: detach --all: {} is no attachment of tcp-keepalive: left as it is (and the pin root with it)",
+            path.display()
+        );
+    }
+    let mut code = 0;
+    let failed = done.failed.len();
+    for (path, e) in done.failed {
+        warn!("tcp-keepalive: detach --all: {}: {e}", path.display());
+        if code == 0 {
+            code = Failure::Kernel(e).exit_code();
+        }
+    }
+    say!(
+        "attachments removed: {}{}",
+        done.removed.len(),
+        if done.pin_root_removed {
+            format!(
+                "; {} removed: nothing of tcp-keepalive is left",
+                door.pin_root().display()
+            )
+        } else if done.removed.is_empty() && failed == 0 && done.left.is_empty() {
+            format!(" (nothing under {})", door.pin_root().display())
+        } else {
+            String::new()
+        }
+    );
+    Ok(code)
 }
 
 fn attachments() -> Result<Attachments, Failure> {
@@ -164,9 +236,17 @@ fn attach_and_sweep(
     keepalive: &KeepAlive,
     enforce: bool,
 ) -> Result<Option<String>, Failure> {
-    let what = door
-        .attach(cgroup, keepalive, enforce)
+    let report = door
+        .attach_report(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
+    if let Some(object) = door.object() {
+        warn!(
+            "tcp-keepalive: loaded the BPF object {} ({}), not the one built in",
+            object.display(),
+            tcp_keepalive_cgroup::BPF_OBJECT_ENV
+        );
+    }
+    let what = report.attached;
     say!(
         "{} {} (cgroup id {}): {keepalive}, enforce {}",
         match what {
@@ -177,6 +257,12 @@ fn attach_and_sweep(
         cgroup.id(),
         if enforce { "on" } else { "off" },
     );
+    if report.replaced {
+        say!(
+            "replaced the programs of cgroup id {} in place: the attached ones were another version (links kept, no connection missed)",
+            cgroup.id()
+        );
+    }
     let warned = door
         .status(cgroup)
         .ok()
@@ -501,7 +587,7 @@ fn find_kubepods(root: &Path) -> Result<PathBuf, Failure> {
 fn run_agent(
     cgroup_root: Option<&Path>,
     settings: &DoorSettings,
-    keep_on_exit: bool,
+    detach_on_exit: bool,
     recheck: std::time::Duration,
 ) -> Result<i32, Failure> {
     let keepalive = settings.timings.resolve()?;
@@ -591,8 +677,10 @@ fn run_agent(
             ),
         }
     };
-    if keep_on_exit {
-        say!("agent: signal {signal}: leaving the attachment in place (--keep-on-exit)");
+    if !detach_on_exit {
+        say!(
+            "agent: signal {signal}: leaving the attachment in place (the next agent adopts it; --detach-on-exit detaches)"
+        );
         return Ok(0);
     }
     attachments()?.detach(&cgroup).map_err(Failure::Kernel)?;

@@ -1,7 +1,7 @@
 //! `measure HOST:PORT`: the idle timeout of the path to any TCP listener, found with keep-alive
 //! probes; `measure --listen PORT`: the far end of the two-sided mode.
 //!
-//! How (FACTS.md, "Measuring a path's idle timeout"): connections are opened and left silent. A
+//! How (cli/README.md, "measure"): connections are opened and left silent. A
 //! connection is asked one question, "is the flow still known after A seconds of silence?", by
 //! setting its keep-alive idle to 1 s once it has been silent for A seconds: the kernel probes at
 //! once. An answered probe says yes (and restarts that connection's silence, so it can be asked

@@ -100,7 +100,7 @@ fn print_json(value: &impl Serialize) -> Result<(), Failure> {
 
 /// Whether keep-alive with these settings keeps a flow through a path that forgets it after
 /// `path` of silence: on, and its first probe due before then even when the timer fires 1/8
-/// late (FACTS.md: timers fire late by up to ~12 %).
+/// late (measured on Linux 6.x: timers fire late by up to ~12 %, one timer-wheel step).
 fn beats(k: &Settings, path: Duration) -> bool {
     k.enabled && k.idle.as_secs_f64() * 1.125 < path.as_secs_f64()
 }

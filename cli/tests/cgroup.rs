@@ -220,13 +220,16 @@ fn connect_fd(fd: std::os::fd::OwnedFd, to: std::net::SocketAddr) -> std::net::T
 /// `pair4` / `pair6`: a listener, a client connected to it and the accepted socket; prints
 /// `{"id": N, "client": readings, "server": readings}`. `udp`: a UDP socket's SO_KEEPALIVE.
 /// `read N`: the pair's readings again. `set N LEVEL NAME VALUE LEN`: a setsockopt on the
-/// client, `{"ret": 0 or -errno, "client": readings}`.
+/// client, `{"ret": 0 or -errno, "client": readings}`. `storm MAX`: connects to a listener of
+/// its own again and again (one a millisecond, at most MAX) until `stop`, which prints how many
+/// client and accepted sockets read back each set of readings.
 fn child_main() {
     use std::net::{TcpListener, TcpStream, UdpSocket};
     use std::os::fd::AsRawFd;
     // SAFETY: alarm has no preconditions; the child ends by itself if the test dies.
     unsafe { libc::alarm(120) };
     let mut pairs: Vec<(TcpListener, TcpStream, TcpStream)> = Vec::new();
+    let mut storm: Option<Storm> = None;
     let stdin = std::io::stdin();
     let mut out = std::io::stdout();
     for line in stdin.lock().lines() {
@@ -291,6 +294,14 @@ fn child_main() {
                 let (_, c, _) = &pairs[n.parse::<usize>().unwrap()];
                 serde_json::json!({ "value": raw_get(c.as_raw_fd(), level.parse().unwrap(), name.parse().unwrap()) })
             }
+            ["storm", max] => {
+                storm = Some(Storm::start(max.parse().unwrap()));
+                serde_json::json!({ "started": true })
+            }
+            ["stop"] => match storm.take() {
+                Some(st) => st.stop(),
+                None => serde_json::json!({ "error": "no storm" }),
+            },
             ["udp"] => {
                 let u = UdpSocket::bind("127.0.0.1:0").unwrap();
                 serde_json::json!({ "keepalive": raw_get(u.as_raw_fd(), SOL_SOCKET, SO_KEEPALIVE) })
@@ -332,6 +343,96 @@ fn child_main() {
         };
         writeln!(out, "{reply}").unwrap();
         out.flush().unwrap();
+    }
+}
+
+/// Readings, as the text key `storm` counts them by.
+type Tally = std::collections::BTreeMap<String, u64>;
+
+fn tally(t: &std::sync::Mutex<Tally>, fd: i32) {
+    let key = readings(fd)
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(" ");
+    *t.lock().unwrap().entry(key).or_default() += 1;
+}
+
+/// Connections made continuously from this process (the child's `storm`): a client thread
+/// connecting to a listener of its own, an accepting thread; each socket's readings tallied.
+struct Storm {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    addr: std::net::SocketAddr,
+    client: std::thread::JoinHandle<(Tally, bool)>,
+    server: std::thread::JoinHandle<Tally>,
+}
+
+impl Storm {
+    fn start(max: usize) -> Storm {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::AtomicBool;
+        use std::sync::{Arc, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let server = std::thread::spawn(move || {
+            let t = Mutex::new(Tally::new());
+            for conn in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                if let Ok(c) = conn {
+                    tally(&t, c.as_raw_fd());
+                }
+            }
+            t.into_inner().unwrap()
+        });
+        let flag = stop.clone();
+        let client = std::thread::spawn(move || {
+            let t = Mutex::new(Tally::new());
+            // Bounded: MAX connections at most; `stopped` says whether `stop` came first.
+            for _ in 0..max {
+                if flag.load(Ordering::SeqCst) {
+                    return (t.into_inner().unwrap(), true);
+                }
+                let c = std::net::TcpStream::connect(addr).unwrap();
+                tally(&t, c.as_raw_fd());
+                // Closed with a reset: no TIME_WAIT, so the ports never run out.
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setsockopt from a struct we own, its size.
+                unsafe {
+                    libc::setsockopt(
+                        c.as_raw_fd(),
+                        SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&linger as *const libc::linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                drop(c);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            (t.into_inner().unwrap(), false)
+        });
+        Storm {
+            stop,
+            addr,
+            client,
+            server,
+        }
+    }
+
+    fn stop(self) -> Value {
+        self.stop.store(true, Ordering::SeqCst);
+        let (client, stopped) = self.client.join().unwrap();
+        // One more connection wakes the accepting thread, which then sees the flag.
+        let _ = std::net::TcpStream::connect(self.addr);
+        let server = self.server.join().unwrap();
+        serde_json::json!({ "client": client, "server": server, "stopped": stopped })
     }
 }
 
@@ -1933,8 +2034,9 @@ fn bad_input() -> Outcome {
     Ok(())
 }
 
-/// The node agent: finds kubepods under --cgroup-root, attaches, detaches on SIGTERM; with
-/// --keep-on-exit the attachment stays.
+/// The node agent: finds kubepods under --cgroup-root, attaches, and on SIGTERM leaves the
+/// attachment in place (the default, `--keep-on-exit` says the same) or detaches
+/// (`--detach-on-exit`); a restarted agent adopts what it finds.
 fn agent_attaches_at_kubepods() -> Outcome {
     let s = Scratch::new();
     let pod = s.child("kubepods/burstable/pod-test");
@@ -1967,14 +2069,15 @@ fn agent_attaches_at_kubepods() -> Outcome {
         "{v}"
     );
     let gone_pins = PathBuf::from(listed["pins"].as_str().unwrap());
-    // (--keep-on-exit, idle, what the agent says first, attached after SIGTERM): the third
-    // run is a restart over the attachment the second one kept.
+    // (flag, idle, what the agent says first, attached after SIGTERM): the third and fourth
+    // runs are restarts over the attachment the one before kept.
     let runs = [
-        (false, 8, "attached to ", false),
-        (true, 8, "attached to ", true),
-        (false, 9, "updated ", false),
+        (Some("--detach-on-exit"), 8, "attached to ", false),
+        (None, 8, "attached to ", true),
+        (Some("--keep-on-exit"), 9, "updated ", true),
+        (Some("--detach-on-exit"), 10, "updated ", false),
     ];
-    for (keep, idle, says, stays) in runs {
+    for (flag, idle, says, stays) in runs {
         let mut cmd = Command::new(cli_exe());
         let idle_arg = idle.to_string();
         cmd.args([
@@ -1987,8 +2090,8 @@ fn agent_attaches_at_kubepods() -> Outcome {
         .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-        if keep {
-            cmd.arg("--keep-on-exit");
+        if let Some(flag) = flag {
+            cmd.arg(flag);
         }
         let agent = cmd.spawn().unwrap();
         // Until the map holds this run's idle (bounded).
@@ -2005,7 +2108,7 @@ fn agent_attaches_at_kubepods() -> Outcome {
         assert_eq!(
             ints(&p.ask("pair4")["client"]),
             [1, idle, 10, 6, 0],
-            "run {keep} {idle}"
+            "run {flag:?} {idle}"
         );
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(agent.id() as i32, libc::SIGTERM) };
@@ -2020,15 +2123,35 @@ fn agent_attaches_at_kubepods() -> Outcome {
         assert_eq!(
             code(&status(&s)),
             if stays { 0 } else { exit::NOT_ATTACHED },
-            "run {keep} {idle}: {}",
+            "run {flag:?} {idle}: {}",
             text(&out)
         );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains(if stays {
+                "leaving the attachment in place"
+            } else {
+                "detached from"
+            }),
+            "run {flag:?} {idle}: {said}"
+        );
     }
+    // Both at once is a usage error, and nothing is attached.
+    let out = s.cli(&[
+        "cgroup",
+        "agent",
+        "--cgroup-root",
+        s.cgroup.to_str().unwrap(),
+        "--keep-on-exit",
+        "--detach-on-exit",
+    ]);
+    assert_eq!(code(&out), exit::USAGE, "{}", text(&out));
+    assert_eq!(code(&status(&s)), exit::NOT_ATTACHED);
     Ok(())
 }
 
-/// The agent with `--cgroup-root` the case's cgroup, its pin root, idle 8 and `--recheck 200ms`,
-/// its output piped.
+/// The agent with `--cgroup-root` the case's cgroup, its pin root, idle 8, `--recheck 200ms` and
+/// `--detach-on-exit`, its output piped.
 fn start_agent(s: &Scratch) -> Child {
     Command::new(cli_exe())
         .args([
@@ -2037,7 +2160,7 @@ fn start_agent(s: &Scratch) -> Child {
             "--cgroup-root",
             s.cgroup.to_str().unwrap(),
         ])
-        .args(["--idle", "8", "--recheck", "200ms"])
+        .args(["--idle", "8", "--recheck", "200ms", "--detach-on-exit"])
         .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -2047,7 +2170,7 @@ fn start_agent(s: &Scratch) -> Child {
 
 /// kubepods removed and made again (a node's kubelet restarted with a wiped cgroup tree): the
 /// agent notices within its --recheck interval and attaches to the new one, so pods created
-/// there are covered; on SIGTERM it detaches from the new one.
+/// there are covered; on SIGTERM (with --detach-on-exit) it detaches from the new one.
 fn agent_notices_kubepods_made_again() -> Outcome {
     let s = Scratch::new();
     s.child("kubepods/burstable/pod-a");
@@ -2270,6 +2393,411 @@ fn ia32_setsockopt_is_not_enforced() -> Outcome {
     Ok(())
 }
 
+/// Our programs attached to `cgroup` itself, as the kernel lists them (bpftool cgroup show):
+/// the ids of `set_keepalive` and of `enforce_keepalive`.
+fn ours_on(cgroup: &Path) -> (Vec<u64>, Vec<u64>) {
+    try_ours_on(cgroup).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn try_ours_on(cgroup: &Path) -> Result<(Vec<u64>, Vec<u64>), String> {
+    let out = bpftool(&["cgroup", "show", cgroup.to_str().unwrap(), "--json"]);
+    if !out.status.success() {
+        return Err(format!("bpftool cgroup show: {}", text(&out)));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let ids = |name: &str| -> Vec<u64> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|p| p["name"] == name)
+                    .filter_map(|p| p["id"].as_u64())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok((ids("set_keepalive"), ids("enforce_keepalive")))
+}
+
+/// The kernel's tag of a program, by id.
+fn prog_tag(id: u64) -> String {
+    let out = bpftool(&["prog", "show", "id", &id.to_string(), "--json"]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    v["tag"].as_str().unwrap_or_default().to_string()
+}
+
+/// "Another version" of our programs: bpf/keepalive.bpf.c compiled with -DTCPKA_VARIANT=1
+/// (the same behaviour, other instructions, so other program tags).
+fn variant_object() -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cgroup/bpf/keepalive.bpf.c");
+    let obj = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keepalive-variant.bpf.o");
+    let asm = [
+        "/usr/include/x86_64-linux-gnu",
+        "/usr/include/aarch64-linux-gnu",
+    ]
+    .into_iter()
+    .find(|d| Path::new(d).join("asm/types.h").exists())
+    .unwrap_or("/usr/include");
+    let out = Command::new("clang")
+        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
+        .args(["-DTCPKA_VARIANT=1", "-idirafter", asm, "-c"])
+        .arg(&src)
+        .arg("-o")
+        .arg(&obj)
+        .output()
+        .expect("clang");
+    assert!(out.status.success(), "clang: {}", text(&out));
+    obj
+}
+
+/// A running agent and the thread that reads the rest of its output.
+struct Agent {
+    child: Child,
+    rest: std::thread::JoinHandle<String>,
+}
+
+/// A node agent at `s.cgroup`'s kubepods with 11/4/3, loading `object` when given; returns once
+/// it says it is waiting, with what it said.
+fn start_agent(s: &Scratch, object: Option<&Path>) -> (Agent, String) {
+    let mut cmd = Command::new(cli_exe());
+    cmd.args([
+        "cgroup",
+        "agent",
+        "--cgroup-root",
+        s.cgroup.to_str().unwrap(),
+    ])
+    .args(["--idle", "11", "--interval", "4", "--count", "3"])
+    .args(["--recheck", "200ms"])
+    .env("TCP_KEEPALIVE_PIN_ROOT", &s.pins)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    if let Some(object) = object {
+        cmd.env("TCP_KEEPALIVE_BPF_OBJECT", object);
+    }
+    let mut agent = cmd.spawn().unwrap();
+    let mut out = BufReader::new(agent.stdout.take().unwrap());
+    let mut said = String::new();
+    // Bounded by the agent: it says "waiting" or ends (EOF).
+    while !said.contains("agent: waiting") {
+        if out.read_line(&mut said).unwrap() == 0 {
+            let _ = agent.kill();
+            panic!("the agent ended: {said}");
+        }
+    }
+    // The rest of its output, read until it ends, so it never blocks on a full pipe.
+    let rest = std::thread::spawn(move || {
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut out, &mut rest);
+        rest
+    });
+    (Agent { child: agent, rest }, said)
+}
+
+/// SIGTERM to an agent; its exit code and what it wrote after "waiting" (stdout, stderr).
+fn stop_agent(agent: Agent) -> (i32, String) {
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(agent.child.id() as i32, libc::SIGTERM) };
+    let out = agent.child.wait_with_output().unwrap();
+    let rest = agent.rest.join().unwrap();
+    (code(&out), format!("{rest}{}", text(&out)))
+}
+
+/// Upgrades with no gap. Connections are made continuously from a pod below kubepods while the
+/// node agent is stopped (it leaves its programs attached), started again with the same
+/// version (it adopts them: the same program ids), stopped, and started with a changed program
+/// (TCP_KEEPALIVE_BPF_OBJECT: another tag), which replaces ours in place. Every connection, made
+/// or accepted, reads back the settings from the kernel; the kernel lists exactly one
+/// `set_keepalive` and one `enforce_keepalive` on kubepods at every sample taken meanwhile; the
+/// counters are carried over.
+fn agent_upgrade_without_a_gap() -> Outcome {
+    let s = Scratch::new();
+    let pod = s.child("kubepods/burstable/pod-upgrade");
+    let kubepods = s.cgroup.join("kubepods");
+    let variant = variant_object();
+
+    let (first, said) = start_agent(&s, None);
+    assert!(said.contains("attached to "), "{said}");
+    let (ops, opts) = ours_on(&kubepods);
+    assert_eq!((ops.len(), opts.len()), (1, 1), "{ops:?} {opts:?}");
+
+    // The kernel's list of our programs on kubepods, sampled until the end (bounded by `done`).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        let kubepods = kubepods.clone();
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !done.load(Ordering::SeqCst) {
+                // A failed read is a sample that fails the case (never one of each).
+                let (o, p) = try_ours_on(&kubepods).unwrap_or_default();
+                samples.push((o.len(), p.len()));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            samples
+        })
+    };
+    let mut p = Peer::start(Some(&pod));
+    assert_eq!(p.ask("storm 30000")["started"], true);
+    std::thread::sleep(Duration::from_millis(300));
+
+    // Stopped: the programs stay; nothing runs for a while, connections keep coming.
+    let (rc, out) = stop_agent(first);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("leaving the attachment in place"), "{out}");
+    std::thread::sleep(Duration::from_millis(300));
+    let configured = s.status_of(&kubepods)["configured"].as_u64().unwrap();
+
+    // The same version again: adopted, the same programs.
+    let (second, said) = start_agent(&s, None);
+    assert!(
+        said.starts_with("updated ") && !said.contains("replaced"),
+        "{said}"
+    );
+    assert_eq!(ours_on(&kubepods), (ops.clone(), opts.clone()));
+    std::thread::sleep(Duration::from_millis(300));
+    let (rc, out) = stop_agent(second);
+    assert_eq!(rc, 0, "{out}");
+
+    // A changed program: replaced in place.
+    let (third, said) = start_agent(&s, Some(&variant));
+    assert!(
+        said.contains("replaced the programs of cgroup id"),
+        "{said}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let storm = p.ask("stop");
+    done.store(true, Ordering::SeqCst);
+    let samples = sampler.join().unwrap();
+
+    assert_eq!(
+        storm["stopped"], true,
+        "the connections ran out before the upgrade was over: {storm}"
+    );
+    // The client side tells: each connection made gets the settings at TCP_CONNECT_CB. The
+    // accepted ones get them at PASSIVE_ESTABLISHED_CB, and once an agent's sweep has capped
+    // the storm's listener (an open TCP socket of the pod) from it too.
+    for side in ["client", "server"] {
+        let tally = storm[side].as_object().unwrap();
+        let n: u64 = tally.values().map(|v| v.as_u64().unwrap()).sum();
+        assert_eq!(
+            tally.keys().collect::<Vec<_>>(),
+            ["1 11 4 3 0"],
+            "{side}: every connection must have the settings: {storm}"
+        );
+        assert!(n >= 500, "{side}: only {n} connections: {storm}");
+        println!("  {side}: {n} connections, all 1 11 4 3 0");
+    }
+    assert!(samples.len() >= 10, "only {} samples", samples.len());
+    let off: Vec<_> = samples.iter().filter(|c| **c != (1, 1)).collect();
+    assert!(
+        off.is_empty(),
+        "our programs on kubepods were not one of each in {} of {} samples: {off:?}",
+        off.len(),
+        samples.len()
+    );
+    println!(
+        "  {} samples of the kernel's list: one set_keepalive and one enforce_keepalive in each",
+        samples.len()
+    );
+    let (new_ops, new_opts) = ours_on(&kubepods);
+    assert_eq!((new_ops.len(), new_opts.len()), (1, 1));
+    assert_ne!((&new_ops, &new_opts), (&ops, &opts), "not replaced");
+    assert_ne!(prog_tag(new_ops[0]), prog_tag(ops[0]));
+    let after = s.status_of(&kubepods);
+    assert_eq!(after["linked"], true, "{after}");
+    assert!(
+        after["configured"].as_u64().unwrap() >= configured,
+        "the counters were not carried over: {after} (before: {configured})"
+    );
+    // The sweep's check of a socket's cgroup still answers (the probe number carried over).
+    let out = s.cli(&[
+        "cgroup",
+        "attach",
+        kubepods.to_str().unwrap(),
+        "--idle",
+        "11",
+        "--interval",
+        "4",
+        "--count",
+        "3",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let (rc, out) = stop_agent(third);
+    assert_eq!(rc, 0, "{out}");
+    assert_eq!(ours_on(&kubepods).0.len(), 1, "the last agent left them");
+    let out = s.cli(&["cgroup", "detach", "--all"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert_eq!(ours_on(&kubepods), (vec![], vec![]));
+    Ok(())
+}
+
+/// In one process, through the library (as a Kubernetes agent adopts an attachment per pod):
+/// adopting again writes the settings and keeps the programs (the second time from the tags it
+/// remembers, without loading); a changed object replaces them, the built-in one replaces them
+/// back; the tags are remembered per object, never mixed up. Each step's settings read back from
+/// a new connection, one program of each kind on the cgroup throughout.
+fn adopt_in_one_process() -> Outcome {
+    use tcp_keepalive::KeepAlive;
+    use tcp_keepalive_cgroup::{Attached, Attachments, Cgroup};
+    let s = Scratch::new();
+    let cg = Cgroup::open(&s.cgroup).unwrap();
+    let builtin = Attachments::new(&s.pins);
+    let variant = Attachments::new(&s.pins).with_object(variant_object());
+    let steps = [
+        (&builtin, 21, Attached::New, false),
+        (&builtin, 22, Attached::Updated, false),
+        (&builtin, 23, Attached::Updated, false),
+        (&variant, 24, Attached::Updated, true),
+        (&variant, 25, Attached::Updated, false),
+        (&builtin, 26, Attached::Updated, true),
+        (&builtin, 27, Attached::Updated, false),
+    ];
+    let mut ids = (Vec::new(), Vec::new());
+    for (door, idle, attached, replaced) in steps {
+        let k = KeepAlive::new(Duration::from_secs(idle), Duration::from_secs(5), 4).unwrap();
+        let r = door
+            .attach_report(&cg, &k, true)
+            .unwrap_or_else(|e| panic!("idle {idle}: {e}"));
+        assert_eq!(
+            (r.attached, r.replaced),
+            (attached, replaced),
+            "idle {idle}"
+        );
+        let now = ours_on(&s.cgroup);
+        assert_eq!((now.0.len(), now.1.len()), (1, 1), "idle {idle}: {now:?}");
+        match (attached, replaced) {
+            (Attached::New, _) => {}
+            (_, true) => assert_ne!(now, ids, "idle {idle}: not replaced"),
+            (_, false) => assert_eq!(now, ids, "idle {idle}: the programs changed"),
+        }
+        ids = now;
+        let mut p = Peer::start(Some(&s.cgroup));
+        assert_eq!(
+            ints(&p.ask("pair4")["client"]),
+            [1, idle as i64, 5, 4, 0],
+            "idle {idle}"
+        );
+    }
+    Ok(())
+}
+
+/// The pin directory of `cgroup`'s attachment, from status.
+fn pins_dir(s: &Scratch, cgroup: &Path) -> PathBuf {
+    PathBuf::from(s.status_of(cgroup)["pins"].as_str().unwrap())
+}
+
+/// `cgroup detach --all`: every attachment of ours goes (a partial one, one of a cgroup gone,
+/// one an upgrade left half-way included), then the pin root; someone else's program stays
+/// attached; run again it has nothing to do. An entry that is not ours is named and kept, the
+/// rest removed all the same; without the privileges nothing is removed.
+fn detach_all_leaves_nothing_of_ours() -> Outcome {
+    let mut s = Scratch::new();
+    let other_dir = s.pins.with_file_name(format!(
+        "{}-other",
+        s.pins.file_name().unwrap().to_str().unwrap()
+    ));
+    s.undo.push(vec![
+        "rm".into(),
+        "-rf".into(),
+        other_dir.display().to_string(),
+    ]);
+    let (other_sock_ops, _) = other_programs(&other_dir);
+    let [a, b, c, gone] = ["a", "b", "c", "gone"].map(|n| s.child(n));
+    attach_other(&mut s, &a, "sock_ops", &other_sock_ops);
+    for cg in [&a, &b, &c, &gone] {
+        let out = s.cli(&["cgroup", "attach", cg.to_str().unwrap(), "--idle", "7"]);
+        assert_eq!(code(&out), 0, "{}", text(&out));
+    }
+    // Partial: pins lost mid-way (a crash).
+    let c_pins = pins_dir(&s, &c);
+    for pin in ["settings", "sock_ops_prog"] {
+        std::fs::remove_file(c_pins.join(pin)).unwrap();
+    }
+    // An upgrade that did not finish: a `_next` pin beside the others.
+    let b_pins = pins_dir(&s, &b);
+    let made = |path: &Path| {
+        let out = bpftool(&[
+            "map",
+            "create",
+            path.to_str().unwrap(),
+            "type",
+            "array",
+            "key",
+            "4",
+            "value",
+            "8",
+            "entries",
+            "1",
+            "name",
+            "tcpka_test",
+        ]);
+        assert!(out.status.success(), "bpftool map create: {}", text(&out));
+    };
+    made(&b_pins.join("probe_next"));
+    // A cgroup removed: its links defunct, its pins stay.
+    std::fs::remove_dir(&gone).unwrap();
+
+    // Usage errors, and a user without the privileges: nothing removed.
+    for args in [
+        vec!["cgroup", "detach"],
+        vec!["cgroup", "detach", a.to_str().unwrap(), "--all"],
+    ] {
+        let out = s.cli(&args);
+        assert_eq!(code(&out), exit::USAGE, "{args:?}: {}", text(&out));
+    }
+    let out = s.cli_as(&["cgroup", "detach", "--all"], Some(NOBODY));
+    assert_eq!(code(&out), exit::BPF_PERMISSION, "{}", text(&out));
+    assert_eq!(attachment_dirs(&s.pins).len(), 4);
+
+    let out = s.cli(&["cgroup", "detach", "--all"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(
+        text(&out).contains("attachments removed: 4"),
+        "{}",
+        text(&out)
+    );
+    assert!(!s.pins.exists(), "the pin root stays: {}", text(&out));
+    assert_eq!(attached_names(&a), ["other_sock_ops"]);
+    assert!(attached_names(&b).is_empty() && attached_names(&c).is_empty());
+    let mut p = Peer::start(Some(&a));
+    assert_eq!(ints(&p.ask("pair4")["client"]), system_defaults());
+    let out = s.cli(&["cgroup", "detach", "--all"]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    assert!(text(&out).contains("nothing under"), "{}", text(&out));
+
+    // Not ours: a pin we never make inside an attachment's directory, a directory of another
+    // name in the pin root. Named, kept; our links detached and our pins removed all the same.
+    s.attach(&["--idle", "7"]);
+    let out = s.cli(&["cgroup", "attach", b.to_str().unwrap()]);
+    assert_eq!(code(&out), 0, "{}", text(&out));
+    let b_pins = pins_dir(&s, &b);
+    made(&b_pins.join("foreign"));
+    std::fs::create_dir(s.pins.join("notours")).unwrap();
+    let out = s.cli(&["cgroup", "detach", "--all"]);
+    assert_eq!(code(&out), exit::UNTRUSTED_PINS, "{}", text(&out));
+    assert!(text(&out).contains("foreign"), "{}", text(&out));
+    assert!(
+        text(&out).contains("notours") && text(&out).contains("left as it is"),
+        "{}",
+        text(&out)
+    );
+    assert!(attached_names(&b).is_empty() && attached_names(&s.cgroup).is_empty());
+    let mut left = attachment_dirs(&s.pins);
+    left.sort();
+    assert_eq!(
+        left,
+        [b_pins.file_name().unwrap().to_str().unwrap(), "notours"]
+    );
+    assert_eq!(
+        std::fs::read_dir(&b_pins)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect::<Vec<_>>(),
+        ["foreign"]
+    );
+    Ok(())
+}
+
 // ---------------------------------------------------------------- the runner
 
 fn main() {
@@ -2347,6 +2875,12 @@ fn main() {
         (
             "ia32_setsockopt_is_not_enforced",
             ia32_setsockopt_is_not_enforced,
+        ),
+        ("agent_upgrade_without_a_gap", agent_upgrade_without_a_gap),
+        ("adopt_in_one_process", adopt_in_one_process),
+        (
+            "detach_all_leaves_nothing_of_ours",
+            detach_all_leaves_nothing_of_ours,
         ),
     ];
     harness::run(cases);

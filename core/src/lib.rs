@@ -359,7 +359,7 @@ impl KeepAlive {
 #[cfg(unix)]
 impl KeepAlive {
     /// The settings an open socket whose kernel values are `current` gets when these settings
-    /// are a ceiling (DESIGN.md, "Who decides"): each timing the smaller of the socket's and
+    /// are a ceiling (docs/design.md, "Who decides"): each timing the smaller of the socket's and
     /// ours, as [`KeepAlive::enforce`] decides a program's own write. Without a user timeout of
     /// ours the socket's own stays (the result has none, so applying it writes none).
     pub fn ceiling_over(&self, current: &Settings) -> KeepAlive {

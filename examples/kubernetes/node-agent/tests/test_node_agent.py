@@ -4,8 +4,9 @@ The manifests must parse, their container args must be accepted by the real `tcp
 and the DaemonSet's args, run here as the agent itself against real cgroups named like a node's
 (kubepods.slice for the systemd cgroup driver, kubepods for cgroupfs) below a test parent, with
 exactly the manifest's capabilities and no others, must attach there (pods created later are
-covered, their existing connections swept), update in place when restarted, and detach on
-SIGTERM. Each capability the manifest adds is shown to be needed: without it something fails.
+covered, their existing connections swept), leave their programs attached on SIGTERM, are
+adopted by a restarted agent (updated in place), detach on SIGTERM with --detach-on-exit, and
+`cgroup detach --all` removes everything of ours. Each capability the manifest adds is shown to be needed: without it something fails.
 
 Run by scripts/test.d/75-node-agent.sh. The kernel tests need root, cgroup v2 and bpffs; without
 them they skip with the reason, or fail under CI=true. Every wait is bounded; cgroups, pins and
@@ -137,7 +138,7 @@ def test_rolling_update_never_runs_two_agents_that_detach_on_exit():
     args = container(ds)["args"]
     strategy = ds["spec"]["updateStrategy"]
     assert strategy["type"] == "RollingUpdate"
-    if "--keep-on-exit" not in args:
+    if "--detach-on-exit" in args:
         # A surge agent would attach, then the old one's SIGTERM would detach both.
         assert strategy["rollingUpdate"]["maxSurge"] == 0
 
@@ -427,7 +428,7 @@ def manifest_timings():
     return [arg_after(args, f) for f in ("--idle", "--interval", "--count")]
 
 
-def test_agent_covers_pods_created_later_and_detaches_on_sigterm(node, listener):
+def test_agent_covers_pods_created_later_and_keeps_them_covered_after_sigterm(node, listener):
     proc = agent(node)
     said = proc.read_until("agent: waiting")
     assert any(node.kubepods in line and "enforce on" in line for line in said), said
@@ -439,21 +440,27 @@ def test_agent_covers_pods_created_later_and_detaches_on_sigterm(node, listener)
     # A pod created after the agent started, a connection from its container's process.
     assert connect_from(node, node.pod(), listener) == f"on {row['idle_s']} {row['interval_s']} {row['count']}"
 
+    # SIGTERM (a rolling update, the DaemonSet deleted): the programs stay attached.
     code, out = stop(proc)
-    assert code == 0 and "detached from" in out, out
+    assert code == 0 and "leaving the attachment in place" in out, out
+    assert connect_from(node, node.pod(), listener) == f"on {row['idle_s']} {row['interval_s']} {row['count']}"
+    # The uninstall: nothing of ours is left, new connections get the system defaults.
+    done = node.cli("cgroup", "detach", "--all")
+    assert done.returncode == 0 and "nothing of tcp-keepalive is left" in done.stdout, done.stdout + done.stderr
+    assert not os.path.exists(node.pins)
     gone = node.cli("cgroup", "status", node.kubepods)
     assert gone.returncode == EXIT["NOT_ATTACHED"], gone.stdout + gone.stderr
     assert connect_from(node, node.pod(), listener).startswith("off ")
 
 
-def test_restarted_agent_updates_in_place_and_keep_on_exit_keeps(node, listener):
-    first = agent(node, extra=["--keep-on-exit"])
+def test_restarted_agent_adopts_in_place_and_detach_on_exit_detaches(node, listener):
+    first = agent(node)
     first.read_until("agent: waiting")
     code, out = stop(first)
     assert code == 0 and "leaving the attachment in place" in out, out
     # Between agents, new connections stay covered.
     assert connect_from(node, node.pod(), listener).startswith("on ")
-    second = agent(node, values={"--idle": "45s"})  # a changed setting
+    second = agent(node, values={"--idle": "45s"}, extra=["--detach-on-exit"])  # a changed setting
     said = second.read_until("agent: waiting")
     assert any(line.startswith("updated ") for line in said), said
     assert connect_from(node, node.pod(), listener).split()[:2] == ["on", "45"]
@@ -597,7 +604,12 @@ def test_agent_in_the_containers_mount_layout(node, listener, tmp_path):
         rows = json.loads(status.stdout)["attachments"]
         assert [(r["cgroup"], r["idle_s"]) for r in rows] == [(node.kubepods, 60)], status.stdout
         code, out = stop(proc)
-        assert code == 0 and "detached from" in out, out
+        assert code == 0 and "leaving the attachment in place" in out, out
+        # The uninstall, run on the node.
+        done = subprocess.run([CLI, "cgroup", "detach", "--all"], capture_output=True, text=True,
+                              timeout=WAIT, env=dict(os.environ, TCP_KEEPALIVE_PIN_ROOT=host_pins))
+        assert done.returncode == 0 and "attachments removed: 1" in done.stdout, done.stdout + done.stderr
+        assert not os.path.exists(host_pins)
     finally:
         proc.kill()
         shutil.rmtree(host_pins, ignore_errors=True)
