@@ -2152,7 +2152,7 @@ fn agent_attaches_at_kubepods() -> Outcome {
 
 /// The agent with `--cgroup-root` the case's cgroup, its pin root, idle 8, `--recheck 200ms` and
 /// `--detach-on-exit`, its output piped.
-fn start_agent(s: &Scratch) -> Child {
+fn agent_with_detach(s: &Scratch) -> Child {
     Command::new(cli_exe())
         .args([
             "cgroup",
@@ -2181,7 +2181,7 @@ fn agent_notices_kubepods_made_again() -> Outcome {
             ["linked"]
             == true
     };
-    let agent = start_agent(&s);
+    let agent = agent_with_detach(&s);
     let start = Instant::now();
     while !linked(&s) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
@@ -2244,8 +2244,8 @@ fn agent_warns_when_enforcement_stops_holding() -> Outcome {
     let other_dir = other_pins(&mut s);
     let (_, pass_through) = other_programs(&other_dir);
     /// Kills the agent should the case fail before its SIGTERM.
-    struct Agent(Child);
-    impl Drop for Agent {
+    struct Killed(Child);
+    impl Drop for Killed {
         fn drop(&mut self) {
             if let Ok(None) = self.0.try_wait() {
                 let _ = self.0.kill();
@@ -2253,7 +2253,7 @@ fn agent_warns_when_enforcement_stops_holding() -> Outcome {
             }
         }
     }
-    let mut agent = Agent(start_agent(&s));
+    let mut agent = Killed(agent_with_detach(&s));
     // Both streams, line by line, as they come.
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let readers: Vec<_> = [
