@@ -64,26 +64,8 @@ pub(crate) fn load(settings: &MapSettings, object: Option<&Path>) -> Result<Ebpf
         .unwrap_or_else(|e| e.into_inner())
         .load(bytes)
         .map_err(|e| Error::from_bpf("load the BPF object (create its maps)", e))?;
-    {
-        let map = ebpf
-            .map_mut(PIN_SETTINGS)
-            .ok_or_else(|| Error::other("find the settings map", "missing in the object"))?;
-        let mut array: Array<&mut MapData, MapSettings> =
-            Array::try_from(map).map_err(|e| Error::other("open the settings map", e))?;
-        array
-            .set(0, settings, 0)
-            .map_err(|e| Error::from_bpf("write the settings map", e))?;
-    }
-    {
-        let map = ebpf
-            .map_mut(PIN_PROBE)
-            .ok_or_else(|| Error::other("find the probe map", "missing in the object"))?;
-        let mut array: Array<&mut MapData, u64> =
-            Array::try_from(map).map_err(|e| Error::other("open the probe map", e))?;
-        array
-            .set(0, random_nonzero(), 0)
-            .map_err(|e| Error::from_bpf("write the probe map", e))?;
-    }
+    set_first(&mut ebpf, PIN_SETTINGS, "settings", settings)?;
+    set_first(&mut ebpf, PIN_PROBE, "probe", &random_nonzero())?;
     let sock_ops: &mut SockOps = program(&mut ebpf, "set_keepalive")?;
     sock_ops
         .load()
@@ -93,6 +75,19 @@ pub(crate) fn load(settings: &MapSettings, object: Option<&Path>) -> Result<Ebpf
         .load()
         .map_err(|e| Error::from_bpf("load the cgroup/setsockopt program", e))?;
     Ok(ebpf)
+}
+
+/// Writes `value` at index 0 of the one-element array map `name` of the object; `what` names
+/// the map in the errors ("find/open/write the settings map").
+fn set_first<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, what: &str, value: &V) -> Result<(), Error> {
+    let map = ebpf
+        .map_mut(name)
+        .ok_or_else(|| Error::other(format!("find the {what} map"), "missing in the object"))?;
+    let mut array: Array<&mut MapData, V> =
+        Array::try_from(map).map_err(|e| Error::other(format!("open the {what} map"), e))?;
+    array
+        .set(0, value, 0)
+        .map_err(|e| Error::from_bpf(&format!("write the {what} map"), e))
 }
 
 pub(crate) fn program<'a, P>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut P, Error>

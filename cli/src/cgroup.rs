@@ -289,13 +289,15 @@ fn attachments() -> Result<Attachments, Failure> {
     Attachments::from_env().map_err(Failure::Kernel)
 }
 
+/// Attaches, warns when enforcement does not hold ([`not_held`]), sweeps. Returns that warning
+/// (`None`: held, enforcement off, or unknown), for the agent's rechecks.
 fn attach_and_sweep(
     door: &Attachments,
     cgroup: &Cgroup,
     keepalive: &KeepAlive,
     enforce: bool,
     sweep_open: bool,
-) -> Result<(), Failure> {
+) -> Result<Option<String>, Failure> {
     let report = door
         .attach_report(cgroup, keepalive, enforce)
         .map_err(Failure::Kernel)?;
@@ -323,16 +325,17 @@ fn attach_and_sweep(
             cgroup.id()
         );
     }
-    if enforce {
-        if let Ok(status) = door.status(cgroup) {
-            if let Some(warning) = not_held(&status) {
-                warn!("tcp-keepalive: warning: {warning}");
-            }
-        }
+    let warned = door
+        .status(cgroup)
+        .ok()
+        .filter(|_| enforce)
+        .and_then(|status| not_held(&status));
+    if let Some(warning) = &warned {
+        warn!("tcp-keepalive: warning: {warning}");
     }
     if !sweep_open {
         say!("open connections: not swept (--no-sweep): they keep their values");
-        return Ok(());
+        return Ok(warned);
     }
     let check = door.socket_check(cgroup).map_err(Failure::Kernel)?;
     let swept = sweep(cgroup, keepalive, &check)?;
@@ -358,7 +361,7 @@ fn attach_and_sweep(
     for failure in &swept.failed {
         warn!("tcp-keepalive: sweep: {failure}");
     }
-    Ok(())
+    Ok(warned)
 }
 
 /// What the sweep of open connections did.
@@ -442,6 +445,12 @@ fn not_held(s: &Status) -> Option<String> {
         s.cgroup_id,
         names.join(", ")
     ))
+}
+
+/// [`not_held`] when the kernel's list of programs after ours could be read: `Some(None)` held,
+/// `Some(Some(warning))` not held, `None` unknown.
+fn not_held_of(s: &Status) -> Option<Option<String>> {
+    s.setsockopt_after_ours.as_ref().map(|_| not_held(s))
 }
 
 #[derive(Serialize)]
@@ -728,7 +737,9 @@ fn run_agent(
     let signals = block_termination();
     let root = self::cgroup_root(cgroup_root)?;
     let mut cgroup = Cgroup::open(find_kubepods(&root)?).map_err(Failure::Kernel)?;
-    attach_and_sweep(
+    // What `not_held` said of the attachment at attach: warned or said again at a recheck only
+    // when it changes (a pass-through program attached or detached since).
+    let mut not_held_said = attach_and_sweep(
         &attachments()?,
         &cgroup,
         &keepalive,
@@ -762,8 +773,23 @@ fn run_agent(
             }
         };
         missing_said = false;
-        let linked = attachments()?.status(&now).is_ok_and(|s| s.linked);
+        let status = attachments()?.status(&now);
+        let linked = status.as_ref().is_ok_and(|s| s.linked);
         if now.id() == cgroup.id() && linked {
+            // Unknown (the kernel's list unreadable): nothing said.
+            if let Some(now_said) = status.ok().and_then(|s| not_held_of(&s)) {
+                if now_said != not_held_said {
+                    match &now_said {
+                        Some(warning) => warn!("tcp-keepalive: warning: {warning}"),
+                        None => say!(
+                            "agent: enforcement holds again on cgroup id {}: no \
+                             cgroup/setsockopt program runs after ours",
+                            cgroup.id()
+                        ),
+                    }
+                    not_held_said = now_said;
+                }
+            }
             continue;
         }
         say!(
@@ -784,8 +810,9 @@ fn run_agent(
             !settings.no_enforce,
             sweep_open,
         ) {
-            Ok(()) => {
+            Ok(warned) => {
                 cgroup = now;
+                not_held_said = warned;
                 remove_defunct();
             }
             Err(e) => warn!(

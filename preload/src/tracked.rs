@@ -11,10 +11,12 @@
 //! (`SCM_RIGHTS`, `fcntl(F_DUPFD)`, a raw system call), never touching anything that is not TCP.
 //!
 //! `vfork`: the child runs in the parent's memory, so it shares this table, but it has its own
-//! descriptors. The `dup`/`dup2`/`dup3`/`accept` hooks of such a child change nothing here (a bit
-//! that would change costs one `getpid` to find out); the `socket()` hook, the hot path, does not
-//! ask, so a socket a vfork child creates before its `exec` marks that number in the parent's
-//! table too (at worst a stale bit, as above). A child of `fork` owns its copy (a
+//! descriptors. The `dup`/`dup2`/`dup3`/`accept` hooks of such a child, and every path that clears
+//! a bit (a non-TCP socket, a TCP one whose configuration failed, a stale bit found by
+//! enforcement), change nothing here (a bit that would change costs one `getpid` to find out);
+//! the `socket()` hook's hot path for a configured TCP socket does not ask, so a TCP socket a
+//! vfork child creates before its `exec` marks that number in the parent's table too (at worst a
+//! stale bit, as above). A child of `fork` owns its copy (a
 //! `pthread_atfork` handler records it); one made by a raw `clone` without `CLONE_VM` is taken for
 //! a vfork child, so its duplicates are not tracked (not enforced, never wrongly).
 
@@ -47,15 +49,13 @@ pub(crate) fn remember(fd: c_int) {
     }
 }
 
-/// Marks `fd` as not ours (a read first: most descriptors were never ours, and a plain load is
-/// cheaper than the locked instruction).
+/// Marks `fd` as not ours: [`mark`]`(fd, false)`, so a `vfork` child's non-TCP socket (or a TCP
+/// one whose configuration failed) at a number its parent uses leaves the parent's bit alone. A
+/// read first: most descriptors were never ours, and a plain load is cheaper than the locked
+/// instruction (and than the `getpid` asked only when a set bit would be cleared).
 #[inline(always)]
 pub(crate) fn forget(fd: c_int) {
-    if let Some((word, bit)) = slot(fd) {
-        if word.load(Ordering::Relaxed) & bit != 0 {
-            word.fetch_and(!bit, Ordering::Relaxed);
-        }
-    }
+    mark(fd, false);
 }
 
 /// The process whose descriptors the table describes: set by the constructor and, in the child
@@ -79,9 +79,10 @@ fn borrowed_memory() -> bool {
     owner != 0 && owner != unsafe { libc::getpid() }
 }
 
-/// Marks `fd` as ours or not, as `dup`/`dup2`/`dup3`/`accept` found it; nothing when the bit is
-/// already right, and nothing in a `vfork` child (see [`borrowed_memory`]): its descriptors are
-/// not the parent's, whose table this is. Not on the hot path (`socket()` uses [`remember`]).
+/// Marks `fd` as ours or not, as `dup`/`dup2`/`dup3`/`accept` (or [`forget`]) found it; nothing
+/// when the bit is already right, and nothing in a `vfork` child (see [`borrowed_memory`]): its
+/// descriptors are not the parent's, whose table this is. Not on the hot path (`socket()` uses
+/// [`remember`]).
 #[inline(always)]
 pub(crate) fn mark(fd: c_int, ours: bool) {
     if let Some((word, bit)) = slot(fd) {

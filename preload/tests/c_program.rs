@@ -417,7 +417,7 @@ fn a_panic_inside_the_hook_never_reaches_the_program() {
 }
 
 #[test]
-fn only_the_hooks_are_exported() {
+fn only_the_hooks_and_the_marker_are_exported() {
     let out = Command::new("nm")
         .args(["-D", "--defined-only", "--format=just-symbols"])
         .arg(common::library())
@@ -429,6 +429,8 @@ fn only_the_hooks_are_exported() {
     assert_eq!(
         symbols,
         [
+            // The marker `run --preload` and `install-preload` check (lib.rs).
+            "TCP_KEEPALIVE_PRELOAD",
             "accept",
             "accept4",
             "dup",

@@ -2,7 +2,8 @@
 //! sockets the preload configured, from tests/programs/sockets.c `enforce`. Each case creates a
 //! socket, makes one write, and prints the call's result and errno and every value the kernel
 //! then holds. The program runs bare and preloaded: result and errno must be the same (the
-//! program's call returns what it would have), the values those of the C1 rule.
+//! program's call returns what it would have), the values those of the C1 rule. The shared table
+//! `core/tests/data/enforce-cases.tsv` runs through sockets.c `table`, every `write` row.
 
 mod common;
 
@@ -57,6 +58,10 @@ const ENFORCED: &[(&str, &str, &str, &str, &str, &str)] = &[
     // A vfork child's dup2 over one of ours: still ours in the parent (its table is shared).
     ("vfork-dup2-ka-off", "1", "71", "13", "5", "45678"),
     ("vfork-dup2-idle-longer", "1", "71", "13", "5", "45678"),
+    // A vfork child closing that number and making a UDP socket (or a TCP one whose configuration
+    // fails) there: still ours in the parent.
+    ("vfork-udp-ka-off", "1", "71", "13", "5", "45678"),
+    ("vfork-failed-ka-off", "1", "71", "13", "5", "45678"),
     // Accepted from our listener (accept and accept4): ours too.
     ("accepted-ka-off", "1", "71", "13", "5", "45678"),
     ("accepted-idle-longer", "1", "71", "13", "5", "45678"),
@@ -119,6 +124,10 @@ fn each_rule_of_c1_holds_and_every_call_returns_what_it_would_have() {
         if l.get("set") == "ok" {
             assert_eq!(l.get("errno"), "777", "{case}: errno untouched on success");
         }
+    }
+    // The vfork children really made their socket at the parent's number.
+    for case in ["vfork-udp-ka-off-child", "vfork-failed-ka-off-child"] {
+        assert_eq!(line(&preloaded, case).get("status"), "0", "{case}");
     }
     // Bare, the program's own values won: the checks above are not what the kernel does anyway.
     assert_eq!(bare["ka-off"].get("ka"), "0");
@@ -247,4 +256,158 @@ fn the_log_says_what_was_enforced() {
         "{}",
         out.stderr
     );
+}
+
+/// One `write` row of the shared enforcement table.
+struct Row {
+    line: String,
+    /// The operator's settings as the preload's variables.
+    env: Vec<(&'static str, String)>,
+    socket: String,
+    level: i32,
+    name: i32,
+    requested: i32,
+    expected: i32,
+    optlen: usize,
+}
+
+/// The shared table's `write` rows (`core/tests/data/enforce-cases.tsv`); a missing table fails.
+fn write_rows() -> Vec<Row> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../core/tests/data/enforce-cases.tsv");
+    let table = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("the shared table {}: {e}", path.display()));
+    let mut rows = Vec::new();
+    for line in table
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+    {
+        let f: Vec<&str> = line.split('\t').collect();
+        assert_eq!(f.len(), 13, "bad row {line:?}");
+        assert!(matches!(f[11], "tcp" | "mptcp"), "row {line:?}: socket");
+        if f[10] != "write" {
+            // connect and sweep are the kernel door's moments: the preload has a socket from
+            // socket() on, so every write it sees is a `write`.
+            continue;
+        }
+        let num = |i: usize| -> i64 {
+            f[i].parse()
+                .unwrap_or_else(|e| panic!("row {line:?}: field {i}: {e}"))
+        };
+        let mut env = vec![
+            ("TCP_KEEPALIVE_IDLE", f[0].to_string()),
+            ("TCP_KEEPALIVE_INTERVAL", f[1].to_string()),
+            ("TCP_KEEPALIVE_COUNT", f[2].to_string()),
+        ];
+        if f[3] != "-" {
+            env.push(("TCP_KEEPALIVE_USER_TIMEOUT", format!("{}ms", f[3])));
+        }
+        rows.push(Row {
+            line: line.to_string(),
+            env,
+            socket: f[11].to_string(),
+            level: num(4) as i32,
+            name: num(5) as i32,
+            requested: num(7) as i32,
+            expected: num(8) as i32,
+            optlen: num(9) as usize,
+        });
+    }
+    rows
+}
+
+/// What the kernel does with `value` written (optlen 4) to a fresh socket of `kind` made in this
+/// process, without the preload: the call's result (0 or errno) and the value read back.
+fn control(kind: &str, level: i32, name: i32, value: i32) -> (i32, i32) {
+    let protocol = if kind == "mptcp" { 262 } else { 0 };
+    // SAFETY: plain system calls on a descriptor this function owns and closes.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, protocol);
+        assert!(
+            fd >= 0,
+            "{kind} socket: {}",
+            std::io::Error::last_os_error()
+        );
+        let ret = match libc::setsockopt(fd, level, name, (&value as *const i32).cast(), 4) {
+            0 => 0,
+            _ => std::io::Error::last_os_error().raw_os_error().unwrap(),
+        };
+        let mut got = 0i32;
+        let mut len = 4 as libc::socklen_t;
+        let read = libc::getsockopt(fd, level, name, (&mut got as *mut i32).cast(), &mut len);
+        libc::close(fd);
+        (ret, if read == 0 { got } else { i32::MIN })
+    }
+}
+
+/// Every `write` row of the shared table (docs/design.md, "Who decides"), on a TCP or MPTCP
+/// socket as the row says, with the row's optlen (also above a page): the program's call returns
+/// bare and preloaded alike, and under the preload with the row's settings the kernel holds what
+/// the row's expected value gives when written to a fresh socket.
+#[test]
+fn every_write_row_of_the_shared_table() {
+    let rows = write_rows();
+    let mut groups: BTreeMap<Vec<(&str, String)>, Vec<&Row>> = BTreeMap::new();
+    for row in &rows {
+        groups.entry(row.env.clone()).or_default().push(row);
+    }
+    let mut checked = BTreeMap::<String, usize>::new();
+    for (env, rows) in &groups {
+        let args: Vec<String> = std::iter::once("table".to_string())
+            .chain(rows.iter().flat_map(|r| {
+                [
+                    r.socket.clone(),
+                    r.level.to_string(),
+                    r.name.to_string(),
+                    r.requested.to_string(),
+                    r.optlen.to_string(),
+                ]
+            }))
+            .collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let bare = by_name(&parse(&sockets(&args, false, &[]).stdout));
+        let out = sockets(&args, true, &env);
+        assert_eq!(out.stderr, "", "no log unless asked");
+        let preloaded = by_name(&parse(&out.stdout));
+        assert_eq!(preloaded.len(), rows.len(), "{}", out.stdout);
+        for (i, row) in rows.iter().enumerate() {
+            let name = format!("row{i}");
+            let (b, p) = (&bare[&name], &preloaded[&name]);
+            assert!(
+                !p.fields.contains_key("socket"),
+                "row {:?}: no {} socket: {p:?}",
+                row.line,
+                row.socket
+            );
+            same_call_result(b, p);
+            let (ret, value) = control(&row.socket, row.level, row.name, row.expected);
+            let want = if ret == 0 { "ok" } else { "fail" };
+            assert_eq!(
+                p.get("set"),
+                want,
+                "row {:?}: the program's call (bare: {b:?}, preloaded: {p:?})",
+                row.line
+            );
+            if ret == 0 {
+                assert_eq!(
+                    p.get("value"),
+                    value.to_string(),
+                    "row {:?}: the value the kernel holds under the preload ({env:?})",
+                    row.line
+                );
+            } else {
+                assert_eq!(p.get("errno"), ret.to_string(), "row {:?}", row.line);
+            }
+            let big = if row.optlen > 4096 { "/big" } else { "" };
+            *checked.entry(format!("{}{big}", row.socket)).or_default() += 1;
+        }
+    }
+    assert!(
+        ["tcp", "tcp/big", "mptcp"]
+            .iter()
+            .all(|k| checked.get(*k).copied().unwrap_or(0) > 0),
+        "rows of every kind: {checked:?}"
+    );
+    println!("write rows checked: {checked:?}");
 }

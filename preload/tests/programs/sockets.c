@@ -3,7 +3,8 @@
    compare. It knows nothing about the preload.
 
    Usage: sockets cases | one | threads N M | fork | listen | seccomp | emfile | enforce |
-                  stderr-closed | fd2-connection | sigpipe | signals N [denied]
+                  table KIND LEVEL NAME VALUE OPTLEN... | stderr-closed | fd2-connection |
+                  sigpipe | signals N [denied]
 
    One line per socket:
    NAME ret=ok|fail errno=E ka=V idle=V intvl=V cnt=V ut=V cloexec=0|1 nonblock=0|1
@@ -245,6 +246,8 @@ static int try_set(int fd, int level, int name, const void *value, socklen_t len
     return rc;
 }
 
+static int deny_setsockopt(void);
+
 struct set_case { const char *name; int level; int option; int value; };
 
 static int enforce_cases(void) {
@@ -384,6 +387,33 @@ static int enforce_cases(void) {
         report_set(vfork_names[i], fd, rc, err);
         close(fd);
     }
+    /* The same through the hooks that clear a bit on their cold paths: a vfork child closes the
+       number of one of our sockets and makes a socket there itself, a UDP one (not ours, so
+       forgotten) or a TCP one whose configuration fails (its setsockopt denied by a seccomp filter
+       in the child alone): the parent's socket at that number is still ours. */
+    for (int i = 0; i < 2; i++) {
+        static const char *reuse_names[] = {"vfork-udp-ka-off", "vfork-failed-ka-off"};
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        pid_t child = vfork();
+        if (child == 0) {
+            if (i == 1 && deny_setsockopt()) _exit(3);
+            close(fd);
+            /* The lowest free number: fill lower holes until the socket lands on fd (bounded). */
+            for (int n = 0; n < 64; n++) {
+                int s = i == 0 ? socket(AF_INET, SOCK_DGRAM, 0) : socket(AF_INET, SOCK_STREAM, 0);
+                if (s == fd) _exit(0);
+                if (s < 0 || s > fd) _exit(4);
+            }
+            _exit(5);
+        }
+        int status = -1;
+        if (child > 0) waitpid(child, &status, 0);
+        v = 0;
+        rc = try_set(fd, SOL_SOCKET, SO_KEEPALIVE, &v, sizeof v, &err);
+        report_set(reuse_names[i], fd, rc, err);
+        printf("%s-child status=%d\n", reuse_names[i], status);
+        close(fd);
+    }
     /* One of our numbers overwritten by dup2 with a TCP socket the hook never saw: not ours. */
     fd = socket(AF_INET, SOCK_STREAM, 0);
     /* Moved to a number no socket of ours ever had (the lowest free one may have had one). */
@@ -421,6 +451,38 @@ static int enforce_cases(void) {
         close(c);
     }
     close(l);
+    return 0;
+}
+
+/* The shared enforcement table's `write` rows (core/tests/data/enforce-cases.tsv): `table` then
+   five arguments per row, KIND (tcp or mptcp) LEVEL NAME REQUESTED OPTLEN. For each row a new
+   AF_INET socket of that kind through socket(), one setsockopt of an OPTLEN-byte buffer (the int
+   first, zeros after, as the table says), then the option's value read back from the kernel.
+   Prints "rowI set=ok|fail errno=E value=V" per row (I counts from 0; errno 777 = untouched), or
+   "rowI socket=fail errno=E" when the socket could not be made. */
+static int table_rows(int argc, char **argv) {
+    for (int i = 0; i + 5 <= argc; i += 5) {
+        int row = i / 5;
+        int mptcp = !strcmp(argv[i], "mptcp");
+        int level = atoi(argv[i + 1]), name = atoi(argv[i + 2]);
+        int requested = (int)strtol(argv[i + 3], NULL, 10);
+        size_t optlen = strtoul(argv[i + 4], NULL, 10);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, mptcp ? IPPROTO_MPTCP : 0);
+        if (fd < 0) {
+            printf("row%d socket=fail errno=%d\n", row, errno);
+            continue;
+        }
+        char *buf = calloc(1, optlen < sizeof(int) ? sizeof(int) : optlen);
+        if (!buf) { perror("calloc"); return 2; }
+        memcpy(buf, &requested, sizeof requested);
+        int err;
+        int rc = try_set(fd, level, name, buf, (socklen_t)optlen, &err);
+        char value[16];
+        opt(value, sizeof value, fd, level, name);
+        printf("row%d set=%s errno=%d value=%s\n", row, rc == 0 ? "ok" : "fail", err, value);
+        free(buf);
+        close(fd);
+    }
     return 0;
 }
 
@@ -593,6 +655,7 @@ int main(int argc, char **argv) {
     if (argc >= 2 && !strcmp(argv[1], "seccomp")) return seccomp_denied();
     if (argc >= 2 && !strcmp(argv[1], "emfile")) return emfile();
     if (argc >= 2 && !strcmp(argv[1], "enforce")) return enforce_cases();
+    if (argc >= 2 && !strcmp(argv[1], "table")) return table_rows(argc - 2, argv + 2);
     if (argc >= 2 && !strcmp(argv[1], "stderr-closed")) return stderr_closed();
     if (argc >= 2 && !strcmp(argv[1], "fd2-connection")) return fd2_connection();
     if (argc >= 2 && !strcmp(argv[1], "sigpipe")) return sigpipe();
