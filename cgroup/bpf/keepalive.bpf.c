@@ -133,12 +133,21 @@ static __always_inline int get_int(struct bpf_sock_ops *skops, int name)
 	return v;
 }
 
-/* The smaller of the socket's own value and ours; ours where the socket's cannot be read. */
-static __always_inline void cap_option(struct bpf_sock_ops *skops, int name, int hi, __u32 limit)
+/* Linux's built-in timings (TCP_KEEPALIVE_TIME/INTVL/PROBES), what a socket whose program never
+ * set them reads: no choice of the program's, so ours, even where ours is longer (core's
+ * LINUX_DEFAULTS and KeepAlive::ceiling_over decide the sweep the same way). */
+#define DEFAULT_KEEPIDLE 7200
+#define DEFAULT_KEEPINTVL 75
+#define DEFAULT_KEEPCNT 9
+
+/* The smaller of the socket's own value and ours; ours where the socket's cannot be read or is
+ * the built-in default. */
+static __always_inline void cap_option(struct bpf_sock_ops *skops, int name, int hi, int dflt,
+				       __u32 limit)
 {
 	int v = get_int(skops, name);
 
-	set_int(skops, SOL_TCP, name, v < 1 ? (int)limit : cap(v, 1, hi, limit));
+	set_int(skops, SOL_TCP, name, v < 1 || v == dflt ? (int)limit : cap(v, 1, hi, limit));
 }
 
 /* TCPKA_VARIANT: never set by build.rs. The upgrade test (cli/tests/cgroup.rs) compiles this file
@@ -175,9 +184,9 @@ int set_keepalive(struct bpf_sock_ops *skops)
 	 * socket's own and ours, so a program that chose shorter ones before connect (curl
 	 * --keepalive-time) keeps them. The timings first, SO_KEEPALIVE last: probing never starts
 	 * with half-set timings. */
-	cap_option(skops, TCP_KEEPIDLE, MAX_TCP_KEEPIDLE, s->idle_s);
-	cap_option(skops, TCP_KEEPINTVL, MAX_TCP_KEEPINTVL, s->interval_s);
-	cap_option(skops, TCP_KEEPCNT, MAX_TCP_KEEPCNT, s->count);
+	cap_option(skops, TCP_KEEPIDLE, MAX_TCP_KEEPIDLE, DEFAULT_KEEPIDLE, s->idle_s);
+	cap_option(skops, TCP_KEEPINTVL, MAX_TCP_KEEPINTVL, DEFAULT_KEEPINTVL, s->interval_s);
+	cap_option(skops, TCP_KEEPCNT, MAX_TCP_KEEPCNT, DEFAULT_KEEPCNT, s->count);
 	if (s->user_timeout_ms) {
 		int ut = get_int(skops, TCP_USER_TIMEOUT);
 

@@ -60,6 +60,11 @@ pub use plan::{
     socket_kind_with, Enforced, Libc, SocketKind, Syscalls, WriteFailed, WritePlan, IPPROTO_MPTCP,
 };
 
+/// Linux's built-in keep-alive timings (`TCP_KEEPALIVE_TIME`, `TCP_KEEPALIVE_INTVL`,
+/// `TCP_KEEPALIVE_PROBES`): idle 7200 s, interval 75 s, 9 probes. Every new network namespace
+/// starts with them; a socket whose program never set a timing reads its namespace's value.
+pub const LINUX_DEFAULTS: (u32, u32, u32) = (7200, 75, 9);
+
 /// Linux's largest `TCP_KEEPIDLE` and `TCP_KEEPINTVL`, in seconds (`MAX_TCP_KEEPIDLE`).
 pub const MAX_SECONDS: u32 = 32767;
 /// Linux's largest `TCP_KEEPCNT` (`MAX_TCP_KEEPCNT`).
@@ -362,12 +367,17 @@ impl KeepAlive {
     /// are a ceiling (docs/design.md, "Who decides"): each timing the smaller of the socket's and
     /// ours, as [`KeepAlive::enforce`] decides a program's own write. Without a user timeout of
     /// ours the socket's own stays (the result has none, so applying it writes none).
+    ///
+    /// A timing at Linux's built-in default ([`LINUX_DEFAULTS`]: what a socket whose program
+    /// never set it reads) is no choice of the program's: it gets ours, even where ours is longer
+    /// (an interval above 75 s, a count above 9). Otherwise every socket would be held to the
+    /// defaults' 75 s and 9 probes. A program that set exactly the default gets ours too.
     pub fn ceiling_over(&self, current: &Settings) -> KeepAlive {
         let secs = |d: Duration| d.as_secs().min(i32::MAX as u64) as libc::c_int;
         let mut k = *self;
-        k.idle = self.enforce(SocketOption::KeepIdle, secs(current.idle)) as u32;
-        k.interval = self.enforce(SocketOption::KeepInterval, secs(current.interval)) as u32;
-        k.count = self.enforce(SocketOption::KeepCount, current.count as libc::c_int) as u32;
+        k.idle = self.ceiling_of(SocketOption::KeepIdle, secs(current.idle)) as u32;
+        k.interval = self.ceiling_of(SocketOption::KeepInterval, secs(current.interval)) as u32;
+        k.count = self.ceiling_of(SocketOption::KeepCount, current.count as libc::c_int) as u32;
         if self.user_timeout_ms.is_some() {
             let ms = current
                 .user_timeout
@@ -375,6 +385,25 @@ impl KeepAlive {
             k.user_timeout_ms = Some(self.enforce(SocketOption::UserTimeout, ms) as u32);
         }
         k
+    }
+
+    /// The value an operator door leaves of a socket's existing `value` of `option` (set before
+    /// connect, or before the door came): as [`KeepAlive::enforce`] decides a program's write,
+    /// except that a timing at Linux's built-in default ([`LINUX_DEFAULTS`]) is no choice and
+    /// gets ours. The kernel door's `sock_ops` program decides the same at connect and accept.
+    pub fn ceiling_of(&self, option: SocketOption, value: libc::c_int) -> libc::c_int {
+        let (idle, interval, count) = LINUX_DEFAULTS;
+        let (default, ours) = match option {
+            SocketOption::KeepIdle => (idle, self.idle),
+            SocketOption::KeepInterval => (interval, self.interval),
+            SocketOption::KeepCount => (count, self.count),
+            _ => return self.enforce(option, value),
+        };
+        if value == default as libc::c_int {
+            ours as libc::c_int
+        } else {
+            self.enforce(option, value)
+        }
     }
 
     /// Applies these settings to an open socket as a ceiling: keep-alive on, and each timing the
