@@ -374,7 +374,10 @@ def attached(env, cgroup, idle=None):
 
 
 def pin_dirs(env):
-    return sorted(os.listdir(env["pins"])) if os.path.isdir(env["pins"]) else []
+    """The attachments pinned under the pin root; its `lock` directory (empty, root-only, taken by
+    every attach and detach) holds no pin."""
+    names = os.listdir(env["pins"]) if os.path.isdir(env["pins"]) else []
+    return sorted(n for n in names if n != "lock")
 
 
 # ---------------------------------------------------------------------------------------------
