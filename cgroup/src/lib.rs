@@ -48,7 +48,6 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use aya::maps::{Array, MapData};
 use aya::programs::{CgroupSockopt, SockOps};
 use tcp_keepalive::KeepAlive;
 
@@ -64,11 +63,11 @@ use kernel::{
 use load::{io_of, map_data, program};
 use map::MapSettings;
 pub use pins::DEFAULT_LOCK_TIMEOUT;
-use pins::{open_map, read_status, write_settings};
 use pins::{
     pin_error, remove_pins, PIN_COUNTERS, PIN_SETSOCKOPT, PIN_SETSOCKOPT_PROG, PIN_SETTINGS,
     PIN_SOCK_OPS, PIN_SOCK_OPS_PROG, REQUIRED,
 };
+use pins::{read_status, write_settings};
 
 /// Where attachments are pinned unless `TCP_KEEPALIVE_PIN_ROOT` says otherwise.
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/tcp-keepalive";
@@ -512,15 +511,7 @@ impl Attachments {
     /// cgroup or below ([`SocketCheck::covers`]).
     pub fn socket_check(&self, cgroup: &Cgroup) -> Result<SocketCheck, Error> {
         pins::check_pin_root(&self.pin_root)?;
-        let dir = self.pins_of(cgroup);
-        let map = open_map(&dir, pins::PIN_PROBE)?;
-        let array: Array<MapData, u64> = Array::try_from(map).map_err(|e| Error::BadMap {
-            pins: dir.clone(),
-            reason: e.to_string(),
-        })?;
-        let nonce = array
-            .get(&0, 0)
-            .map_err(|e| Error::from_bpf("read the probe map", e))?;
+        let nonce = pins::read_probe(&self.pins_of(cgroup))?;
         Ok(SocketCheck { nonce })
     }
 

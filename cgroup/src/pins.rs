@@ -466,6 +466,18 @@ pub(crate) fn open_map(dir: &Path, name: &str) -> Result<Map, Error> {
     })
 }
 
+/// The attachment's probe number (the pinned `probe` map's only entry; the sweep's socket check).
+pub(crate) fn read_probe(dir: &Path) -> Result<u64, Error> {
+    let array: Array<MapData, u64> =
+        Array::try_from(open_map(dir, PIN_PROBE)?).map_err(|e| Error::BadMap {
+            pins: dir.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    array
+        .get(&0, 0)
+        .map_err(|e| Error::from_bpf("read the probe map", e))
+}
+
 pub(crate) fn read_status(dir: &Path, cgroup_id: u64) -> Result<Status, Error> {
     let bad = |reason: String| Error::BadMap {
         pins: dir.to_path_buf(),

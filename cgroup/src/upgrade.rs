@@ -240,14 +240,7 @@ pub(crate) fn replace_if_changed(
 
 /// The old probe number and counters into the new maps, before any program uses them.
 fn carry_over(dir: &Path, ebpf: &mut Ebpf) -> Result<(), Error> {
-    let probe: Array<MapData, u64> =
-        Array::try_from(open_map(dir, PIN_PROBE)?).map_err(|e| Error::BadMap {
-            pins: dir.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-    let nonce = probe
-        .get(&0, 0)
-        .map_err(|e| Error::from_bpf("read the pinned probe map", e))?;
+    let nonce = crate::pins::read_probe(dir)?;
     let map = ebpf
         .map_mut(PIN_PROBE)
         .ok_or_else(|| Error::other("find the probe map", "missing in the object"))?;
