@@ -1042,6 +1042,7 @@ def start_node(run_id, phase, plane, cgroups: "Cgroups", runs: List[Run]):
     mine = [r for r in runs if r.client.kubernetes and not r.error]
     if not mine:
         return None
+    t0 = time.monotonic()
     node = kube.Node(plane, f"tkl-{run_id}-{phase}-node", os.path.join(cgroups.parent, "k8s"),
                      cgroups.pins, cli_path(), cgroups.make_dir)
     try:
@@ -1064,6 +1065,8 @@ def start_node(run_id, phase, plane, cgroups: "Cgroups", runs: List[Run]):
                               f"interval {s.get('interval_s')} s, count {s.get('count')}")
             else:
                 r.attached = f"pod {ns}/{name}: no annotation"
+        print(f"lab: phase {phase}: the agent and {len(mine)} pods ready in {time.monotonic() - t0:.1f} s",
+              flush=True)
     except Exception as e:
         for r in mine:
             r.error = f"kubernetes: {e}"
