@@ -41,6 +41,12 @@ Fields of Client:
              "--port N" appended and the scenario's TCP_KEEPALIVE_* in its environment
              (TCP_KEEPALIVE=off under --control). Its "without" run uses the lab's plain server;
              argv is then the client the scenario needs (e.g. one that vanishes).
+  kubernetes True (with cgroup=True): the kernel door through the node agent's Kubernetes mode.
+             Each run is a pod on the lab's node (a real kube-apiserver, e2e/kube.py), its cgroup
+             made as the kubelet makes it; "with" is a pod annotated with the scenario's timings
+             (tcp-keepalive.dev/keepalive: on, idle, interval, count), "without" a pod with no
+             annotation; `tcp-keepalive cgroup agent --kubernetes` attaches the one it selects, and
+             the client runs in the pod's container cgroup
   container  True: the command starts a container itself (podman). It runs in the root network
              and mount namespaces, not under `ip netns exec` (whose own /sys has no cgroups for
              podman), with LAB_NETNS=/run/netns/<client namespace> for `--network ns:$LAB_NETNS`.
@@ -73,6 +79,7 @@ class Client:
     server: Optional[Sequence[str]] = None
     control_env: Optional[Dict[str, str]] = None
     cgroup: bool = False
+    kubernetes: bool = False
     container: bool = False
 
 
@@ -203,6 +210,27 @@ CLIENTS = [
         name="c-static-cgroup",
         argv=["target/lab/c-static-client"],
         cgroup=True,
+        build="scripts/build-c-client.sh",
+    ),
+    # The node agent in Kubernetes mode: the same static C client in two pods of one node, one
+    # annotated (tcp-keepalive.dev/keepalive: on and the scenario's timings) and one not. The
+    # agent attaches only the annotated pod's cgroup: it gets its answer, the other hangs.
+    Client(
+        name="k8s-annotated",
+        argv=["target/lab/c-static-client"],
+        scenarios=("idle-drop", "idle-drop-v6"),
+        modes=("with",),
+        cgroup=True,
+        kubernetes=True,
+        build="scripts/build-c-client.sh",
+    ),
+    Client(
+        name="k8s-plain",
+        argv=["target/lab/c-static-client"],
+        scenarios=("idle-drop", "idle-drop-v6"),
+        modes=("without",),
+        cgroup=True,
+        kubernetes=True,
         build="scripts/build-c-client.sh",
     ),
     # The kernel door, server side: the seed's plain server (no --keepalive, it never imports the

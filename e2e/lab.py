@@ -65,6 +65,7 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
 import clients as client_table  # noqa: E402  (after the path is set)
+import kube  # noqa: E402
 
 PORT = 8080
 V4 = {"client": "198.51.100.2", "mb_c": "198.51.100.1", "mb_s": "203.0.113.1", "server": "203.0.113.2"}
@@ -538,16 +539,20 @@ class Cgroups:
         self._attached: List[str] = []
 
     def make(self, name: str) -> str:
+        path = os.path.join(self.parent, re.sub(r"[^a-z0-9-]", "-", name))
+        self.make_dir(path)
+        return path
+
+    def make_dir(self, path: str):
+        """Makes `path` (below the phase's cgroup, its parent made first) and removes it in `down`."""
         if self.root is None:
             raise RuntimeError("no cgroup v2 mount in /proc/mounts")
         if not self._made:
             CLEANUP.add(self.down)
             os.mkdir(self.parent)
             self._made.append(self.parent)
-        path = os.path.join(self.parent, re.sub(r"[^a-z0-9-]", "-", name))
         os.mkdir(path)
         self._made.append(path)
-        return path
 
     def attach(self, path: str, keepalive: Dict[str, str], enforce: bool = True) -> str:
         """`tcp-keepalive cgroup attach` with the scenario's timings; its first line."""
@@ -795,6 +800,7 @@ class Run:
     server_waiting: Optional[bool] = None  # server scenario: ss at the deadline showed the flow
     observed: Optional[float] = None  # when the lab looked (request + deadline)
     cgroup: Optional[str] = None  # a cgroup row's run: its cgroup
+    pod: Optional[str] = None  # a kubernetes row's run: its pod's cgroup
     attached: Optional[str] = None  # what `tcp-keepalive cgroup attach` said ("with" runs)
     client_keepalive: Optional[str] = None  # a cgroup row's client socket at the request (kernel)
 
@@ -1029,9 +1035,48 @@ def build(clients) -> Dict[str, str]:
     return failed
 
 
-def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
+def start_node(run_id, phase, plane, cgroups: "Cgroups", runs: List[Run]):
+    """The phase's Kubernetes node for its kubernetes rows' runs: the agent, a namespace, a pod
+    per run (annotated for a "with" run), each selected pod attached by the agent before its client
+    starts, as for a pod the agent saw created. None without such runs; a failure fails them."""
+    mine = [r for r in runs if r.client.kubernetes and not r.error]
+    if not mine:
+        return None
+    t0 = time.monotonic()
+    node = kube.Node(plane, f"tkl-{run_id}-{phase}-node", os.path.join(cgroups.parent, "k8s"),
+                     cgroups.pins, cli_path(), cgroups.make_dir)
+    try:
+        if plane is None:
+            raise RuntimeError("no control plane")
+        node.slices()
+        CLEANUP.add(node.stop)  # after the cgroups' `down`: cleanup runs newest first
+        node.start_agent()
+        ns = f"tkl-{run_id}-{phase}"
+        node.namespace(ns)
+        for r in mine:
+            annotated = r.mode == "with" and (not r.control or r.no_enforce)
+            asked = kube.annotations(r.scenario.keepalive, enforce=not r.no_enforce) if annotated else {}
+            name = re.sub(r"[^a-z0-9-]", "-", r.tag)
+            r.pod = node.pod(ns, name, asked)
+            if annotated:
+                cgroups.will_attach(r.pod)  # the agent detaches it on exit; `down` makes sure
+                s = node.wait_attached(r.pod, int(r.scenario.keepalive["TCP_KEEPALIVE_IDLE"]))
+                r.attached = (f"the agent attached pod {ns}/{name} (annotated): idle {s.get('idle_s')} s, "
+                              f"interval {s.get('interval_s')} s, count {s.get('count')}")
+            else:
+                r.attached = f"pod {ns}/{name}: no annotation"
+        print(f"lab: phase {phase}: the agent and {len(mine)} pods ready in {time.monotonic() - t0:.1f} s",
+              flush=True)
+    except Exception as e:
+        for r in mine:
+            r.error = f"kubernetes: {e}"
+    return node
+
+
+def run_phase(run_id, phase, conntrack_timeout, runs: List[Run], plane=None):
     net = Network(run_id, phase, conntrack_timeout)
     cgroups = Cgroups(run_id, phase)
+    node = None
     by_tag = {r.tag: r for r in runs}
 
     def on_request(tag, port, first, server_port=PORT):
@@ -1161,12 +1206,15 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
         for r in runs:
             server_of[r.tag].set_family(r.tag, r.scenario.family)
             r.server_keepalive = server_of[r.tag].keepalive
+        node = start_node(run_id, phase, plane, cgroups, runs)
         procs = []
         for r in runs:
             if r.error:
                 continue
             try:
-                if r.client.cgroup and not r.client.server:
+                if r.client.kubernetes:
+                    r.cgroup = node.container(r.pod)  # the pod's container, as the kubelet makes it
+                elif r.client.cgroup and not r.client.server:
                     r.cgroup = cgroups.make(r.tag)
                     if r.mode == "with" and (not r.control or r.no_enforce) and not r.client.after_request:
                         r.attached = cgroups.attach(r.cgroup, r.scenario.keepalive,
@@ -1213,6 +1261,9 @@ def run_phase(run_id, phase, conntrack_timeout, runs: List[Run]):
             timer.cancel()
         CLEANUP.discard(net.down)
         net.down()
+        if node is not None:  # before the cgroups: a running agent would attach again
+            CLEANUP.discard(node.stop)
+            node.stop()
         CLEANUP.discard(cgroups.down)
         cgroups.down()
 
@@ -1267,6 +1318,9 @@ def validate(rows) -> List[str]:
             problems.append(f"{c.name}: a server row runs only {list(client_table.SERVER_SCENARIOS)}")
         if not isinstance(c.cgroup, bool):
             problems.append(f"{c.name}: cgroup must be True or False")
+        if c.kubernetes and (not c.cgroup or c.server or c.after_request or c.container):
+            problems.append(f"{c.name}: a kubernetes row is a cgroup row's client (cgroup=True), "
+                            "no server, after_request or container")
         if c.cgroup and c.preload:
             problems.append(f"{c.name}: a cgroup row's keep-alive comes from the kernel door alone: "
                             "no preload")
@@ -1283,6 +1337,9 @@ def keepalive_column(r: Run) -> str:
         return "with, CONTROL: attached --no-enforce"
     if r.control:
         return "with, CONTROL: keep-alive withheld"
+    if r.client.kubernetes:
+        return (f"with pod annotated: {r.scenario.keepalive_text}" if r.mode == "with"
+                else "without: pod not annotated")
     if r.mode == "without":
         if r.client.cgroup:
             return "without: the lab's plain server" if r.client.server else "without: own cgroup, not attached"
@@ -1710,7 +1767,7 @@ def main(argv=None) -> int:
             print(f"{m.key:24} measure       {m.middlebox}: {m.title}")
         for c in client_table.CLIENTS:
             print(f"{c.name:24} {'/'.join(c.modes):13} {' '.join(c.scenarios)}"
-                  f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  build: ' + c.build if c.build else ''}"
+                  f"{'  (preload)' if c.preload else ''}{'  (cgroup)' if c.cgroup else ''}{'  (kubernetes)' if c.kubernetes else ''}{'  build: ' + c.build if c.build else ''}"
                   f"{'  server: ' + ' '.join(c.server) if c.server else ''}")
         return 0
     if args.no_enforce and not args.control:
@@ -1790,6 +1847,28 @@ def main(argv=None) -> int:
                     ):
                         r.error = f"{client_table.PRELOAD_LIB} is missing (scripts/build-preload.sh)"
                     runs.append(r)
+        plane = None
+        k8s_runs = [r for r in runs if r.client.kubernetes and not r.error]
+        if k8s_runs:
+            names = ", ".join(sorted({r.client.name for r in k8s_runs}))
+            reason = kube.not_cached()
+            if reason and ci:
+                print(f"lab: FAIL (CI=true, cannot run {names}): {reason}", file=sys.stderr)
+                return 1
+            if reason:
+                print(f"lab: SKIP rows {names}: {reason}")
+                runs = [r for r in runs if not r.client.kubernetes]
+                clients = [c for c in clients if not c.kubernetes]
+            else:
+                plane = kube.ControlPlane()
+                CLEANUP.add(plane.stop)
+                t0 = time.monotonic()
+                try:
+                    plane.start()
+                    print(f"lab: control plane for {names} up in {time.monotonic() - t0:.1f} s", flush=True)
+                except Exception as e:
+                    for r in k8s_runs:
+                        r.error = str(e)
         print(
             f"lab: {len(runs)} runs of {len(clients)} client rows; middlebox forgets idle flows "
             f"after {T} s; phases run one after another, the rows of a phase at once",
@@ -1800,7 +1879,7 @@ def main(argv=None) -> int:
             if not mine:
                 continue
             t0 = time.monotonic()
-            run_phase(run_id, phase, timeout, mine)
+            run_phase(run_id, phase, timeout, mine, plane)
             print(f"lab: phase {phase}: {len(mine)} runs in {time.monotonic() - t0:.1f} s", flush=True)
         if measure_cases:
             t0 = time.monotonic()

@@ -6,7 +6,10 @@
 # c-static-cgroup-sweep rows (the kernel door's: the cgroup joined but not attached), keep-alive
 # withheld, must miss every expectation, proving the checks can fail; so must httpclient5-preload's,
 # with the preload loaded but TCP_KEEPALIVE_ENFORCE=off, and go-static-cgroup's attached with
-# --no-enforce (enforcement is what saves them). Needs root and
+# --no-enforce (enforcement is what saves them); and k8s-annotated's, its pod created without the
+# annotation (the node agent in Kubernetes mode then leaves it alone). The Kubernetes rows need the
+# control plane's binaries cached (stage 77 builds them); without them they are skipped (failed
+# under CI=true). Needs root and
 # network namespaces; elsewhere it skips (fails under CI=true).
 set -euo pipefail
 . "$(dirname "$0")/../lib.sh"
@@ -40,13 +43,14 @@ control_status=0
 # wins, and the Go client must hang again (not black-hole: Go never touches the user timeout).
 (
     "$PY" e2e/lab.py --check --control --only rust --only cli-rescue --only python-server \
-        --only httpclient5-preload --only go-static-cgroup --only c-static-cgroup-sweep --no-build &&
+        --only httpclient5-preload --only go-static-cgroup --only c-static-cgroup-sweep --only k8s-annotated \
+        --no-build &&
         "$PY" e2e/lab.py --check --control --no-enforce --only go-static-cgroup --no-build \
             --scenario idle-drop --scenario idle-drop-v6 --scenario peer-vanishes
 ) >"$control_log" 2>&1 || control_status=1
 echo
-echo "==> negative controls (keep-alive withheld from the rust, cli-rescue, python-server, go-static-cgroup and"
-echo "    c-static-cgroup-sweep 'with' runs; httpclient5-preload keeps the preload with TCP_KEEPALIVE_ENFORCE=off;"
+echo "==> negative controls (keep-alive withheld from the rust, cli-rescue, python-server, go-static-cgroup,"
+echo "    c-static-cgroup-sweep and k8s-annotated 'with' runs; httpclient5-preload keeps the preload with TCP_KEEPALIVE_ENFORCE=off;"
 echo "    go-static-cgroup attached --no-enforce)"
 cat "$control_log"
 [ $control_status -eq 0 ] || status=1
