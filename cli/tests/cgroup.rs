@@ -1371,29 +1371,8 @@ fn other_programs_stay_attached() -> Outcome {
     let other_dir = other_pins(&mut s);
     let (sock_ops, setsockopt) = other_programs(&other_dir);
     let cg = s.cgroup.to_str().unwrap().to_string();
-    let out = bpftool(&[
-        "cgroup",
-        "attach",
-        &cg,
-        "sock_ops",
-        "pinned",
-        sock_ops.to_str().unwrap(),
-        "multi",
-    ]);
-    assert!(out.status.success(), "bpftool attach: {}", text(&out));
-    s.undo.push(
-        [
-            "bpftool",
-            "cgroup",
-            "detach",
-            &cg,
-            "sock_ops",
-            "pinned",
-            sock_ops.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    let cgroup = s.cgroup.clone();
+    attach_other(&mut s, &cgroup, "sock_ops", &sock_ops);
     s.attach(&["--idle", "7", "--interval", "3", "--count", "2"]);
     let names = attached_names(&s.cgroup);
     assert!(
@@ -1409,29 +1388,7 @@ fn other_programs_stay_attached() -> Outcome {
 
     // An exclusive setsockopt program: our sock_ops link is made, the setsockopt one refused,
     // and the sock_ops link must be rolled back.
-    let out = bpftool(&[
-        "cgroup",
-        "attach",
-        &cg,
-        "setsockopt",
-        "pinned",
-        setsockopt.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "bpftool attach: {}", text(&out));
-    s.undo.insert(
-        0,
-        [
-            "bpftool",
-            "cgroup",
-            "detach",
-            &cg,
-            "setsockopt",
-            "pinned",
-            setsockopt.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    attach_other_as(&mut s, &cgroup, "setsockopt", &setsockopt, false);
     let out = s.cli(&["cgroup", "attach", &cg]);
     assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
     assert!(text(&out).contains("exclusively"), "{}", text(&out));
@@ -1444,16 +1401,25 @@ fn other_programs_stay_attached() -> Outcome {
 
 /// Attaches the pinned program `prog` to `cgroup` with bpftool (multi), detached on drop.
 fn attach_other(s: &mut Scratch, cgroup: &Path, kind: &str, prog: &Path) {
+    attach_other_as(s, cgroup, kind, prog, true)
+}
+
+/// Attaches the pinned program `prog` to `cgroup` with bpftool, `multi` or exclusively (without
+/// it), detached on drop (before the pins it names are removed).
+fn attach_other_as(s: &mut Scratch, cgroup: &Path, kind: &str, prog: &Path, multi: bool) {
     let cg = cgroup.to_str().unwrap();
-    let out = bpftool(&[
+    let mut args = vec![
         "cgroup",
         "attach",
         cg,
         kind,
         "pinned",
         prog.to_str().unwrap(),
-        "multi",
-    ]);
+    ];
+    if multi {
+        args.push("multi");
+    }
+    let out = bpftool(&args);
     assert!(out.status.success(), "bpftool attach: {}", text(&out));
     s.undo.insert(
         0,
@@ -1712,29 +1678,7 @@ fn refusals_told_apart() -> Outcome {
     let top = s.cgroup.clone();
     let child = s.child("pod");
     // Exclusive: no `multi`.
-    let out = bpftool(&[
-        "cgroup",
-        "attach",
-        top.to_str().unwrap(),
-        "sock_ops",
-        "pinned",
-        sock_ops.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "bpftool attach: {}", text(&out));
-    s.undo.insert(
-        0,
-        [
-            "bpftool",
-            "cgroup",
-            "detach",
-            top.to_str().unwrap(),
-            "sock_ops",
-            "pinned",
-            sock_ops.to_str().unwrap(),
-        ]
-        .map(String::from)
-        .to_vec(),
-    );
+    attach_other_as(&mut s, &top, "sock_ops", &sock_ops, false);
     let out = s.cli(&["cgroup", "attach", child.to_str().unwrap()]);
     assert_eq!(code(&out), exit::EXCLUSIVE, "{}", text(&out));
     let said = String::from_utf8_lossy(&out.stderr).to_string();
