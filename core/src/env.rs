@@ -179,7 +179,15 @@ pub fn parse_count(what: &str, text: &str) -> Result<u32, Error> {
     crate::check_count(what, Raw::Text(text))
 }
 
-fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
+/// Parses a switch (`on`/`off`, `1`/`0`, `true`/`false`, `yes`/`no`, any case, surrounding ASCII
+/// whitespace ignored): the one switch rule of every door (`TCP_KEEPALIVE`, `TCP_KEEPALIVE_ENFORCE`,
+/// the Kubernetes annotations). The error's `name` is `name`.
+///
+/// ```
+/// assert_eq!(tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", " Off "), Ok(false));
+/// assert!(tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", "maybe").is_err());
+/// ```
+pub fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
     match trim_ascii(text).to_ascii_lowercase().as_str() {
         "on" | "1" | "true" | "yes" => Ok(true),
         "off" | "0" | "false" | "no" => Ok(false),

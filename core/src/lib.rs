@@ -48,8 +48,8 @@ use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::time::Duration;
 
 pub use env::{
-    parse_count, parse_duration, parse_seconds, parse_user_timeout, EnvConfig, FieldText,
-    OperatorEnv, TextFields, ENV_VARIABLES,
+    parse_count, parse_duration, parse_seconds, parse_switch, parse_user_timeout, EnvConfig,
+    FieldText, OperatorEnv, TextFields, ENV_VARIABLES,
 };
 pub use error::{Error, SocketOption};
 pub use fields::{check_count, check_idle, check_interval, check_user_timeout, Raw};

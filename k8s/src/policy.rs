@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use tcp_keepalive::{
-    parse_count, parse_seconds, parse_user_timeout, Error, KeepAlive, OperatorEnv,
+    parse_count, parse_seconds, parse_switch, parse_user_timeout, Error, KeepAlive,
 };
 
 /// `on` / `off`: whether the pod's connections get keep-alive at all.
@@ -54,25 +54,6 @@ pub struct Layer {
     pub enforce: Option<bool>,
 }
 
-/// A switch annotation, read by core's switch rule (`on`/`off`, `1`/`0`, `true`/`false`,
-/// `yes`/`no`), through the one variable core reads with it, relabelled with the annotation.
-fn switch(annotation: &str, text: &str) -> Result<bool, Error> {
-    OperatorEnv::from_lookup(|name| (name == "TCP_KEEPALIVE_ENFORCE").then(|| text.to_string()))
-        .map(|env| env.enforce)
-        .map_err(|e| relabel(annotation, e))
-}
-
-fn relabel(annotation: &str, e: Error) -> Error {
-    match e {
-        Error::InvalidArgument { value, allowed, .. } => Error::InvalidArgument {
-            name: annotation.to_string(),
-            value,
-            allowed,
-        },
-        other => other,
-    }
-}
-
 impl Layer {
     /// Parses the annotations of one object. An empty value (or only ASCII whitespace) counts as
     /// unset, as an empty environment variable does. The first invalid value, in the order of
@@ -86,7 +67,9 @@ impl Layer {
                 .filter(|v| !v.trim_matches(|c: char| c.is_ascii_whitespace()).is_empty())
         };
         Ok(Layer {
-            keepalive: get(KEEPALIVE).map(|t| switch(KEEPALIVE, t)).transpose()?,
+            keepalive: get(KEEPALIVE)
+                .map(|t| parse_switch(KEEPALIVE, t))
+                .transpose()?,
             idle: get(IDLE).map(|t| parse_seconds(IDLE, t)).transpose()?,
             interval: get(INTERVAL)
                 .map(|t| parse_seconds(INTERVAL, t))
@@ -95,7 +78,7 @@ impl Layer {
             user_timeout: get(USER_TIMEOUT)
                 .map(|t| parse_user_timeout(USER_TIMEOUT, t))
                 .transpose()?,
-            enforce: get(ENFORCE).map(|t| switch(ENFORCE, t)).transpose()?,
+            enforce: get(ENFORCE).map(|t| parse_switch(ENFORCE, t)).transpose()?,
         })
     }
 }
