@@ -184,8 +184,10 @@ pub fn parse_count(what: &str, text: &str) -> Result<u32, Error> {
 /// the Kubernetes annotations). The error's `name` is `name`.
 ///
 /// ```
-/// assert_eq!(tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", " Off "), Ok(false));
-/// assert!(tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", "maybe").is_err());
+/// assert!(!tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", " Off ")?);
+/// let err = tcp_keepalive::parse_switch("tcp-keepalive.dev/enforce", "maybe").unwrap_err();
+/// assert!(err.to_string().starts_with("invalid tcp-keepalive.dev/enforce: \"maybe\""));
+/// # Ok::<(), tcp_keepalive::Error>(())
 /// ```
 pub fn parse_switch(name: &str, text: &str) -> Result<bool, Error> {
     match trim_ascii(text).to_ascii_lowercase().as_str() {
