@@ -103,6 +103,18 @@ pub struct AttachReport {
     pub replaced: bool,
 }
 
+/// Both programs and their maps, loaded into the kernel and attached nowhere: from
+/// [`Attachments::load`], for [`Attachments::attach_loaded`]. Dropping it unloads them.
+pub struct Loaded {
+    ebpf: aya::Ebpf,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loaded").finish_non_exhaustive()
+    }
+}
+
 /// What [`Attachments::detach_all`] did.
 #[derive(Debug, Default)]
 pub struct DetachedAll {
@@ -332,6 +344,40 @@ impl Attachments {
         keepalive: &KeepAlive,
         enforce: bool,
     ) -> Result<AttachReport, Error> {
+        self.attach_with(cgroup, keepalive, enforce, None)
+    }
+
+    /// Loads both programs and their maps into the kernel, attached nowhere: the larger part
+    /// of a new attachment's cost (the kernel's verifier runs here), done ahead of time so
+    /// that [`Attachments::attach_loaded`] only links and pins. The Kubernetes agent loads for
+    /// a pod as soon as the API names it, and attaches once the kubelet makes its cgroup.
+    /// Until attached nothing runs, and dropping it frees everything.
+    pub fn load(&self) -> Result<Loaded, Error> {
+        let ebpf = load::load(&MapSettings::default(), self.object.as_deref())?;
+        Ok(Loaded { ebpf })
+    }
+
+    /// [`Attachments::attach_report`] with programs [`Attachments::load`]ed before: the
+    /// settings are written into their map, then they are linked and pinned. Where the cgroup
+    /// already has an attachment of ours it is adopted as by `attach`, and `loaded` serves
+    /// only an upgrade (or is dropped).
+    pub fn attach_loaded(
+        &self,
+        cgroup: &Cgroup,
+        keepalive: &KeepAlive,
+        enforce: bool,
+        loaded: Loaded,
+    ) -> Result<AttachReport, Error> {
+        self.attach_with(cgroup, keepalive, enforce, Some(loaded.ebpf))
+    }
+
+    fn attach_with(
+        &self,
+        cgroup: &Cgroup,
+        keepalive: &KeepAlive,
+        enforce: bool,
+        loaded: Option<aya::Ebpf>,
+    ) -> Result<AttachReport, Error> {
         let settings = MapSettings::new(keepalive, enforce);
         if cgroup.is_root() && !self.whole_host {
             return Err(Error::CgroupRoot {
@@ -345,13 +391,20 @@ impl Attachments {
         if REQUIRED.iter().all(|p| dir.join(p).exists()) && links_attached(&dir, cgroup.id) {
             // Pins that are not ours are refused, not updated (nor replaced).
             pins::verify_ours(&dir)?;
-            return self.adopt(&dir, settings);
+            return self.adopt(&dir, settings, loaded);
         }
         // A directory with only some of the pins (a crash mid-way) or with defunct links:
         // start again from nothing.
         remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
-        let mut ebpf = load::load(&settings, self.object.as_deref())?;
+        let mut ebpf = match loaded {
+            // Its settings first: the programs run from the moment they are linked.
+            Some(mut ebpf) => {
+                load::set_first(&mut ebpf, PIN_SETTINGS, "settings", &settings)?;
+                ebpf
+            }
+            None => load::load(&settings, self.object.as_deref())?,
+        };
         let cgroup_dir = File::open(&cgroup.path)
             .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
@@ -463,7 +516,12 @@ impl Attachments {
 
     /// An attachment of ours, pinned in `dir` and linked: its settings written, and its
     /// programs replaced in place when they are another version's.
-    fn adopt(&self, dir: &Path, settings: MapSettings) -> Result<AttachReport, Error> {
+    fn adopt(
+        &self,
+        dir: &Path,
+        settings: MapSettings,
+        loaded: Option<aya::Ebpf>,
+    ) -> Result<AttachReport, Error> {
         let object = self.object.as_deref();
         if upgrade::is_current(dir, object)? {
             write_settings(dir, settings)?;
@@ -472,7 +530,13 @@ impl Attachments {
                 replaced: false,
             });
         }
-        let mut ebpf = load::load(&settings, object)?;
+        let mut ebpf = match loaded {
+            Some(mut ebpf) => {
+                load::set_first(&mut ebpf, PIN_SETTINGS, "settings", &settings)?;
+                ebpf
+            }
+            None => load::load(&settings, object)?,
+        };
         let replaced = upgrade::replace_if_changed(dir, &mut ebpf, object)?;
         if !replaced {
             write_settings(dir, settings)?;

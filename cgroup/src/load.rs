@@ -79,7 +79,12 @@ pub(crate) fn load(settings: &MapSettings, object: Option<&Path>) -> Result<Ebpf
 
 /// Writes `value` at index 0 of the one-element array map `name` of the object; `what` names
 /// the map in the errors ("find/open/write the settings map").
-fn set_first<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, what: &str, value: &V) -> Result<(), Error> {
+pub(crate) fn set_first<V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &str,
+    what: &str,
+    value: &V,
+) -> Result<(), Error> {
     let map = ebpf
         .map_mut(name)
         .ok_or_else(|| Error::other(format!("find the {what} map"), "missing in the object"))?;
