@@ -59,6 +59,7 @@ pub(crate) struct Metrics {
     registry: Arc<Registry>,
     rows: Rows,
     attachments: Gauge,
+    loaded_ahead: Gauge,
     pub(crate) attach_errors: Counter,
     pub(crate) detach_errors: Counter,
     pub(crate) policy_errors: Counter,
@@ -72,6 +73,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("tcp_keepalive");
         let rows = Rows::default();
         let attachments = Gauge::default();
+        let loaded_ahead = Gauge::default();
         let attach_errors = Counter::default();
         let detach_errors = Counter::default();
         let policy_errors = Counter::default();
@@ -83,6 +85,11 @@ impl Metrics {
             "attachments",
             "Pod attachments the agent holds",
             attachments.clone(),
+        );
+        registry.register(
+            "loaded_ahead",
+            "Selected pods whose programs are loaded, waiting for the kubelet to make their cgroup",
+            loaded_ahead.clone(),
         );
         registry.register(
             "attach_errors",
@@ -121,6 +128,7 @@ impl Metrics {
             registry: Arc::new(registry),
             rows,
             attachments,
+            loaded_ahead,
             attach_errors,
             detach_errors,
             policy_errors,
@@ -164,6 +172,7 @@ pub(crate) fn encode(state: &Mutex<State>) -> String {
         let s = state.lock().unwrap_or_else(|e| e.into_inner());
         let rows = s.counters();
         s.metrics.attachments.set(s.attachments() as i64);
+        s.metrics.loaded_ahead.set(s.loaded_ahead() as i64);
         *s.metrics.rows.0.lock().unwrap_or_else(|e| e.into_inner()) = rows;
         s.metrics.registry.clone()
     };

@@ -548,6 +548,47 @@ def test_cgroup_before_the_api_says_the_pod_is_ours(systemd, listener):
     assert connect_from(container_cgroup(cg), listener) == want(88, 30, 5)
 
 
+def sock_ops_programs():
+    """The ids of every sock_ops program loaded in the kernel (attached or not), from bpftool."""
+    r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=WAIT)
+    assert r.returncode == 0, r.stderr
+    return {p["id"] for p in json.loads(r.stdout or "[]") if p.get("type") == "sock_ops"}
+
+
+def test_programs_loaded_ahead_of_the_cgroup(systemd, listener):
+    """A selected pod the API names before the kubelet makes its cgroup gets its programs loaded
+    (verified) at once, so that the cgroup appearing leaves only linking to do; the settings are
+    the pod's as they are when the cgroup appears, and a pod deleted before that leaves nothing
+    loaded in the kernel."""
+    env, agent, kubepods = systemd
+    # Earlier tests' pods whose cgroups were never made hold theirs: counted from here.
+    base = sum(v for _, v in agent.metrics()["tcp_keepalive_loaded_ahead"])
+    ahead = lambda: sum(v for _, v in agent.metrics()["tcp_keepalive_loaded_ahead"]) - base
+    loaded_before = sock_ops_programs()
+    ns = namespace(env, {A + "keepalive": "on"})
+    uid = create_pod(ns, "ahead", {A + "idle": "71"}, "Burstable")
+    wait_for("programs loaded ahead", lambda: ahead() == 1)
+    assert len(sock_ops_programs() - loaded_before) == 1, "one sock_ops program loaded, not attached"
+    # Not selected: nothing loaded for it.
+    create_pod(ns, "ahead-off", {A + "keepalive": "off"})
+    # Changed before the cgroup appears: the attachment has the new value.
+    kubectl("annotate", "--overwrite", "pod", "-n", ns, "ahead", A + "idle=72")
+    time.sleep(0.5)
+    assert ahead() == 1
+    cg = pod_cgroup(kubepods, uid, "Burstable")
+    os.mkdir(cg)
+    wait_for("the attachment", attached(env, cg, idle=72))
+    assert ahead() == 0
+    assert connect_from(container_cgroup(cg), listener) == want(72, 30, 5)
+    # Deleted before its cgroup was made: the loaded programs are unloaded.
+    attached_now = sock_ops_programs()
+    create_pod(ns, "never-started", qos="Burstable")
+    wait_for("programs loaded ahead", lambda: ahead() == 1)
+    kubectl("delete", "pod", "-n", ns, "never-started", "--grace-period=0", "--force")
+    wait_for("nothing loaded ahead", lambda: ahead() == 0)
+    wait_for("the kernel unloads them", lambda: sock_ops_programs() <= attached_now)
+
+
 def test_static_pods_by_their_mirror_and_the_agents_own_pod(env, listener):
     """A static pod's cgroup is named by the kubelet's UID of it (the manifest hash the mirror pod
     carries in kubernetes.io/config.mirror), not the mirror's API UID. The agent's own pod
