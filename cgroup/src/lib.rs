@@ -107,6 +107,8 @@ pub struct AttachReport {
 /// [`Attachments::load`], for [`Attachments::attach_loaded`]. Dropping it unloads them.
 pub struct Loaded {
     ebpf: aya::Ebpf,
+    /// The object they came from (`None`: the embedded one).
+    object: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Loaded {
@@ -354,13 +356,17 @@ impl Attachments {
     /// Until attached nothing runs, and dropping it frees everything.
     pub fn load(&self) -> Result<Loaded, Error> {
         let ebpf = load::load(&MapSettings::default(), self.object.as_deref())?;
-        Ok(Loaded { ebpf })
+        Ok(Loaded {
+            ebpf,
+            object: self.object.clone(),
+        })
     }
 
     /// [`Attachments::attach_report`] with programs [`Attachments::load`]ed before: the
     /// settings are written into their map, then they are linked and pinned. Where the cgroup
     /// already has an attachment of ours it is adopted as by `attach`, and `loaded` serves
-    /// only an upgrade (or is dropped).
+    /// only an upgrade (or is dropped). Programs loaded from another object than this one's
+    /// ([`Attachments::with_object`]) are dropped and this one's loaded instead.
     pub fn attach_loaded(
         &self,
         cgroup: &Cgroup,
@@ -368,7 +374,8 @@ impl Attachments {
         enforce: bool,
         loaded: Loaded,
     ) -> Result<AttachReport, Error> {
-        self.attach_with(cgroup, keepalive, enforce, Some(loaded.ebpf))
+        let loaded = (loaded.object == self.object).then_some(loaded.ebpf);
+        self.attach_with(cgroup, keepalive, enforce, loaded)
     }
 
     fn attach_with(

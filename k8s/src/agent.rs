@@ -1,12 +1,12 @@
 //! The node agent in its Kubernetes mode: learns the pods of its node from the API server, and
 //! holds one attachment per selected pod, at the pod's cgroup, with the pod's settings.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::{pin_mut, StreamExt};
 use http_body_util::Full;
@@ -35,8 +35,15 @@ pub type Sweeper = Arc<dyn Fn(&Cgroup, &KeepAlive) -> Result<u64, String> + Send
 const MIRROR: &str = "kubernetes.io/config.mirror";
 
 /// At most this many pods have programs loaded ahead of their cgroup (a node runs 110 pods by
-/// default); a pod beyond them is loaded for when its cgroup appears, as before.
+/// default), and no more than one per 16 open files the agent may have (each holds about six
+/// descriptors); a pod beyond them is loaded for when its cgroup appears, as before.
 const LOADED_AHEAD_MAX: usize = 256;
+
+/// Programs are loaded ahead only for a pod that arrived on the node (bound to it) this recently,
+/// and are unloaded when its cgroup has not appeared within it: the kubelet makes a pod's cgroup
+/// within seconds of the binding, before volumes and images. Pods that will never have one again
+/// (a finished Job's, an evicted one, still in the API) so hold nothing.
+const LOAD_AHEAD_WINDOW: Duration = Duration::from_secs(60);
 
 /// How the agent runs.
 pub struct Config {
@@ -66,6 +73,16 @@ struct PodInfo {
     name: String,
     api_uid: String,
     annotations: BTreeMap<String, String>,
+    /// When the watch delivered it as new to this node after the first listing; `None` for a
+    /// pod listed (at the start or after a watch restart), whose cgroup exists or never will.
+    arrived: Option<Instant>,
+}
+
+impl PodInfo {
+    fn recently_arrived(&self) -> bool {
+        self.arrived
+            .is_some_and(|t| t.elapsed() < LOAD_AHEAD_WINDOW)
+    }
 }
 
 /// An attachment the agent holds for a pod.
@@ -94,6 +111,10 @@ pub(crate) struct State {
     /// Pods waiting for their programs to be loaded ahead, in arrival order; loaded one at a
     /// time when the agent has nothing else to do (a cgroup appearing always goes first).
     to_load: VecDeque<String>,
+    /// Pods ever queued for loading ahead: each one is, at most once.
+    ahead_tried: HashSet<String>,
+    /// The most pods loaded ahead at once ([`LOADED_AHEAD_MAX`], fewer with few open files).
+    loaded_ahead_max: usize,
     /// The last policy error reported per pod (one Event and log line per distinct error).
     reported: HashMap<String, String>,
     pods_synced: bool,
@@ -177,8 +198,8 @@ impl State {
         self.reported.remove(key);
         let Some(dir) = self.cgroup_dir(key) else {
             // Not made yet: the cgroup watch attaches when it appears, with programs loaded
-            // ahead meanwhile.
-            if !self.loaded.contains_key(key) && !self.to_load.iter().any(|k| k == key) {
+            // ahead meanwhile for a pod just bound here.
+            if pod.recently_arrived() && self.ahead_tried.insert(key.to_string()) {
                 self.to_load.push_back(key.to_string());
             }
             return;
@@ -291,11 +312,12 @@ impl State {
     fn load_next(&mut self) {
         while let Some(key) = self.to_load.pop_front() {
             let wanted = self.pods.get(&key).is_some_and(|pod| {
-                matches!(self.decision(pod), Ok(Decision::Attach { .. }))
+                pod.recently_arrived()
+                    && matches!(self.decision(pod), Ok(Decision::Attach { .. }))
                     && self.config.own_pod_uid.as_deref() != Some(pod.api_uid.as_str())
             }) && !self.loaded.contains_key(&key)
                 && !self.held.contains_key(&key)
-                && self.loaded.len() < LOADED_AHEAD_MAX
+                && self.loaded.len() < self.loaded_ahead_max
                 && self.cgroup_dir(&key).is_none();
             if !wanted {
                 continue;
@@ -304,11 +326,20 @@ impl State {
                 Ok(loaded) => {
                     self.loaded.insert(key, loaded);
                 }
-                // The attach loads for itself, and reports what fails then.
+                // Not tried again: the attach loads for itself, and reports what fails then.
                 Err(e) => warn(format_args!("loading the programs ahead for {key}: {e}")),
             }
             return;
         }
+    }
+
+    /// Unloads what was loaded ahead for pods whose cgroup did not appear in time (or that are
+    /// gone), and forgets the pods that are gone.
+    fn expire_loaded(&mut self) {
+        let pods = &self.pods;
+        self.loaded
+            .retain(|k, _| pods.get(k).is_some_and(PodInfo::recently_arrived));
+        self.ahead_tried.retain(|k| pods.contains_key(k));
     }
 
     fn reconcile_all(&mut self) {
@@ -386,7 +417,10 @@ impl State {
                 }
             }
             Event::InitDone => {
-                let fresh = buffer.take().unwrap_or_default();
+                let mut fresh = buffer.take().unwrap_or_default();
+                for (k, info) in fresh.iter_mut() {
+                    info.arrived = self.pods.get(k).and_then(|p| p.arrived);
+                }
                 let gone: Vec<String> = self
                     .pods
                     .keys()
@@ -411,7 +445,12 @@ impl State {
                 }
             }
             Event::Apply(p) => {
-                if let Some((k, info)) = pod_info(&p) {
+                if let Some((k, mut info)) = pod_info(&p) {
+                    // New to the node once listed: just bound here, its cgroup still to come.
+                    info.arrived = match self.pods.get(&k) {
+                        Some(known) => known.arrived,
+                        None => self.pods_synced.then(Instant::now),
+                    };
                     self.pods.insert(k.clone(), info);
                     self.reconcile(&k);
                 }
@@ -420,6 +459,7 @@ impl State {
                 if let Some((k, _)) = pod_info(&p) {
                     self.pods.remove(&k);
                     self.reported.remove(&k);
+                    self.ahead_tried.remove(&k);
                     self.reconcile(&k);
                 }
             }
@@ -497,9 +537,13 @@ impl State {
                         .observe(event.seen.elapsed().as_secs_f64());
                 }
             }
-        } else if self.held.contains_key(&event.uid) {
-            // The kubelet removed the pod's cgroup: its links are defunct, only pins remain.
-            self.release(&event.uid, "the pod's cgroup was removed");
+        } else {
+            // A pod whose cgroup is gone (finished, evicted) needs nothing loaded any more.
+            self.loaded.remove(&event.uid);
+            if self.held.contains_key(&event.uid) {
+                // The kubelet removed the pod's cgroup: its links are defunct, only pins remain.
+                self.release(&event.uid, "the pod's cgroup was removed");
+            }
         }
     }
 
@@ -569,6 +613,19 @@ impl State {
 }
 
 /// The cgroup UID and what the agent keeps of a pod.
+/// This process's soft limit on open files (1024 when it cannot be read).
+fn open_file_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit into a struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return 1024;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
+}
+
 fn pod_info(p: &PartialObjectMeta<Pod>) -> Option<(String, PodInfo)> {
     let api_uid = p.uid()?;
     let annotations = p.annotations().clone();
@@ -584,6 +641,7 @@ fn pod_info(p: &PartialObjectMeta<Pod>) -> Option<(String, PodInfo)> {
             name: p.name_any(),
             api_uid,
             annotations,
+            arrived: None,
         },
     ))
 }
@@ -650,6 +708,8 @@ async fn run_async(config: Config) -> Result<(), String> {
         held: HashMap::new(),
         loaded: HashMap::new(),
         to_load: VecDeque::new(),
+        ahead_tried: HashSet::new(),
+        loaded_ahead_max: LOADED_AHEAD_MAX.min(open_file_limit() / 16),
         reported: HashMap::new(),
         pods_synced: false,
         namespaces_synced: false,
@@ -730,10 +790,12 @@ async fn run_async(config: Config) -> Result<(), String> {
                         s.release(&k, "not as the agent left it in the kernel; attaching again");
                     }
                     s.reconcile_all();
+                    s.expire_loaded();
                 }
             },
-            // Only when nothing above is ready.
-            _ = std::future::ready(()), if wants_load => lock(&state).load_next(),
+            // Only when nothing above is ready; yielding first lets the runtime take in what has
+            // arrived meanwhile (a cgroup event, a signal) before each load.
+            _ = tokio::task::yield_now(), if wants_load => lock(&state).load_next(),
         }
         let events = std::mem::take(&mut lock(&state).pending_events);
         for (reference, note) in events {
