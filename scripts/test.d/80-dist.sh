@@ -243,6 +243,16 @@ PY
 # needs (it cannot resolve tcp-keepalive 0.1.0 or tcp-keepalive-cgroup from crates.io before they
 # are published).
 publish_dry_run() {
+    # Cargo verifies each crate against the others packaged in a temporary registry, extracted
+    # under $CARGO_HOME/registry/src/<that registry's hash>/ and never again once there, and
+    # built into target/debug where a registry crate counts as unchanged once built: a second
+    # run from the same checkout path would build against the first run's copies of our own
+    # crates (errors like "no `Loaded` in the root"). Only our unpublished names go.
+    local stale
+    for stale in "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/tcp-keepalive{,-cgroup,-k8s,-cli}-"$VERSION" \
+        target/debug/.fingerprint/tcp-keepalive-*; do
+        [ -e "$stale" ] && rm -rf "$stale"
+    done
     cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive &&
         cargo publish --dry-run --locked --allow-dirty --quiet -p tcp-keepalive -p tcp-keepalive-cgroup \
             -p tcp-keepalive-k8s -p tcp-keepalive-cli
