@@ -404,14 +404,7 @@ impl Attachments {
         // start again from nothing.
         remove_pins(&self.pin_root, &cgroup.id.to_string())?;
 
-        let mut ebpf = match loaded {
-            // Its settings first: the programs run from the moment they are linked.
-            Some(mut ebpf) => {
-                load::set_first(&mut ebpf, PIN_SETTINGS, "settings", &settings)?;
-                ebpf
-            }
-            None => load::load(&settings, self.object.as_deref())?,
-        };
+        let mut ebpf = load::loaded_with(loaded, &settings, self.object.as_deref())?;
         let cgroup_dir = File::open(&cgroup.path)
             .map_err(|e| Error::other(format!("open {}", cgroup.path.display()), e))?;
         let attach_error = |program: &'static str, e: io::Error| {
@@ -537,13 +530,7 @@ impl Attachments {
                 replaced: false,
             });
         }
-        let mut ebpf = match loaded {
-            Some(mut ebpf) => {
-                load::set_first(&mut ebpf, PIN_SETTINGS, "settings", &settings)?;
-                ebpf
-            }
-            None => load::load(&settings, object)?,
-        };
+        let mut ebpf = load::loaded_with(loaded, &settings, object)?;
         let replaced = upgrade::replace_if_changed(dir, &mut ebpf, object)?;
         if !replaced {
             write_settings(dir, settings)?;

@@ -77,14 +77,26 @@ pub(crate) fn load(settings: &MapSettings, object: Option<&Path>) -> Result<Ebpf
     Ok(ebpf)
 }
 
+/// Programs loaded ahead (`Attachments::load`) given these settings, else [`load`]ed now with
+/// them: either way the settings are in the map before anything is linked, since the programs
+/// run from that moment.
+pub(crate) fn loaded_with(
+    loaded: Option<Ebpf>,
+    settings: &MapSettings,
+    object: Option<&Path>,
+) -> Result<Ebpf, Error> {
+    match loaded {
+        Some(mut ebpf) => {
+            set_first(&mut ebpf, PIN_SETTINGS, "settings", settings)?;
+            Ok(ebpf)
+        }
+        None => load(settings, object),
+    }
+}
+
 /// Writes `value` at index 0 of the one-element array map `name` of the object; `what` names
 /// the map in the errors ("find/open/write the settings map").
-pub(crate) fn set_first<V: aya::Pod>(
-    ebpf: &mut Ebpf,
-    name: &str,
-    what: &str,
-    value: &V,
-) -> Result<(), Error> {
+fn set_first<V: aya::Pod>(ebpf: &mut Ebpf, name: &str, what: &str, value: &V) -> Result<(), Error> {
     let map = ebpf
         .map_mut(name)
         .ok_or_else(|| Error::other(format!("find the {what} map"), "missing in the object"))?;
