@@ -691,7 +691,7 @@ fn run_kubernetes_agent(
     };
     let kubepods = find_kubepods(&cgroup_root(root)?)?;
     // Programs loaded ahead for pods about to start hold descriptors (k8s/README.md).
-    crate::process::raise_open_file_limit();
+    let open_files = crate::process::raise_open_file_limit();
     let sweep: Option<tcp_keepalive_k8s::Sweeper> = (!k.no_sweep).then(|| {
         std::sync::Arc::new(|cgroup: &Cgroup, keepalive: &KeepAlive| {
             // Only the sockets whose own cgroup is the pod's (docs: the sweep's reach).
@@ -722,6 +722,7 @@ fn run_kubernetes_agent(
         resync,
         own_pod_uid: std::env::var("POD_UID").ok().filter(|u| !u.is_empty()),
         sweep,
+        open_files,
     })
     .map_err(Failure::Other)?;
     Ok(0)

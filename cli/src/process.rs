@@ -318,22 +318,30 @@ impl Process {
 }
 
 /// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit, so that the
-/// few descriptors a command holds at once never hit a low soft limit. For `inspect`, `apply`
-/// and sweeps, never before `run` (the program would inherit it). Best effort: an error leaves
-/// the limit as it was.
-pub fn raise_open_file_limit() {
+/// few descriptors a command holds at once never hit a low soft limit. For `inspect`, `apply`,
+/// sweeps and the agent, never before `run` (the program would inherit it). Best effort: an
+/// error leaves the limit as it was. Returns the soft limit now (1024 when it cannot be read).
+pub fn raise_open_file_limit() -> usize {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit/setrlimit with a struct we own.
     unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
-        {
-            limit.rlim_cur = limit.rlim_max;
-            let _ = libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 1024;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                ..limit
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
         }
     }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 /// Whether the duplicate is still a TCP (or MPTCP) socket with this inode: core's

@@ -65,6 +65,9 @@ pub struct Config {
     pub own_pod_uid: Option<String>,
     /// The sweep of connections open before a pod's attachment (`None`: no sweep).
     pub sweep: Option<Sweeper>,
+    /// How many files the agent may have open: bounds how many pods have programs loaded ahead
+    /// of their cgroup (each holds about six descriptors).
+    pub open_files: usize,
 }
 
 /// One pod of the node, as the API server lists it.
@@ -307,17 +310,14 @@ impl State {
         !self.to_load.is_empty()
     }
 
-    /// Loads the programs of the next pod that still needs them: selected, its cgroup not made
-    /// yet, nothing loaded for it, and room left.
+    /// Loads the programs of the next queued pod that still needs them (still selected, its
+    /// cgroup still not made) while there is room. Each pod is queued once (`ahead_tried`), by
+    /// `reconcile`, which leaves out the agent's own pod.
     fn load_next(&mut self) {
         while let Some(key) = self.to_load.pop_front() {
             let wanted = self.pods.get(&key).is_some_and(|pod| {
-                pod.recently_arrived()
-                    && matches!(self.decision(pod), Ok(Decision::Attach { .. }))
-                    && self.config.own_pod_uid.as_deref() != Some(pod.api_uid.as_str())
-            }) && !self.loaded.contains_key(&key)
-                && !self.held.contains_key(&key)
-                && self.loaded.len() < self.loaded_ahead_max
+                pod.recently_arrived() && matches!(self.decision(pod), Ok(Decision::Attach { .. }))
+            }) && self.loaded.len() < self.loaded_ahead_max
                 && self.cgroup_dir(&key).is_none();
             if !wanted {
                 continue;
@@ -613,19 +613,6 @@ impl State {
 }
 
 /// The cgroup UID and what the agent keeps of a pod.
-/// This process's soft limit on open files (1024 when it cannot be read).
-fn open_file_limit() -> usize {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit into a struct we own.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
-        return 1024;
-    }
-    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
-}
-
 fn pod_info(p: &PartialObjectMeta<Pod>) -> Option<(String, PodInfo)> {
     let api_uid = p.uid()?;
     let annotations = p.annotations().clone();
@@ -699,6 +686,7 @@ async fn run_async(config: Config) -> Result<(), String> {
         config.defaults.keepalive,
         if config.defaults.enforce { "on" } else { "off" }
     ));
+    let open_files = config.open_files;
     let state = Arc::new(Mutex::new(State {
         config,
         door,
@@ -709,7 +697,7 @@ async fn run_async(config: Config) -> Result<(), String> {
         loaded: HashMap::new(),
         to_load: VecDeque::new(),
         ahead_tried: HashSet::new(),
-        loaded_ahead_max: LOADED_AHEAD_MAX.min(open_file_limit() / 16),
+        loaded_ahead_max: LOADED_AHEAD_MAX.min(open_files / 16),
         reported: HashMap::new(),
         pods_synced: false,
         namespaces_synced: false,
