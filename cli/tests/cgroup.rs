@@ -1322,10 +1322,11 @@ fn other_pins(s: &mut Scratch) -> PathBuf {
     dir
 }
 
-/// Someone else's programs, pinned in `dir`: compiled with clang, loaded with bpftool.
-fn other_programs(dir: &Path) -> (PathBuf, PathBuf) {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/other_bpf.c");
-    let obj = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("other_bpf.o");
+/// A BPF object compiled by clang from `src` (relative to this crate) into the tests' temporary
+/// directory as `name`, with `flags` besides the target and the UAPI headers' `asm/` directory.
+fn compile_bpf(src: &str, name: &str, flags: &[&str]) -> PathBuf {
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(src);
+    let obj = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
     let asm = [
         "/usr/include/x86_64-linux-gnu",
         "/usr/include/aarch64-linux-gnu",
@@ -1334,13 +1335,21 @@ fn other_programs(dir: &Path) -> (PathBuf, PathBuf) {
     .find(|d| Path::new(d).join("asm/types.h").exists())
     .unwrap_or("/usr/include");
     let out = Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-g", "-idirafter", asm, "-c"])
+        .args(["-target", "bpf", "-O2", "-g"])
+        .args(flags)
+        .args(["-idirafter", asm, "-c"])
         .arg(&src)
         .arg("-o")
         .arg(&obj)
         .output()
         .expect("clang");
     assert!(out.status.success(), "clang: {}", text(&out));
+    obj
+}
+
+/// Someone else's programs, pinned in `dir`: compiled with clang, loaded with bpftool.
+fn other_programs(dir: &Path) -> (PathBuf, PathBuf) {
+    let obj = compile_bpf("tests/data/other_bpf.c", "other_bpf.o", &[]);
     std::fs::create_dir_all(dir).unwrap();
     let out = bpftool(&[
         "prog",
@@ -2372,25 +2381,11 @@ fn prog_tag(id: u64) -> String {
 /// "Another version" of our programs: bpf/keepalive.bpf.c compiled with -DTCPKA_VARIANT=1
 /// (the same behaviour, other instructions, so other program tags).
 fn variant_object() -> PathBuf {
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../cgroup/bpf/keepalive.bpf.c");
-    let obj = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("keepalive-variant.bpf.o");
-    let asm = [
-        "/usr/include/x86_64-linux-gnu",
-        "/usr/include/aarch64-linux-gnu",
-    ]
-    .into_iter()
-    .find(|d| Path::new(d).join("asm/types.h").exists())
-    .unwrap_or("/usr/include");
-    let out = Command::new("clang")
-        .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
-        .args(["-DTCPKA_VARIANT=1", "-idirafter", asm, "-c"])
-        .arg(&src)
-        .arg("-o")
-        .arg(&obj)
-        .output()
-        .expect("clang");
-    assert!(out.status.success(), "clang: {}", text(&out));
-    obj
+    compile_bpf(
+        "../cgroup/bpf/keepalive.bpf.c",
+        "keepalive-variant.bpf.o",
+        &["-Wall", "-Werror", "-DTCPKA_VARIANT=1"],
+    )
 }
 
 /// A running agent and the thread that reads the rest of its output.

@@ -128,22 +128,24 @@ def rmdir_tree(path):
                 time.sleep(0.1)
 
 
-# A process in a cgroup that makes one connection to our listener and reports its keep-alive as
-# the kernel has it (getsockopt on its own socket), then exits.
-PROBE = r"""
+# The start of a process in a cgroup that makes one connection to our listener; report() is its
+# keep-alive as the kernel has it (getsockopt on its own socket).
+CONNECT = r"""
 import json, socket, sys
 with open(sys.argv[1] + "/cgroup.procs", "w") as f:
     f.write("0")
 s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
 g = lambda lvl, opt: s.getsockopt(lvl, opt)
-print(json.dumps({
+report = lambda: json.dumps({
     "keepalive": g(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
     "idle": g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
     "interval": g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
     "count": g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
     "user_timeout_ms": g(socket.IPPROTO_TCP, 18),
-}))
+})
 """
+# One report, then exit.
+PROBE = CONNECT + "print(report())\n"
 
 
 @pytest.fixture(scope="module")
@@ -548,18 +550,21 @@ def test_cgroup_before_the_api_says_the_pod_is_ours(systemd, listener):
     assert connect_from(container_cgroup(cg), listener) == want(88, 30, 5)
 
 
-def sock_ops_programs():
-    """The ids of every sock_ops program loaded in the kernel (attached or not), from bpftool."""
-    r = subprocess.run(["bpftool", "-j", "prog", "show"], capture_output=True, text=True, timeout=WAIT)
+def bpftool(*args):
+    """What bpftool reads from the kernel, as JSON (a list of programs)."""
+    r = subprocess.run(["bpftool", "-j", *args], capture_output=True, text=True, timeout=WAIT)
     assert r.returncode == 0, r.stderr
-    return {p["id"] for p in json.loads(r.stdout or "[]") if p.get("type") == "sock_ops"}
+    return json.loads(r.stdout or "[]")
+
+
+def sock_ops_programs():
+    """The ids of every sock_ops program loaded in the kernel (attached or not)."""
+    return {p["id"] for p in bpftool("prog", "show") if p.get("type") == "sock_ops"}
 
 
 def sock_ops_attached_at(cgroup):
-    """The ids of the sock_ops programs attached at the cgroup itself, as bpftool reads them."""
-    r = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True, timeout=WAIT)
-    assert r.returncode == 0, r.stderr
-    return {p["id"] for p in json.loads(r.stdout or "[]") if p.get("attach_type") == "cgroup_sock_ops"}
+    """The ids of the sock_ops programs attached at the cgroup itself."""
+    return {p["id"] for p in bpftool("cgroup", "show", cgroup) if p.get("attach_type") == "cgroup_sock_ops"}
 
 
 def test_programs_loaded_ahead_of_the_cgroup(systemd, listener):
@@ -723,21 +728,10 @@ def test_cgroupfs_layout_every_qos_class(env, listener):
 
 # A process in a cgroup that connects, then on each line of its stdin reports its connection's
 # keep-alive as the kernel has it (the connection stays open between reports).
-HOLDER = r"""
-import json, socket, sys
-with open(sys.argv[1] + "/cgroup.procs", "w") as f:
-    f.write("0")
-s = socket.create_connection(("127.0.0.1", int(sys.argv[2])), timeout=10)
-g = lambda lvl, opt: s.getsockopt(lvl, opt)
+HOLDER = CONNECT + r"""
 print("connected", flush=True)
 for _ in sys.stdin:
-    print(json.dumps({
-        "keepalive": g(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0,
-        "idle": g(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-        "interval": g(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-        "count": g(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
-        "user_timeout_ms": g(socket.IPPROTO_TCP, 18),
-    }), flush=True)
+    print(report(), flush=True)
 """
 
 
@@ -789,9 +783,7 @@ for _ in range(100000):
 
 def programs_at(cgroup):
     """Our programs attached at the cgroup itself, by name, as bpftool reads them from the kernel."""
-    r = subprocess.run(["bpftool", "-j", "cgroup", "show", cgroup], capture_output=True, text=True, timeout=WAIT)
-    assert r.returncode == 0, r.stderr
-    return sorted(p["name"] for p in json.loads(r.stdout or "[]"))
+    return sorted(p["name"] for p in bpftool("cgroup", "show", cgroup))
 
 
 def test_agent_replaced_with_keep_on_exit_leaves_no_gap(env, listener):
